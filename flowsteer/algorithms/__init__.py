@@ -1,0 +1,1 @@
+"""Pure JAX learners: one file per algorithm, shared pieces written once."""

@@ -1,0 +1,133 @@
+"""What every learner shares: the train state, Polyak averaging, one optimizer step, on-device batches,
+the scanned multi-step update and training several seeds in one program."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+# spec §1: dataset actions are clipped to ±(1 − 1e−5) once, for train and validation sets.
+ACTION_CLIP_EPS = 1e-5
+TRANSITION_KEYS = ("observations", "actions", "next_observations", "rewards", "masks", "terminals")
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """Everything a learner carries between updates; a pytree, so it can be scanned, vmapped and saved."""
+
+    params: Any  # trained parameters, {module name: params}
+    target_params: Any  # slow (Polyak/EMA) copies, {module name: params}
+    opt_state: Any  # optimizer state(s) over `params`
+    step: jax.Array  # number of updates done so far (int32 scalar)
+    rng: jax.Array  # PRNG key for the next update
+    act_dim: int = flax.struct.field(pytree_node=False, default=0)  # action dimension (static)
+
+
+class Config(Protocol):
+    batch_size: int
+
+
+class UpdateFn(Protocol):
+    def __call__(self, config: Any, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]: ...
+
+
+def polyak(online: Any, target: Any, tau: float) -> Any:
+    """target ← τ·online + (1 − τ)·target, leaf by leaf."""
+    return jax.tree_util.tree_map(lambda p, tp: tau * p + (1 - tau) * tp, online, target)
+
+
+def grad_stats(grads: Any) -> Metrics:
+    """grad/{max,min,norm}; norm is the sum of per-leaf L2 norms, as the FQL codebase logs it (spec §1)."""
+    leaves = jax.tree_util.tree_leaves(grads)
+    return {
+        "grad/max": jnp.max(jnp.stack([jnp.max(g) for g in leaves])),
+        "grad/min": jnp.min(jnp.stack([jnp.min(g) for g in leaves])),
+        "grad/norm": sum(jnp.linalg.norm(g) for g in leaves),
+    }
+
+
+def optimizer_step(
+    tx: optax.GradientTransformation,
+    params: Any,
+    opt_state: Any,
+    loss_fn: Callable[[Any], tuple[jax.Array, Metrics]],
+) -> tuple[Any, Any, Metrics]:
+    """One gradient step of `tx` on `loss_fn(params) -> (loss, metrics)`; returns new params, state, metrics."""
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, {**metrics, **grad_stats(grads)}
+
+
+def new_state(params: Any, target_params: Any, opt_state: Any, rng: jax.Array, act_dim: int) -> TrainState:
+    """A fresh TrainState at step 0."""
+    return TrainState(params, target_params, opt_state, jnp.zeros((), jnp.int32), rng, act_dim)
+
+
+def to_device_dataset(data: Mapping[str, np.ndarray], action_clip_eps: float = ACTION_CLIP_EPS) -> Batch:
+    """Put a transition dataset on the default device as float32, with clipped actions and `next_actions`.
+
+    `next_actions[i] = actions[min(i + 1, N − 1)]` is what ReBRAC's critic penalty reads; like the reference
+    it is wrong at trajectory ends (spec §5, pitfall 6).
+    """
+    missing = [k for k in TRANSITION_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"dataset lacks {missing}; it needs {list(TRANSITION_KEYS)}")
+    out = {k: jnp.asarray(np.asarray(data[k], dtype=np.float32)) for k in TRANSITION_KEYS}
+    out["actions"] = jnp.clip(out["actions"], -1 + action_clip_eps, 1 - action_clip_eps)
+    out["next_actions"] = jnp.concatenate([out["actions"][1:], out["actions"][-1:]], axis=0)
+    return out
+
+
+def sample_batch(dataset: Batch, key: jax.Array, batch_size: int) -> Batch:
+    """Uniform sample with replacement, drawn on the device."""
+    size = next(iter(dataset.values())).shape[0]
+    idx = jax.random.randint(key, (batch_size,), 0, size)
+    return {k: v[idx] for k, v in dataset.items()}
+
+
+def train_step(update: UpdateFn, config: Config, state: TrainState, dataset: Batch) -> tuple[TrainState, Metrics]:
+    """Draw one batch from the state's key, then update: the unit that the chunked update repeats."""
+    rng, batch_key = jax.random.split(state.rng)
+    batch = sample_batch(dataset, batch_key, config.batch_size)
+    return update(config, state.replace(rng=rng), batch)
+
+
+def make_update_chunk(
+    update: UpdateFn, config: Config, chunk_size: int, vmap_seeds: bool = False
+) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+    """A jitted `(state, dataset) -> (state, metrics)` running `chunk_size` updates in one dispatch.
+
+    Metrics come back stacked over the chunk (leading axis `chunk_size`). With `vmap_seeds`, the state has a
+    leading seed axis (see `init_seeds`), the dataset is shared, and metrics are (seeds, chunk_size).
+    """
+
+    def chunk(state: TrainState, dataset: Batch) -> tuple[TrainState, Metrics]:
+        def body(carry: TrainState, _: None) -> tuple[TrainState, Metrics]:
+            return train_step(update, config, carry, dataset)
+
+        return jax.lax.scan(body, state, None, length=chunk_size)
+
+    if vmap_seeds:
+        chunk = jax.vmap(chunk, in_axes=(0, None))
+    return jax.jit(chunk)
+
+
+def make_update(update: UpdateFn, config: Config) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+    """A jitted single update on a given batch (host-sampled batches, e.g. for online phases)."""
+    return jax.jit(lambda state, batch: update(config, state, batch))
+
+
+def init_seeds(
+    init: Callable[..., TrainState], config: Any, obs_dim: int, act_dim: int, seeds: list[int] | np.ndarray
+) -> TrainState:
+    """States for several seeds, stacked along a leading axis; state i equals init(..., PRNGKey(seeds[i]))."""
+    keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
+    return jax.vmap(lambda k: init(config, obs_dim, act_dim, k))(keys)
