@@ -1,0 +1,1 @@
+"""One run: a validated RunSpec, the run loop, checkpoints and tracking."""
