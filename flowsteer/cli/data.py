@@ -1,0 +1,229 @@
+"""``flowsteer data generate|list|info``: OGBench datasets on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from flowsteer.datasets import catalog, store
+from flowsteer.datasets.build import build_dataset
+from flowsteer.datasets.catalog import OFFICIAL_EPISODE_STEPS, DatasetInfo
+from flowsteer.datasets.errors import DatasetError
+from flowsteer.datasets.generate import GenerationSpec
+from flowsteer.datasets.load import load_task
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("data", help="generate, list and inspect OGBench datasets")
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    generate = sub.add_parser(
+        "generate",
+        help="generate a dataset with OGBench's scripted oracles into the cache",
+        description="Generate a manipulation (cube, scene, puzzle) or pointmaze dataset in OGBench's file "
+        "format with the oracles shipped in the ogbench package. NAME is a dataset, category or task name.",
+    )
+    generate.add_argument("name", metavar="NAME")
+    _add_copy_options(generate)
+    generate.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    generate.add_argument("--force", action="store_true", help="regenerate even if the copy exists")
+    generate.add_argument("--quiet", action="store_true", help="no progress bar")
+    generate.set_defaults(run=_generate)
+
+    listing = sub.add_parser("list", help="datasets available here (official files and generated copies)")
+    listing.add_argument("--all", action="store_true", help="also list every dataset flowsteer knows")
+    _add_dir_options(listing)
+    listing.set_defaults(run=_list)
+
+    info = sub.add_parser("info", help="facts about a dataset or task, and its copies on this machine")
+    info.add_argument("name", metavar="NAME")
+    _add_copy_options(info)
+    info.add_argument("--stats", action="store_true", help="load the copy (never generating) and print its statistics")
+    info.set_defaults(run=_info)
+
+
+def _add_dir_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", help=f"directory of official files (default: ${store.DATA_DIR_ENV}, then ~/.ogbench/data)"
+    )
+    parser.add_argument(
+        "--cache-dir", help=f"cache of generated datasets (default: ${store.CACHE_DIR_ENV} or ~/.cache/flowsteer)"
+    )
+
+
+def _add_copy_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--episodes", type=int, default=1000, help="training episodes (default 1000, official)")
+    parser.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
+    parser.add_argument(
+        "--episode-steps", type=int, default=OFFICIAL_EPISODE_STEPS, help="rows per episode (default 1001)"
+    )
+    _add_dir_options(parser)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    info = catalog.get_dataset(args.name)
+    if not info.generatable:
+        raise DatasetError(store.missing_official_message(info, args.data_dir))
+    spec = GenerationSpec(info.name, episodes=args.episodes, seed=args.seed, episode_steps=args.episode_steps)
+    root = store.cache_root(args.cache_dir)
+    existing = store.find_generated(spec, args.cache_dir)
+    if existing is not None and not args.force:
+        print(f"{info.name}: already generated at {existing.train.parent} (use --force to regenerate)")
+        return 0
+    started = time.perf_counter()
+    directory = build_dataset(spec, root, workers=args.workers, progress=not args.quiet, force=args.force)
+    seconds = time.perf_counter() - started
+    files = store.find_generated(spec, args.cache_dir)
+    assert files is not None
+    rows = spec.total_episodes * spec.episode_steps
+    size = sum(f.stat().st_size for f in (files.train, files.val))
+    print(
+        f"{info.name}: {spec.episodes} + {spec.val_episodes} validation episodes, "
+        f"{files.provenance['files']['train']['transitions']:,} training transitions, "
+        f"{_megabytes(size)} in {seconds:.1f} s ({rows / seconds:,.0f} env steps/s, {args.workers} worker(s))\n"
+        f"  {directory}"
+    )
+    return 0
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows = []
+    have = set()
+    for info in catalog.DATASETS.values():
+        try:
+            official = store.find_official(info, args.data_dir)
+        except DatasetError as exc:
+            rows.append([info.name, "official (unusable)", "", "", "", str(exc).splitlines()[0]])
+            continue
+        if official is not None:
+            have.add(info.name)
+            size = sum(f["bytes"] for f in official.provenance["files"].values())
+            rows.append([info.name, "official", "", "", _megabytes(size), str(official.train.parent)])
+    for files in store.list_generated(args.cache_dir):
+        have.add(files.info.name)
+        gen = files.provenance["generator"]
+        size = sum(f["bytes"] for f in files.provenance["files"].values())
+        transitions = files.provenance["files"]["train"]["transitions"]
+        rows.append(
+            [
+                files.info.name,
+                "generated",
+                f"{gen['episodes']} ({transitions:,} tr.)",
+                str(gen["seed"]),
+                _megabytes(size),
+                str(files.train.parent),
+            ]
+        )
+    if args.all:
+        for info in catalog.DATASETS.values():
+            if info.name not in have:
+                how = "flowsteer data generate" if info.generatable else "needs the official files"
+                rows.append([info.name, "not here", "", "", "", how])
+    if not rows:
+        print(
+            "No datasets here yet. Generate one with `flowsteer data generate cube-single-play-v0`, or "
+            "see every known dataset with `flowsteer data list --all`."
+        )
+        return 0
+    _print_table(["dataset", "source", "episodes", "seed", "size", "where"], rows)
+    return 0
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _info(args: argparse.Namespace) -> int:
+    info = catalog.get_dataset(args.name)
+    task = catalog.parse_task(args.name) if "-singletask" in args.name else None
+    _print_facts(info, task)
+    _print_copies(info, args)
+    if args.stats:
+        _print_stats(task.name if task else info.default_task_name, args)
+    return 0
+
+
+def _print_facts(info: DatasetInfo, task: catalog.TaskRef | None) -> None:
+    family = info.family
+    tasks = ", ".join(
+        f"task{k}{' (default)' if k == family.default_task else ''}" for k in range(1, catalog.NUM_TASKS + 1)
+    )
+    generator = (
+        f"yes ({family.generator} oracle: {GenerationSpec(info.name, episodes=1).recipe()})"
+        if info.generatable
+        else "no (the data comes from SAC experts on the OGBench dataset server)"
+    )
+    lines = [
+        ("dataset", info.name),
+        ("task", task.name if task else f"{info.default_task_name} (default)"),
+        ("category", f"{info.category} ({family.domain})"),
+        ("environment", task.env_name if task else info.env_name(family.default_task)),
+        ("observation / action dims", f"{family.obs_dim} / {family.act_dim}"),
+        ("episode limit (single-task)", f"{family.episode_steps} steps"),
+        ("tasks", tasks),
+        ("official size", f"{info.official_episodes} episodes, {info.official_transitions:,} transitions"),
+        ("in the FQL paper", "yes" if info.in_fql_paper else "no"),
+        ("generatable here", generator),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key.ljust(width)}  {value}")
+
+
+def _print_copies(info: DatasetInfo, args: argparse.Namespace) -> None:
+    print("\ncopies on this machine:")
+    found = False
+    try:
+        official = store.find_official(info, args.data_dir)
+    except DatasetError as exc:
+        print(f"  official files present but unusable: {exc}")
+        official = None
+    if official is not None:
+        found = True
+        print(f"  official   {official.train.parent}")
+    for files in store.list_generated(args.cache_dir):
+        if files.info.name == info.name:
+            found = True
+            gen = files.provenance["generator"]
+            print(
+                f"  generated  episodes={gen['episodes']} seed={gen['seed']} steps/episode="
+                f"{gen['episode_steps']} ({files.provenance['created']})  {files.train.parent}"
+            )
+    if not found:
+        hint = (
+            f"flowsteer data generate {info.name}"
+            if info.generatable
+            else store.missing_official_message(info, args.data_dir)
+        )
+        print(f"  none. {hint}")
+
+
+def _print_stats(task_name: str, args: argparse.Namespace) -> None:
+    task = load_task(
+        task_name,
+        data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
+        episodes=args.episodes,
+        seed=args.seed,
+        episode_steps=args.episode_steps,
+        generate=False,
+        progress=False,
+    )
+    print(f"\n{task.name} ({task.provenance['source']} copy):")
+    for split, data in (("train", task.train), ("val", task.val)):
+        rewards, masks = data["rewards"], data["masks"]
+        print(
+            f"  {split:5s} {len(rewards):>9,} transitions  reward min/mean/max "
+            f"{rewards.min():.0f}/{rewards.mean():.3f}/{rewards.max():.0f}  solved states (mask 0) "
+            f"{int((masks == 0).sum()):,}  episodes {int(data['terminals'].sum()):,}  "
+            f"mean |action| {np.abs(data['actions']).mean():.3f}"
+        )
+    task.env.close()

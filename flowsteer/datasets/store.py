@@ -1,0 +1,212 @@
+"""Where datasets live, and which copy a run uses.
+
+Resolution order for a dataset (DESIGN.md, shared/spec/ogbench.md §7):
+1. the official files in a directory the user configures (``--data-dir`` or ``FLOWSTEER_OGBENCH_DIR``),
+2. the official files in ``~/.ogbench/data`` (where ``ogbench.download_datasets`` puts them),
+3. flowsteer's cache of generated datasets (``--cache-dir``, ``FLOWSTEER_CACHE_DIR``, ``~/.cache/flowsteer``),
+4. generation on demand, for the datasets that OGBench's scripted oracles can produce.
+Every copy is checked (keys, dtypes, shapes) before it is used, and comes with its provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from flowsteer.datasets.build import PROVENANCE_FILE, TRAIN_FILE, VAL_FILE, build_dataset
+from flowsteer.datasets.catalog import OFFICIAL_EPISODE_STEPS, DatasetInfo, get_dataset
+from flowsteer.datasets.errors import CorruptDatasetError, DatasetError, MissingOfficialDataError
+from flowsteer.datasets.generate import GenerationSpec
+from flowsteer.datasets.npzfile import read_headers, sha256
+
+DATA_DIR_ENV = "FLOWSTEER_OGBENCH_DIR"
+CACHE_DIR_ENV = "FLOWSTEER_CACHE_DIR"
+OGBENCH_DEFAULT_DIR = Path("~/.ogbench/data")
+OFFICIAL_URL = "https://rail.eecs.berkeley.edu/datasets/ogbench"
+Source = Literal["auto", "official", "generated"]
+
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    """A train/validation file pair on disk and where it came from."""
+
+    info: DatasetInfo
+    train: Path
+    val: Path
+    provenance: dict[str, Any]
+
+    @property
+    def source(self) -> str:
+        return self.provenance["source"]
+
+
+def official_dirs(data_dir: str | Path | None = None) -> list[Path]:
+    """Directories searched for official files, in order."""
+    configured = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
+    dirs = [Path(configured).expanduser()] if configured else []
+    default = OGBENCH_DEFAULT_DIR.expanduser()
+    return dirs + ([default] if default not in dirs else [])
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """Root of flowsteer's cache of generated datasets."""
+    configured = cache_dir if cache_dir is not None else os.environ.get(CACHE_DIR_ENV)
+    return Path(configured or "~/.cache/flowsteer").expanduser().absolute()
+
+
+def find_official(info: DatasetInfo, data_dir: str | Path | None = None) -> DatasetFiles | None:
+    """The official file pair of ``info`` in the first directory that has it, checked."""
+    for directory in official_dirs(data_dir):
+        train, val = directory / f"{info.name}.npz", directory / f"{info.name}-val.npz"
+        if not train.exists() and not val.exists():
+            continue
+        if not (train.exists() and val.exists()):
+            missing, present = (val, train) if train.exists() else (train, val)
+            raise CorruptDatasetError(
+                f"{present} exists but {missing} does not: an official dataset is a pair of files. "
+                f"Copy the missing file there (from {OFFICIAL_URL}/{missing.name})."
+            )
+        check_files(info, train, val)
+        provenance = {
+            "source": "official",
+            "dataset": info.name,
+            "directory": str(directory.absolute()),
+            "files": {split: _file_record(path) for split, path in (("train", train), ("val", val))},
+        }
+        return DatasetFiles(info, train, val, provenance)
+    return None
+
+
+def _file_record(path: Path) -> dict[str, Any]:
+    return {"file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size}
+
+
+def find_generated(spec: GenerationSpec, cache_dir: str | Path | None = None) -> DatasetFiles | None:
+    """The cached, complete copy of ``spec``, checked; None if it was never generated."""
+    directory = cache_root(cache_dir) / "ogbench" / spec.cache_key
+    return _generated_files(directory) if directory.exists() else None
+
+
+def _generated_files(directory: Path) -> DatasetFiles:
+    provenance_path = directory / PROVENANCE_FILE
+    try:
+        provenance = json.loads(provenance_path.read_text())
+        info = get_dataset(provenance["dataset"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise CorruptDatasetError(
+            f"{provenance_path} is missing or unreadable ({exc}); the cached dataset in {directory} cannot "
+            f"be trusted. Delete that directory and generate it again."
+        ) from exc
+    train, val = directory / TRAIN_FILE, directory / VAL_FILE
+    check_files(info, train, val)
+    return DatasetFiles(info, train, val, {**provenance, "directory": str(directory)})
+
+
+def list_generated(cache_dir: str | Path | None = None) -> list[DatasetFiles]:
+    """Every complete generated dataset in the cache (builds in progress are hidden)."""
+    parent = cache_root(cache_dir) / "ogbench"
+    if not parent.is_dir():
+        return []
+    found = []
+    for directory in sorted(parent.iterdir()):
+        if directory.is_dir() and not directory.name.startswith("."):
+            try:
+                found.append(_generated_files(directory))
+            except DatasetError:
+                continue  # `flowsteer data list` reports it separately as unusable
+    return found
+
+
+def check_files(info: DatasetInfo, train: Path, val: Path) -> None:
+    """Fail with a clear message unless both files have the keys, dtypes and shapes OGBench needs."""
+    for path in (train, val):
+        if not path.exists():
+            raise CorruptDatasetError(f"{path} is missing. Generate or download the dataset again.")
+        _check_headers(info, path, read_headers(path))
+
+
+def _check_headers(info: DatasetInfo, path: Path, headers: dict) -> None:
+    required = ["observations", "actions", "terminals", "qpos", "qvel"]
+    if info.family.name.startswith(("scene", "puzzle")):
+        required.append("button_states")  # singletask relabelling reads them
+    missing = [key for key in required if key not in headers]
+    if missing:
+        raise CorruptDatasetError(
+            f"{path} lacks the keys {missing} (has {sorted(headers)}). OGBench's single-task relabelling "
+            f"needs them; this is not an official or flowsteer-generated {info.name} file. Replace it."
+        )
+    rows = headers["observations"][0][0] if headers["observations"][0] else 0
+    expected_width = {"observations": info.family.obs_dim, "actions": info.family.act_dim}
+    for key in required:
+        shape, dtype = headers[key]
+        width_ok = key not in expected_width or (len(shape) == 2 and shape[1] == expected_width[key])
+        if not shape or shape[0] != rows or not width_ok or (key == "terminals" and len(shape) != 1):
+            want = f"({rows}, {expected_width[key]})" if key in expected_width else f"{rows} rows"
+            raise CorruptDatasetError(
+                f"{path}: '{key}' has shape {shape}, expected {want} for {info.name}. The file belongs to "
+                f"another dataset or is damaged; replace it."
+            )
+        if key != "terminals" and dtype.kind not in "fiu":
+            raise CorruptDatasetError(f"{path}: '{key}' has dtype {dtype}, expected a numeric array.")
+    if rows == 0:
+        raise CorruptDatasetError(f"{path} holds no rows. Generate or download the dataset again.")
+
+
+def resolve(
+    dataset: str,
+    *,
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    source: Source = "auto",
+    episodes: int = 1000,
+    seed: int = 0,
+    episode_steps: int = OFFICIAL_EPISODE_STEPS,
+    generate: bool = True,
+    workers: int = 1,
+    progress: bool = True,
+) -> DatasetFiles:
+    """Find (or generate) the files of ``dataset`` following the resolution order above.
+
+    ``episodes``, ``seed`` and ``episode_steps`` select a generated copy; ``source`` restricts the search.
+    """
+    info = get_dataset(dataset)
+    if source not in ("auto", "official", "generated"):
+        raise DatasetError(f"source must be 'auto', 'official' or 'generated', not {source!r}.")
+    if source in ("auto", "official"):
+        official = find_official(info, data_dir)
+        if official is not None:
+            return official
+        if source == "official" or not info.generatable:
+            raise MissingOfficialDataError(missing_official_message(info, data_dir))
+    spec = GenerationSpec(info.name, episodes=episodes, seed=seed, episode_steps=episode_steps)
+    cached = find_generated(spec, cache_dir)
+    if cached is not None:
+        return cached
+    if not generate:
+        raise DatasetError(
+            f"No copy of {info.name} with {episodes} episodes and seed {seed} is available and generation is "
+            f"off. Run `flowsteer data generate {info.name} --episodes {episodes} --seed {seed}` first."
+        )
+    build_dataset(spec, cache_root(cache_dir), workers=workers, progress=progress)
+    return find_generated(spec, cache_dir)  # type: ignore[return-value]
+
+
+def missing_official_message(info: DatasetInfo, data_dir: str | Path | None = None) -> str:
+    """How to obtain the official files and where to put them."""
+    searched = ", ".join(str(d) for d in official_dirs(data_dir))
+    why = (
+        "Its data was collected by SAC expert policies that only the OGBench dataset server has, so "
+        "flowsteer cannot generate it."
+        if not info.generatable
+        else "You asked for the official files."
+    )
+    return (
+        f"The official files of {info.name} are not on this machine (searched: {searched}). {why}\n"
+        f"Get {info.name}.npz and {info.name}-val.npz on a machine with internet access, either with\n"
+        f"  python -c \"import ogbench; ogbench.download_datasets(['{info.name}'], '~/.ogbench/data')\"\n"
+        f"or from {OFFICIAL_URL}/{info.name}.npz (and -val.npz), then copy both files into ~/.ogbench/data or "
+        f"a directory named by --data-dir / {DATA_DIR_ENV}. The environment itself works without them."
+    )
