@@ -32,6 +32,10 @@ class FQLConfig:
     flow_steps: int = 10  # Euler steps of the BC flow
     normalize_q_loss: bool = False  # scale the Q loss by 1/mean|Q| (README advice for new environments)
 
+    def __post_init__(self) -> None:
+        if self.q_agg not in ("mean", "min"):
+            raise ValueError(f"q_agg must be 'mean' or 'min', got {self.q_agg!r}")
+
 
 def _critic(config: FQLConfig) -> Critic:
     return Critic(config.value_hidden_dims, layer_norm=config.layer_norm, num_ensembles=2)

@@ -31,6 +31,10 @@ class IQLConfig:
     alpha: float = 10.0  # AWR inverse temperature, or the BC coefficient in DDPG+BC
     const_std: bool = True  # unit std instead of a learned state-independent log-std
 
+    def __post_init__(self) -> None:
+        if self.actor_loss not in ("awr", "ddpgbc"):
+            raise ValueError(f"actor_loss must be 'awr' or 'ddpgbc', got {self.actor_loss!r}")
+
 
 def expectile_loss(diff: jax.Array, expectile: float) -> jax.Array:
     """|κ − 1(diff < 0)|·diff²: weight κ where Q ≥ V, 1 − κ below."""

@@ -1,0 +1,74 @@
+"""One interface for every learner: look an algorithm up by name and build its config from the presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from flowsteer.algorithms import bc, fql, idql, ifql, iql, presets, rebrac
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A learner: its config class and its three pure functions."""
+
+    name: str
+    config_cls: type
+    init: Callable[..., Any]  # (config, obs_dim, act_dim, key) -> TrainState
+    update: Callable[..., Any]  # (config, state, batch) -> (TrainState, metrics)
+    act: Callable[..., Any]  # (config, state, observations, key, deterministic) -> actions
+
+
+def _algorithm(name: str, module: ModuleType, config_cls: type) -> Algorithm:
+    return Algorithm(name, config_cls, module.init, module.update, module.act)
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "bc": _algorithm("bc", bc, bc.BCConfig),
+    "iql": _algorithm("iql", iql, iql.IQLConfig),
+    "rebrac": _algorithm("rebrac", rebrac, rebrac.ReBRACConfig),
+    "ifql": _algorithm("ifql", ifql, ifql.IFQLConfig),
+    "idql": _algorithm("idql", idql, idql.IDQLConfig),
+    "fql": _algorithm("fql", fql, fql.FQLConfig),
+}
+
+
+def _unknown(kind: str, names: list[str], valid: list[str]) -> ValueError:
+    hints = []
+    for name in names:
+        close = difflib.get_close_matches(name, valid, n=3)
+        hints.append(f"{name!r}" + (f" (did you mean {close}?)" if close else ""))
+    return ValueError(f"unknown {kind} {', '.join(hints)}; valid: {valid}")
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """The learner called `name`; a ValueError lists the valid names otherwise."""
+    if name not in ALGORITHMS:
+        raise _unknown("algorithm", [name], list(ALGORITHMS))
+    return ALGORITHMS[name]
+
+
+def hyperparameter_names(algo: str) -> list[str]:
+    """The fields of `algo`'s config, in declaration order."""
+    return [f.name for f in dataclasses.fields(get_algorithm(algo).config_cls)]
+
+
+def make_config(
+    algo: str, task: str | None = None, overrides: Mapping[str, Any] | None = None, setting: str = "offline"
+) -> Any:
+    """Defaults, then the paper's settings for `task` (if given), then `overrides`."""
+    alg = get_algorithm(algo)
+    names = hyperparameter_names(algo)
+    overrides = dict(overrides or {})
+    unknown = [k for k in overrides if k not in names]
+    if unknown:
+        raise _unknown(f"hyperparameter(s) for {algo}:", unknown, names)
+    values = presets.task_hyperparameters(algo, task, setting) if task is not None else {}
+    values = {k: v for k, v in values.items() if k in names} | overrides
+    # YAML and JSON give lists; the configs are frozen and hashable, so sizes are tuples.
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return alg.config_cls(**values)
