@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the tests import `algo_helpers` by name (importlib mode)
 
-from algo_helpers import random_transitions  # noqa: E402
+from algo_helpers import random_transitions
 
-from flowsteer.algorithms import to_device_dataset  # noqa: E402
+from flowsteer.algorithms import to_device_dataset
 
 
 @pytest.fixture

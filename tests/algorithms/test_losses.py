@@ -102,7 +102,7 @@ def fql_case(q_agg: str, normalize: bool = False):
     state = fql.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
     params = dict(state.params)
     # One-step policy μ_ω(s, z) = W_s s + b: zero the rows that z meets, so it is deterministic.
-    k, b = dense(params["onestep_policy"], ("MLP_0", "Dense_0"))
+    k, _b = dense(params["onestep_policy"], ("MLP_0", "Dense_0"))
     k = k.copy()
     k[OBS_DIM:] = 0.0
     params["onestep_policy"] = set_dense(params["onestep_policy"], ("MLP_0", "Dense_0"), kernel=k * 3)
@@ -199,7 +199,7 @@ def test_iql_losses(batch):
 
 def test_iql_awr_weights_are_capped_at_100(batch):
     config = iql.IQLConfig(**LINEAR, alpha=1000.0)
-    params, target_params = iql_case(iql, config)
+    params, _target_params = iql_case(iql, config)
     _, qb = dense(params["critic"], ("VmapMLP_0", "Dense_0"))
     params["critic"] = set_dense(params["critic"], ("VmapMLP_0", "Dense_0"), bias=qb + 20.0)  # adv ≫ 0
     b = np_batch(batch)
@@ -223,7 +223,7 @@ def test_idql_critic_averages_the_heads(batch):
     config = idql.IDQLConfig(value_hidden_dims=())
     critic, value, _ = idql._networks(config, ACT_DIM)
     assert isinstance(critic, Critic)
-    params, target_params = iql_case(ifql, ifql.IFQLConfig(**LINEAR))  # same linear V and Q shapes
+    params, _target_params = iql_case(ifql, ifql.IFQLConfig(**LINEAR))  # same linear V and Q shapes
     summed, _ = iql.critic_loss(critic, value, params, batch, 0.99, sum_heads=True)
     averaged, _ = iql.critic_loss(critic, value, params, batch, 0.99, sum_heads=False)
     np.testing.assert_allclose(summed, 2 * averaged, rtol=1e-6)
