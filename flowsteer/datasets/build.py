@@ -8,7 +8,9 @@ interrupted build never leaves anything that looks like a dataset.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import itertools
 import json
 import os
@@ -16,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,10 +63,31 @@ def build_dataset(
         raise DatasetError(f"--workers must be an integer >= 1, got {workers!r}.")
     parent = cache_root / "ogbench"
     ensure_writable(parent)
-    remove_stale_tmp_dirs(parent)
     final = parent / spec.cache_key
-    if final.exists() and not force:
-        return final
+    # One builder per dataset and cache: trials that start together wait for the first one's copy.
+    with _exclusive_lock(parent / f".lock-{spec.cache_key}", spec.dataset):
+        remove_stale_tmp_dirs(parent)
+        if final.exists() and not force:
+            return final
+        _build_locked(spec, parent, final, workers, progress)
+    return final
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path, dataset: str) -> Iterator[None]:
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process that is generating {dataset} ...", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_locked(spec: GenerationSpec, parent: Path, final: Path, workers: int, progress: bool) -> None:
     tmp = parent / f"{_TMP_PREFIX}{spec.cache_key}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -84,7 +108,6 @@ def build_dataset(
         os.rename(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def generated_provenance(spec: GenerationSpec, directory: Path, workers: int, seconds: float) -> dict:

@@ -45,6 +45,11 @@ def _wait_for_progress(cache: Path, build: subprocess.Popen) -> list[psutil.Proc
     raise AssertionError("the build made no progress within 120 s")
 
 
+def _visible_entries(cache: Path) -> list[str]:
+    """What is in the cache besides the (empty, harmless) lock files."""
+    return sorted(p.name for p in (cache / "ogbench").iterdir() if not p.name.startswith(".lock-"))
+
+
 def _keep_existing(cache: Path, smoke_dir: Path) -> tuple[Path, str]:
     kept = cache / "ogbench" / smoke_dir.name
     shutil.copytree(smoke_dir, kept)
@@ -95,7 +100,7 @@ def test_ctrl_c_mid_build_exits_cleanly_and_removes_its_scratch(
     assert "interrupted; nothing partial was kept" in stderr and "Traceback" not in stderr
     _, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive
-    assert sorted(p.name for p in (cache / "ogbench").iterdir()) == [kept.name]
+    assert _visible_entries(cache) == [kept.name]
     assert sha256(kept / TRAIN_FILE) == digest
 
 
@@ -111,4 +116,14 @@ def test_a_build_that_fails_leaves_no_dataset(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(build_module, "row_layout", too_narrow_qpos)
     with pytest.raises(ValueError, match="broadcast"):
         build_module.build_dataset(GenerationSpec("scene-play-v0", episodes=2, episode_steps=31), tmp_path)
-    assert list((tmp_path / "ogbench").iterdir()) == []
+    assert _visible_entries(tmp_path) == []
+
+
+def test_two_processes_building_the_same_dataset_generate_it_once(tmp_path: Path, isolated_home: Path) -> None:
+    cache = tmp_path / "cache"
+    builds = [_start_build(cache, isolated_home) for _ in range(2)]
+    outputs = [build.communicate(timeout=600) for build in builds]
+    assert [build.returncode for build in builds] == [0, 0], outputs
+    waited = [stderr for _, stderr in outputs if "waiting for another process" in stderr]
+    assert len(waited) == 1
+    assert _visible_entries(cache) == [SLOW.cache_key]
