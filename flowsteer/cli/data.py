@@ -11,7 +11,7 @@ from flowsteer.datasets import catalog, store
 from flowsteer.datasets.build import build_dataset
 from flowsteer.datasets.catalog import OFFICIAL_EPISODE_STEPS, DatasetInfo
 from flowsteer.datasets.errors import DatasetError
-from flowsteer.datasets.generate import GenerationSpec
+from flowsteer.datasets.generate import SIZES, GenerationSpec
 from flowsteer.datasets.load import load_task
 
 
@@ -54,12 +54,28 @@ def _add_dir_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_copy_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--episodes", type=int, default=1000, help="training episodes (default 1000, official)")
+    parser.add_argument(
+        "--episodes",
+        type=_episodes,
+        default=SIZES["official"],
+        help="training episodes, or a size: smoke (10), small (100), official (1000, the default)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
     parser.add_argument(
         "--episode-steps", type=int, default=OFFICIAL_EPISODE_STEPS, help="rows per episode (default 1001)"
     )
     _add_dir_options(parser)
+
+
+def _episodes(text: str) -> int:
+    if text in SIZES:
+        return SIZES[text]
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of episodes or one of {', '.join(SIZES)}, got {text!r}"
+        ) from None
 
 
 def _generate(args: argparse.Namespace) -> int:

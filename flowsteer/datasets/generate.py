@@ -34,6 +34,9 @@ _NOISY_MAX_XI = 0.1
 _NOISY_XI_SCALE = np.array([1.0, 1.0, 1.0, 3.0, 10.0])
 _POINTMAZE_NOISE = 0.5
 
+# Named sizes in training episodes (shared/spec/ogbench.md §7): tests, quick experiments, the papers' runs.
+SIZES = {"smoke": 10, "small": 100, "official": 1000}
+
 
 @dataclass(frozen=True)
 class GenerationSpec:

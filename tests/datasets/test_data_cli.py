@@ -99,3 +99,11 @@ def test_bad_input_prints_one_clear_error_and_exits_2(tmp_path: Path, args: list
 def test_an_empty_machine_says_how_to_start(tmp_path: Path) -> None:
     result = flowsteer("data", "list", home=tmp_path, cache=tmp_path / "cache")
     assert result.returncode == 0 and "flowsteer data generate cube-single-play-v0" in result.stdout
+
+
+def test_named_sizes_are_accepted_and_unknown_ones_explained(tmp_path: Path) -> None:
+    result = flowsteer("data", "info", "cube-double-play", "--episodes", "smoke", home=tmp_path, cache=tmp_path)
+    assert result.returncode == 0
+    result = flowsteer("data", "generate", "cube-double-play", "--episodes", "huge", home=tmp_path, cache=tmp_path)
+    assert result.returncode == 2
+    assert "expected a number of episodes or one of smoke, small, official, got 'huge'" in result.stderr
