@@ -1,0 +1,171 @@
+"""Update throughput of every learner at the paper's sizes, against this machine's dense-matmul peak.
+
+Prints, in one run:
+  1. the float32 matmul peak (jitted 2048×2048 @ 2048×2048, best of several timed repeats);
+  2. per algorithm (default config: 4×512 MLPs, batch 256; IDQL: its own network and batch 512): updates/s,
+     FLOPs of one update (XLA's compiled cost analysis of one jitted update, batch sampling included),
+     achieved GFLOP/s and the share of the peak;
+  3. FQL updates/s against the scan chunk size (updates per dispatch);
+  4. FQL updates/s against the number of seeds trained together with jax.vmap.
+
+Usage: python benchmarks/bench_algorithms.py [--quick] [--algos fql,iql] [--seconds 10]
+The data are random transitions shaped like OGBench cube (obs 28, action 5); throughput does not depend on
+the values. This is a benchmark, not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flowsteer.algorithms import (
+    ALGORITHMS,
+    get_algorithm,
+    init_seeds,
+    make_config,
+    make_update_chunk,
+    to_device_dataset,
+)
+from flowsteer.algorithms.training import train_step
+
+OBS_DIM, ACT_DIM, DATASET_SIZE = 28, 5, 100_000
+
+
+def random_dataset(n: int = DATASET_SIZE) -> dict[str, jax.Array]:
+    rng = np.random.default_rng(0)
+    return to_device_dataset(
+        {
+            "observations": rng.normal(size=(n, OBS_DIM)),
+            "actions": rng.uniform(-1, 1, size=(n, ACT_DIM)),
+            "next_observations": rng.normal(size=(n, OBS_DIM)),
+            "rewards": -rng.integers(0, 2, size=n),
+            "masks": np.ones(n),
+            "terminals": np.zeros(n),
+        }
+    )
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10, trials: int = 3) -> float:
+    """Best float32 GFLOP/s of a jitted n×n matmul over `trials` runs of `repeats` dispatches."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()
+    best = 0.0
+    for _ in range(trials):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            out = matmul(a, b)
+        out.block_until_ready()
+        best = max(best, 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def update_flops(algo: str, config: Any, dataset: dict) -> float:
+    """FLOPs of one jitted update (sampling included), from XLA's cost analysis of the compiled program."""
+    alg = get_algorithm(algo)
+    state = alg.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    compiled = jax.jit(lambda s, d: train_step(alg.update, config, s, d)).lower(state, dataset).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost["flops"])
+
+
+def timed_updates_per_second(
+    run: Callable[[Any], Any], state: Any, updates_per_call: int, min_seconds: float, max_calls: int | None = None
+) -> float:
+    """Updates/s of `run(state) -> (state, metrics)` after one warm-up call, timed over ≥ min_seconds."""
+    state, _ = run(state)  # compile + warm-up
+    jax.block_until_ready(state)
+    calls, start = 0, time.perf_counter()
+    while True:
+        state, _ = run(state)
+        calls += 1
+        jax.block_until_ready(state)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds or (max_calls is not None and calls >= max_calls):
+            return calls * updates_per_call / elapsed
+
+
+def throughput(algo: str, config: Any, dataset: dict, chunk: int, seconds: float, seeds: int = 0) -> float:
+    """Updates/s (summed over seeds when vmapped) of the scanned update with `chunk` updates per dispatch."""
+    alg = get_algorithm(algo)
+    fn = make_update_chunk(alg.update, config, chunk, vmap_seeds=seeds > 0)
+    if seeds:
+        state = init_seeds(alg.init, config, OBS_DIM, ACT_DIM, list(range(seeds)))
+    else:
+        state = alg.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    compiled = fn.lower(state, dataset).compile()  # compile once, so the warm-up is only one run
+
+    def run(s):
+        return compiled(s, dataset)
+
+    per_call = chunk * max(seeds, 1)
+    return timed_updates_per_second(run, state, per_call, seconds, max_calls=None if chunk < 1000 else 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short timings, chunk sizes ≤ 100, seeds ≤ 4")
+    parser.add_argument("--algos", default=",".join(ALGORITHMS), help="comma-separated algorithm names")
+    parser.add_argument("--seconds", type=float, default=None, help="minimum timed seconds per measurement")
+    parser.add_argument("--chunk", type=int, default=100, help="updates per dispatch in the per-algorithm table")
+    args = parser.parse_args()
+    seconds = args.seconds if args.seconds is not None else (3.0 if args.quick else 10.0)
+    chunk = min(args.chunk, 20) if args.quick else args.chunk
+    algos = [a for a in args.algos.split(",") if a]
+    for name in algos:
+        get_algorithm(name)
+
+    print(
+        f"# flowsteer algorithm throughput — {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, jax {jax.__version__}, backend {jax.default_backend()}"
+    )
+    dataset = random_dataset()
+    peak = matmul_peak()
+    print(f"\nfloat32 matmul peak (2048×2048, jitted): {peak:.1f} GFLOP/s\n")
+
+    print(f"## Per algorithm (default config, obs {OBS_DIM}, action {ACT_DIM}, {chunk} updates per dispatch)\n")
+    print("| algorithm | networks | batch | updates/s | GFLOP/update | GFLOP/s | % of matmul peak |")
+    print("|---|---|---|---|---|---|---|")
+    for name in algos:
+        config = make_config(name)
+        flops = update_flops(name, config, dataset)
+        ups = throughput(name, config, dataset, chunk, seconds)
+        nets = getattr(config, "actor_hidden_dims", None)
+        nets = f"{len(nets)}×{nets[0]}" if nets else f"resnet {config.actor_num_blocks}×{config.actor_hidden_dim}"
+        gflops = flops * ups / 1e9
+        print(
+            f"| {name} | {nets} | {config.batch_size} | {ups:.2f} | {flops / 1e9:.2f} | {gflops:.1f} "
+            f"| {100 * gflops / peak:.0f}% |",
+            flush=True,
+        )
+
+    if "fql" in algos:
+        config = make_config("fql")
+        flops = update_flops("fql", config, dataset)
+        print("\n## FQL against the scan chunk size (updates per dispatch)\n")
+        print("| chunk | updates/s | % of matmul peak |")
+        print("|---|---|---|")
+        for size in (1, 10, 100) if args.quick else (1, 10, 100, 1000):
+            ups = throughput("fql", config, dataset, size, seconds)
+            print(f"| {size} | {ups:.2f} | {100 * flops * ups / 1e9 / peak:.0f}% |", flush=True)
+
+        print("\n## FQL against the number of vmapped seeds (chunk 10)\n")
+        print("| seeds | updates/s (all seeds) | updates/s per seed | % of matmul peak |")
+        print("|---|---|---|---|")
+        for seeds in (1, 2, 4) if args.quick else (1, 2, 4, 8):
+            ups = throughput("fql", config, dataset, 10, seconds, seeds=seeds)
+            print(f"| {seeds} | {ups:.2f} | {ups / seeds:.2f} | {100 * flops * ups / 1e9 / peak:.0f}% |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Evaluation episodes on several environments stepped together, with one batched policy call per step.
+
+Every episode k draws its randomness from k alone: its reset seed is `seed + k` and its policy noise at
+step t is `fold_in(fold_in(PRNGKey(seed), k), t)`. So results do not depend on how episodes are spread
+over environments or rollout workers: one worker with ten environments and two workers with five give
+the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+
+from flowsteer.algorithms import get_algorithm
+
+# policy(observations (n, obs_dim), keys (n, 2)) -> actions (n, act_dim); row i acts with key i only.
+Policy = Callable[[np.ndarray, jax.Array], Any]
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One finished evaluation episode."""
+
+    index: int
+    success: float
+    episode_return: float
+    length: int
+
+
+def make_policy(algo: str, config: Any, state: Any, deterministic: bool = True) -> Policy:
+    """A jitted batched policy of a trained learner, as evaluation uses it (temperature 0 where defined)."""
+    act = get_algorithm(algo).act
+    return jax.jit(jax.vmap(lambda obs, key: act(config, state, obs[None], key, deterministic)[0]))
+
+
+def make_state_policy(algo: str, config: Any, deterministic: bool = True) -> Callable[[Any, np.ndarray, Any], Any]:
+    """Like `make_policy`, but the learner state is an argument: compiled once, fed new parameters."""
+    act = get_algorithm(algo).act
+    per_row = jax.vmap(lambda state, obs, key: act(config, state, obs[None], key, deterministic)[0], (None, 0, 0))
+    return jax.jit(per_row)
+
+
+def _reset(env: Any, seed: int) -> np.ndarray:
+    # OGBench's locomaze draws from the global numpy RNG besides the env's own, so seed both.
+    np.random.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    return np.asarray(obs, np.float32)
+
+
+def run_episodes(policy: Policy, envs: Sequence[Any], episodes: Sequence[int], seed: int = 0) -> list[Episode]:
+    """Run the given episode indices over `envs`; results come back in episode order.
+
+    Success is `info['success']` at the episode's last step, as the FQL evaluation reads it (spec §12).
+    Every step calls the policy once on all environments (idle ones pass their last observation and
+    ignore the action), so the jitted policy sees one fixed batch shape.
+    """
+    if not envs:
+        raise ValueError("need at least one environment")
+    base = jax.random.PRNGKey(seed)
+    queue = list(episodes)
+    current: list[int | None] = [None] * len(envs)
+    obs = np.zeros((len(envs), *envs[0].observation_space.shape), np.float32)
+    steps = np.zeros(len(envs), np.int64)
+    returns = np.zeros(len(envs))
+    finished: list[Episode] = []
+
+    def start(i: int) -> None:
+        current[i] = queue.pop(0) if queue else None
+        if current[i] is not None:
+            obs[i] = _reset(envs[i], seed + current[i])
+            steps[i], returns[i] = 0, 0.0
+
+    for i in range(len(envs)):
+        start(i)
+    while any(c is not None for c in current):
+        ids = np.array([c if c is not None else 0 for c in current], np.uint32)
+        keys = jax.vmap(lambda k, t: jax.random.fold_in(jax.random.fold_in(base, k), t))(ids, steps.astype(np.uint32))
+        actions = np.clip(np.asarray(policy(obs, keys)), -1.0, 1.0)
+        for i, env in enumerate(envs):
+            if current[i] is None:
+                continue
+            next_obs, reward, terminated, truncated, info = env.step(actions[i])
+            obs[i] = next_obs
+            returns[i] += float(reward)
+            steps[i] += 1
+            if terminated or truncated:
+                finished.append(Episode(current[i], float(info.get("success", 0.0)), returns[i], int(steps[i])))
+                start(i)
+    return sorted(finished, key=lambda e: e.index)
+
+
+def summarize(episodes: Sequence[Episode]) -> dict[str, float]:
+    """Means over episodes, named as flowsteer logs them (eval.csv columns)."""
+    if not episodes:
+        raise ValueError("no episodes to summarize")
+    return {
+        "success": float(np.mean([e.success for e in episodes])),
+        "episode_return": float(np.mean([e.episode_return for e in episodes])),
+        "episode_length": float(np.mean([e.length for e in episodes])),
+        "episodes": float(len(episodes)),
+    }
+
+
+def evaluate(policy: Policy, envs: Sequence[Any], num_episodes: int, seed: int = 0) -> dict[str, float]:
+    """Run episodes 0..num_episodes-1 over `envs` and summarize them."""
+    if num_episodes < 1:
+        raise ValueError("need at least one episode")
+    return summarize(run_episodes(policy, envs, range(num_episodes), seed))
+
+
+class RolloutWorker:
+    """A set of environments of one task and a compiled policy; evaluates episodes for given parameters.
+
+    Runs in-process, or as a Ray actor (`ray.remote(RolloutWorker)`); parameters arrive as host arrays.
+    """
+
+    def __init__(self, task: str, num_envs: int, algo: str, config: Any) -> None:
+        from flowsteer.datasets import make_env
+
+        self.envs = [make_env(task) for _ in range(num_envs)]
+        self.policy = make_state_policy(algo, config, deterministic=True)
+
+    def run(self, policy_state: Any, episodes: Sequence[int], seed: int) -> list[Episode]:
+        state = jax.device_put(policy_state)
+        return run_episodes(lambda obs, keys: self.policy(state, obs, keys), self.envs, list(episodes), seed)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
