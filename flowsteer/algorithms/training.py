@@ -86,17 +86,19 @@ def to_device_dataset(data: Mapping[str, np.ndarray], action_clip_eps: float = A
     return out
 
 
-def sample_batch(dataset: Batch, key: jax.Array, batch_size: int) -> Batch:
-    """Uniform sample with replacement, drawn on the device."""
-    size = next(iter(dataset.values())).shape[0]
+def sample_batch(dataset: Batch, key: jax.Array, batch_size: int, size: jax.Array | int | None = None) -> Batch:
+    """Uniform sample with replacement from the first `size` rows (default: all), drawn on the device."""
+    size = next(iter(dataset.values())).shape[0] if size is None else size
     idx = jax.random.randint(key, (batch_size,), 0, size)
     return {k: v[idx] for k, v in dataset.items()}
 
 
-def train_step(update: UpdateFn, config: Config, state: TrainState, dataset: Batch) -> tuple[TrainState, Metrics]:
+def train_step(
+    update: UpdateFn, config: Config, state: TrainState, dataset: Batch, size: jax.Array | int | None = None
+) -> tuple[TrainState, Metrics]:
     """Draw one batch from the state's key, then update: the unit that the chunked update repeats."""
     rng, batch_key = jax.random.split(state.rng)
-    batch = sample_batch(dataset, batch_key, config.batch_size)
+    batch = sample_batch(dataset, batch_key, config.batch_size, size)
     return update(config, state.replace(rng=rng), batch)
 
 
@@ -131,3 +133,40 @@ def init_seeds(
     """States for several seeds, stacked along a leading axis; state i equals init(..., PRNGKey(seeds[i]))."""
     keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
     return jax.vmap(lambda k: init(config, obs_dim, act_dim, k))(keys)
+
+
+def online_update_fn(
+    update: UpdateFn, config: Config, utd: int
+) -> Callable[[TrainState, Batch, Batch, int, int], tuple[TrainState, Batch, Metrics]]:
+    """An online step: write one transition into the replay buffer at row `index`, then run `utd` updates
+    on batches from its first `size` rows.
+
+    Two compiled calls: the write donates the buffer and happens in place; in one program XLA fuses the
+    batch gathers with the write and copies the whole buffer every step. Like the reference's contiguous
+    buffer, `next_actions` of the row before `index` becomes this transition's action (spec §5: ReBRAC
+    reads index + 1, wrong at trajectory ends).
+    """
+
+    def write(buffer: Batch, transition: Batch, index: jax.Array) -> Batch:
+        capacity = buffer["actions"].shape[0]
+        row = dict(transition, next_actions=transition["actions"])
+        buffer = {k: v.at[index].set(jnp.asarray(row[k], v.dtype)) for k, v in buffer.items()}
+        buffer["next_actions"] = buffer["next_actions"].at[(index - 1) % capacity].set(row["actions"])
+        return buffer
+
+    def train(state: TrainState, buffer: Batch, size: jax.Array) -> tuple[TrainState, Metrics]:
+        def body(carry: TrainState, _: None) -> tuple[TrainState, Metrics]:
+            return train_step(update, config, carry, buffer, size)
+
+        state, metrics = jax.lax.scan(body, state, None, length=utd)
+        return state, {k: v[-1] for k, v in metrics.items()}
+
+    write_jit = jax.jit(write, donate_argnums=(0,))
+    train_jit = jax.jit(train)
+
+    def step(state: TrainState, buffer: Batch, transition: Batch, index: int, size: int):
+        buffer = write_jit(buffer, transition, index)
+        state, metrics = train_jit(state, buffer, size)
+        return state, buffer, metrics
+
+    return step
