@@ -21,12 +21,13 @@ _FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold
 _CHUNK_ROWS = 65536
 
 
-def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` as a compressed ``.npz`` whose bytes depend only on the arrays."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+def write_npz(path: Path, arrays: Mapping[str, np.ndarray], compress: bool = True) -> None:
+    """Write ``arrays`` as an ``.npz`` (deflated unless ``compress`` is off) whose bytes depend only on them."""
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", compression=method, allowZip64=True) as archive:
         for key, array in arrays.items():
             info = zipfile.ZipInfo(f"{key}.npy", date_time=_FIXED_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = method
             info.external_attr = 0o644 << 16
             with archive.open(info, "w", force_zip64=True) as member:
                 _write_npy(member, np.asarray(array))
@@ -41,7 +42,10 @@ def _write_npy(stream, array: np.ndarray) -> None:
         "shape": array.shape,
     }
     np.lib.format.write_array_header_1_0(stream, header)
-    for start in range(0, max(len(array), 1), _CHUNK_ROWS):
+    if array.ndim == 0:
+        stream.write(array.tobytes())
+        return
+    for start in range(0, len(array), _CHUNK_ROWS):
         stream.write(np.ascontiguousarray(array[start : start + _CHUNK_ROWS]).tobytes())
 
 

@@ -1,0 +1,300 @@
+"""The run loop: offline phase, online phase, evaluations, logs, checkpoints, tracking.
+
+Steps are counted globally: offline gradient steps 1..offline_steps, then online environment steps
+continue the count. Work is cut at boundaries that depend only on the global step (multiples of
+chunk_size and of the log / eval / checkpoint intervals), so a run resumed from a checkpoint repeats
+exactly the computation of a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from flowsteer.datasets import OfflineTask, load_task
+from flowsteer.platform import checkpoint
+from flowsteer.platform.evaluation import Evaluator
+from flowsteer.platform.rundir import RunDirectory, RunDirectoryError
+from flowsteer.platform.spec import RunSpec
+from flowsteer.platform.tracking import MlflowSync
+from flowsteer.workers.learner import DivergedError, Learner
+from flowsteer.workers.rollout import make_state_policy
+
+_EVAL_STREAM, _ONLINE_STREAM = 1, 2  # separate random streams: evaluation, online exploration and resets
+
+
+class RunDiverged(RuntimeError):
+    """The run stopped because a loss or parameter became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class RunResult:
+    """Where a run's results are and what it ended with."""
+
+    run_dir: Path
+    status: str
+    step: int
+    last_eval: dict[str, float]
+    seconds: float
+
+
+def run(spec: RunSpec, *, resume: bool = False, progress: bool = True) -> RunResult:
+    """Execute ``spec`` (resuming from its last checkpoint if ``resume``); returns a RunResult."""
+    spec = spec.validate()
+    started = time.perf_counter()
+    run_dir = RunDirectory(spec.run_dir)
+    config = spec.algo_config()
+    run_dir.create({"run": spec.to_dict(), "run_id": spec.run_id, "algo_config": dataclasses.asdict(config)})
+    status = run_dir.status()
+    if status["state"] == "finished":
+        return RunResult(run_dir.path, "finished", status.get("step", 0), status.get("last_eval", {}), 0.0)
+    last = checkpoint.latest(run_dir.checkpoints)
+    if last is not None and not resume:
+        raise RunDirectoryError(
+            f"{run_dir.path} holds an unfinished run (checkpoint {last.name}). Resume it with --resume "
+            f"(flowsteer train ... --resume), or delete the directory to start over."
+        )
+    task = load_task(spec.task, progress=progress, **_data_kwargs(spec))
+    tracker = MlflowSync(run_dir, spec.resolved_tracking_uri(), spec.experiment, spec.run_id, _tags(spec))
+    tracker.start(_flat_params(spec, config))
+    run_dir.write_protocol(protocol(spec, config, task))
+    loop = _Loop(spec, config, run_dir, task, tracker, progress)
+    try:
+        with loop.evaluator:
+            loop.restore(last)
+            loop.offline_phase()
+            loop.online_phase()
+    except DivergedError as exc:
+        good = checkpoint.latest(run_dir.checkpoints)
+        message = (
+            f"run {spec.run_id} diverged between steps {loop.step} and {loop.step + loop.last_span}: {exc}. "
+            f"The last good checkpoint is {good or 'none (diverged before the first checkpoint)'}; lower the "
+            f"learning rate or check the data before resuming."
+        )
+        run_dir.set_status("diverged", step=loop.step, message=message)
+        tracker.finish("FAILED")
+        raise RunDiverged(message) from None
+    except BaseException as exc:
+        run_dir.set_status("failed" if isinstance(exc, Exception) else "interrupted", step=loop.step, message=repr(exc))
+        tracker.finish("FAILED" if isinstance(exc, Exception) else "KILLED")
+        raise
+    finally:
+        task.env.close()
+    run_dir.set_status("finished", step=loop.step, last_eval=loop.last_eval)
+    tracker.finish("FINISHED")
+    return RunResult(run_dir.path, "finished", loop.step, loop.last_eval, time.perf_counter() - started)
+
+
+def _data_kwargs(spec: RunSpec) -> dict[str, Any]:
+    return dataclasses.asdict(spec.data)
+
+
+def _tags(spec: RunSpec) -> dict[str, str]:
+    return {"algo": spec.algo, "task": spec.task, "seed": str(spec.seed), "run_id": spec.run_id, "flowsteer": "run"}
+
+
+def _flat_params(spec: RunSpec, config: Any) -> dict[str, Any]:
+    flat = {f"run.{k}": v for k, v in spec.identity().items() if k not in ("hyperparameters", "data")}
+    flat |= {f"data.{k}": v for k, v in dataclasses.asdict(spec.data).items()}
+    return flat | {f"algo.{k}": v for k, v in dataclasses.asdict(config).items()}
+
+
+def protocol(spec: RunSpec, config: Any, task: OfflineTask) -> dict[str, Any]:
+    """How the numbers of this run were made: versions, data provenance, seeds, evaluation schedule."""
+    packages = ["flowsteer", "jax", "jaxlib", "flax", "optax", "ogbench", "mujoco", "gymnasium", "numpy"]
+    return {
+        "run_id": spec.run_id,
+        "algo": spec.algo,
+        "task": spec.task,
+        "setting": spec.setting,
+        "seed": spec.seed,
+        "seeds": {"learner": spec.seed, "evaluation": [spec.seed, _EVAL_STREAM], "online": [spec.seed, _ONLINE_STREAM]},
+        "offline_steps": spec.offline_steps,
+        "online_steps": spec.online_steps,
+        "utd": spec.utd,
+        "evaluation": {
+            "interval": spec.eval_interval,
+            "episodes": spec.eval_episodes,
+            "steps": evaluation_steps(spec),
+            "policy": "deterministic where the algorithm defines it (temperature 0), as the FQL evaluation",
+            "success": "info['success'] at the last step of each episode",
+        },
+        "success_timing": "pre",
+        "dataset": task.provenance,
+        "algo_config": dataclasses.asdict(config),
+        "versions": {name: version(name) for name in packages},
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": str(jax.devices()[0]),
+        "git_sha": _git_sha(),
+    }
+
+
+def evaluation_steps(spec: RunSpec) -> list[int]:
+    """Global steps at which the run evaluates: every eval_interval, and at the end of each phase."""
+    total = spec.offline_steps + spec.online_steps
+    steps = set(range(spec.eval_interval, total + 1, spec.eval_interval))
+    steps |= {s for s in (spec.offline_steps, total) if s > 0}
+    return sorted(steps)
+
+
+def _git_sha() -> str | None:
+    with contextlib.suppress(Exception):
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if out.returncode == 0:
+            return out.stdout.strip()
+    return None
+
+
+class _Loop:
+    """State of one run between steps: learner, counters, progress, logging."""
+
+    def __init__(
+        self, spec: RunSpec, config: Any, run_dir: RunDirectory, task: OfflineTask, tracker: MlflowSync, progress: bool
+    ) -> None:
+        self.spec, self.config, self.run_dir, self.task, self.tracker = spec, config, run_dir, task, tracker
+        self.learner = Learner(spec.algo, config, task.train, spec.seed, spec.chunk_size)
+        self.evaluator = Evaluator(spec, config)
+        self.eval_steps = set(evaluation_steps(spec))
+        self.step = 0
+        self.online_transitions = 0
+        self.episode = 0
+        self.last_span = 0
+        self.last_eval: dict[str, float] = {}
+        self.last_sync = time.monotonic()
+        total = spec.offline_steps + spec.online_steps
+        self.bar = tqdm(total=total, desc=spec.run_id, unit="step", disable=not progress, dynamic_ncols=True)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def restore(self, path: Path | None) -> None:
+        if path is None:
+            return
+        meta = checkpoint.load(path, {})[1]
+        if meta["phase"] == "online":
+            self.learner.start_online(self.spec.buffer_size, self.spec.utd)
+        templates = self.learner.checkpoint_trees(meta["online_transitions"])
+        trees, meta = checkpoint.load(path, templates)
+        self.learner.restore(trees, meta["online_transitions"])
+        self.step, self.online_transitions, self.episode = meta["step"], meta["online_transitions"], meta["episode"]
+        self.last_eval = meta.get("last_eval", {})
+        self.run_dir.truncate(meta["offsets"])
+        self.bar.update(self.step)
+
+    def save_checkpoint(self, phase: str) -> None:
+        meta = {
+            "phase": phase,
+            "online_transitions": self.online_transitions,
+            "episode": self.episode,
+            "offsets": self.run_dir.offsets(),
+            "last_eval": self.last_eval,
+            "run_id": self.spec.run_id,
+        }
+        checkpoint.save(
+            self.run_dir.checkpoints, self.step, self.learner.checkpoint_trees(self.online_transitions), meta
+        )
+        self.tracker.sync()
+        self.last_sync = time.monotonic()
+
+    # ------------------------------------------------------------------ offline
+
+    def offline_phase(self) -> None:
+        spec = self.spec
+        while self.step < spec.offline_steps:
+            target = self._next_boundary(self.step, spec.offline_steps)
+            self.last_span = target - self.step
+            metrics = self.learner.train(target - self.step)
+            self.step = target
+            self.bar.update(self.last_span)
+            self._after_step(metrics, phase="offline")
+
+    def _next_boundary(self, step: int, end: int) -> int:
+        spec = self.spec
+        candidates = [end]
+        for interval in (spec.chunk_size, spec.log_interval, spec.eval_interval, spec.checkpoint_interval):
+            candidates.append((step // interval + 1) * interval)
+        return min(candidates)
+
+    def _after_step(self, metrics: dict[str, float], phase: str) -> None:
+        spec = self.spec
+        end = spec.offline_steps if phase == "offline" else spec.offline_steps + spec.online_steps
+        if self.step % spec.log_interval == 0 or self.step == end:
+            self.run_dir.append_row("train.csv", {"step": self.step, **metrics})
+        if self.step in self.eval_steps:
+            self._evaluate()
+        if phase == "offline" and (self.step % spec.checkpoint_interval == 0 or self.step == end):
+            self.save_checkpoint(phase)
+        elif time.monotonic() - self.last_sync > 30:
+            self.tracker.sync()
+            self.last_sync = time.monotonic()
+
+    def _evaluate(self) -> None:
+        if self.spec.eval_episodes == 0:
+            return
+        seed = int(np.random.SeedSequence([self.spec.seed, _EVAL_STREAM, self.step]).generate_state(1)[0] % 2**30)
+        results = self.evaluator.evaluate(self.learner.policy_state(), seed)
+        self.last_eval = results
+        self.run_dir.append_row("eval.csv", {"step": self.step, **results})
+        self.bar.set_postfix(success=f"{results['success']:.2f}", refresh=False)
+
+    # ------------------------------------------------------------------ online
+
+    def online_phase(self) -> None:
+        spec = self.spec
+        if spec.online_steps == 0:
+            return
+        end = spec.offline_steps + spec.online_steps
+        if self.learner.capacity == self.learner.offline_size:  # not restored into the online phase
+            self.learner.start_online(spec.buffer_size, spec.utd)
+        env = self.task.env
+        act = make_state_policy(spec.algo, self.config, deterministic=False)  # exploration: temperature 1
+        explore = jax.random.PRNGKey(np.uint32(spec.seed) ^ np.uint32(0x9E3779B9))
+        obs = self._reset_online(env)
+        checkpoint_due = False
+        while self.step < end:
+            key = jax.random.fold_in(explore, self.online_transitions)[None]
+            action = np.clip(np.asarray(act(self.learner.state, obs[None], key))[0], -1.0, 1.0)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            transition = {
+                "observations": obs,
+                "actions": action,
+                "rewards": np.float32(reward),
+                "masks": np.float32(1.0 - float(terminated)),  # truncation keeps the bootstrap (spec §14.8)
+                "terminals": np.float32(terminated or truncated),
+                "next_observations": np.asarray(next_obs, np.float32),
+            }
+            self.last_span = 1
+            metrics = self.learner.online_step(transition, self.learner.next_index(self.online_transitions))
+            self.online_transitions += 1
+            self.step += 1
+            self.bar.update(1)
+            obs = np.asarray(next_obs, np.float32)
+            checkpoint_due |= self.step % spec.checkpoint_interval == 0
+            self._after_step(metrics, phase="online")
+            if terminated or truncated:
+                self.episode += 1
+                obs = self._reset_online(env)
+                if checkpoint_due or self.step == end:
+                    # Only at episode ends: the next episode starts from a seeded reset, so no
+                    # simulator state has to be saved for resume to be exact.
+                    self.save_checkpoint("online")
+                    checkpoint_due = False
+
+    def _reset_online(self, env: Any) -> np.ndarray:
+        seed = int(np.random.SeedSequence([self.spec.seed, _ONLINE_STREAM, self.episode]).generate_state(1)[0])
+        np.random.seed(seed)
+        obs, _ = env.reset(seed=seed)
+        return np.asarray(obs, np.float32)

@@ -1,0 +1,118 @@
+"""The learner: agent state and replay data on one device, updated in compiled chunks.
+
+Offline, the dataset sits on the device and `lax.scan` runs many updates per dispatch with batches drawn
+inside the compiled step. Online, the dataset becomes the head of a fixed-capacity replay buffer on the
+device; each environment transition is written into it and followed by `utd` updates in one dispatch.
+The same class runs in-process and, wrapped by `ray.remote`, as an actor (on a GPU where one exists).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flowsteer.algorithms.registry import get_algorithm
+from flowsteer.algorithms.training import TrainState, make_update_chunk, online_update_fn, to_device_dataset
+
+
+class DivergedError(RuntimeError):
+    """A loss or a parameter became NaN or infinite."""
+
+
+class Learner:
+    """Holds one agent and its data; `train` and `online_step` advance it, `policy_state` hands it out."""
+
+    def __init__(
+        self, algo: str, config: Any, dataset: dict[str, np.ndarray], seed: int, chunk_size: int = 1000
+    ) -> None:
+        self.algo = algo
+        self.config = config
+        self.algorithm = get_algorithm(algo)
+        self.data = to_device_dataset(dataset)
+        self.offline_size = int(self.data["observations"].shape[0])
+        obs_dim, act_dim = self.data["observations"].shape[1], self.data["actions"].shape[1]
+        self.state: TrainState = self.algorithm.init(config, obs_dim, act_dim, jax.random.PRNGKey(seed))
+        self.chunk_size = chunk_size
+        self._chunks: dict[int, Any] = {}
+        self._online = None
+        self.size = self.offline_size  # rows of the buffer in use (online phase)
+        self.capacity = self.offline_size
+
+    # ------------------------------------------------------------------ offline
+
+    def train(self, steps: int) -> dict[str, float]:
+        """Run `steps` offline updates; return the last update's metrics. Raises DivergedError on NaN/inf."""
+        metrics: dict[str, float] = {}
+        while steps > 0:
+            n = min(self.chunk_size, steps)
+            if n not in self._chunks:
+                self._chunks[n] = make_update_chunk(self.algorithm.update, self.config, n)
+            state, stacked = self._chunks[n](self.state, self.data)
+            metrics = self._accept(state, {k: v[-1] for k, v in stacked.items()}, stacked)
+            steps -= n
+        return metrics
+
+    def _accept(self, state: TrainState, last: dict[str, Any], every: dict[str, Any]) -> dict[str, float]:
+        values = jax.device_get(every)
+        bad = sorted(k for k, v in values.items() if not np.all(np.isfinite(v)))
+        if bad or not bool(_params_finite(state.params)):
+            what = f"metrics {bad}" if bad else "parameters"
+            raise DivergedError(f"{what} became NaN or infinite")
+        self.state = state
+        return {k: float(v) for k, v in jax.device_get(last).items()}
+
+    # ------------------------------------------------------------------ online
+
+    def start_online(self, buffer_size: int, utd: int) -> None:
+        """Turn the dataset into the head of a replay buffer of capacity max(buffer_size, |D| + 1)."""
+        self.capacity = max(buffer_size, self.offline_size + 1)
+        pad = self.capacity - self.offline_size
+        self.data = {k: jnp.concatenate([v, jnp.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in self.data.items()}
+        self._online = online_update_fn(self.algorithm.update, self.config, utd)
+
+    def online_step(self, transition: dict[str, np.ndarray], index: int) -> dict[str, float]:
+        """Write `transition` at buffer row `index` (FIFO over the whole buffer), then run `utd` updates."""
+        assert self._online is not None, "call start_online first"
+        self.size = min(max(self.size, index + 1), self.capacity)
+        state, self.data, metrics = self._online(self.state, self.data, transition, index, self.size)
+        return self._accept(state, metrics, metrics)
+
+    def next_index(self, online_transitions: int) -> int:
+        """Buffer row of the n-th online transition: after the dataset, wrapping onto the oldest rows."""
+        return (self.offline_size + online_transitions) % self.capacity
+
+    # ------------------------------------------------------------------ state exchange
+
+    def policy_state(self) -> TrainState:
+        """What acting needs (parameters, target parameters), without optimizer state, on the host."""
+        return jax.device_get(self.state.replace(opt_state=None))
+
+    def checkpoint_trees(self, online_transitions: int) -> dict[str, Any]:
+        """Pytrees a checkpoint must hold: the agent state and the online rows of the buffer."""
+        trees: dict[str, Any] = {"state": self.state}
+        if self._online is not None:
+            rows = self._online_rows(online_transitions)
+            trees["online_buffer"] = {k: np.asarray(v)[rows] for k, v in self.data.items()}
+        return trees
+
+    def restore(self, trees: dict[str, Any], online_transitions: int) -> None:
+        self.state = jax.tree_util.tree_map(jnp.asarray, trees["state"])
+        if "online_buffer" in trees:
+            rows = self._online_rows(online_transitions)
+            self.data = {k: v.at[rows].set(trees["online_buffer"][k]) for k, v in self.data.items()}
+            self.size = min(self.offline_size + online_transitions, self.capacity)
+
+    def _online_rows(self, online_transitions: int) -> np.ndarray:
+        """Rows written by the online phase so far (all rows once it has wrapped around)."""
+        if online_transitions >= self.capacity:
+            return np.arange(self.capacity)
+        return (self.offline_size + np.arange(online_transitions)) % self.capacity
+
+
+@jax.jit
+def _params_finite(params: Any) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(params)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
