@@ -7,10 +7,14 @@ import sys
 from collections.abc import Sequence
 
 from flowsteer import __version__
-from flowsteer.cli import data
+from flowsteer.cli import data, train
 from flowsteer.datasets.errors import DatasetError
+from flowsteer.platform.loop import RunDiverged
+from flowsteer.platform.rundir import RunDirectoryError
+from flowsteer.platform.spec import RunSpecError
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -22,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flowsteer {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data.add_parser(commands)
+    train.add_parser(commands)
     return parser
 
 
@@ -30,9 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
-    except DatasetError as exc:
+    except (DatasetError, RunSpecError, RunDirectoryError) as exc:
         print(f"flowsteer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RunDiverged as exc:
+        print(f"flowsteer: error: {exc}", file=sys.stderr)
+        return EXIT_DIVERGED
     except KeyboardInterrupt:
         print("flowsteer: interrupted; nothing partial was kept.", file=sys.stderr)
         return EXIT_INTERRUPTED

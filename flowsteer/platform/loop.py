@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import platform
 import subprocess
 import sys
@@ -76,6 +77,7 @@ def run(spec: RunSpec, *, resume: bool = False, progress: bool = True) -> RunRes
             loop.restore(last)
             loop.offline_phase()
             loop.online_phase()
+            loop.save_final_checkpoint()
     except DivergedError as exc:
         good = checkpoint.latest(run_dir.checkpoints)
         message = (
@@ -184,7 +186,7 @@ class _Loop:
         if path is None:
             return
         meta = checkpoint.load(path, {})[1]
-        if meta["phase"] == "online":
+        if meta["phase"] == "online" or meta["online_transitions"] > 0:
             self.learner.start_online(self.spec.buffer_size, self.spec.utd)
         templates = self.learner.checkpoint_trees(meta["online_transitions"])
         trees, meta = checkpoint.load(path, templates)
@@ -208,6 +210,12 @@ class _Loop:
         )
         self.tracker.sync()
         self.last_sync = time.monotonic()
+
+    def save_final_checkpoint(self) -> None:
+        """The finished run's state, also when the run ended inside an online episode."""
+        last = checkpoint.latest(self.run_dir.checkpoints)
+        if last is None or json.loads((last / "meta.json").read_text())["step"] != self.step:
+            self.save_checkpoint("final")
 
     # ------------------------------------------------------------------ offline
 

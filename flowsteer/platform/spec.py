@@ -64,8 +64,7 @@ class RunSpec:
     output_dir: str = "runs"  # run directories go to output_dir/<run_id>
     tracking_uri: str | None = None  # MLflow; default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
     experiment: str = "flowsteer"  # MLflow experiment name
-    num_gpus: float = 0.0  # GPUs for the Ray learner actor (0: CPU)
-    use_ray: bool = False  # run learner and rollout workers as Ray actors
+    use_ray: bool = False  # evaluate on Ray actors (also when eval_workers > 1); the learner stays in-process
     setting: str = "offline"  # which presets apply: 'offline' or 'offline-to-online' (set from online_steps)
 
     # ------------------------------------------------------------------ construction and validation
@@ -110,10 +109,6 @@ class RunSpec:
             _check_int(name, getattr(self, name), minimum)
         if self.offline_steps + self.online_steps == 0:
             raise RunSpecError("offline_steps and online_steps are both 0: the run would do nothing.")
-        if not isinstance(self.num_gpus, int | float) or self.num_gpus < 0:
-            raise RunSpecError(f"num_gpus must be a number >= 0, got {self.num_gpus!r}.")
-        if self.num_gpus > 0 and not self.use_ray:
-            raise RunSpecError("num_gpus > 0 needs use_ray: true (the learner asks Ray for the GPU).")
         if self.data.source not in SOURCES:
             raise RunSpecError(f"data.source must be one of {', '.join(SOURCES)}, got {self.data.source!r}.")
         for name, minimum in [("episodes", 1), ("seed", 0), ("episode_steps", 2)]:
@@ -137,7 +132,7 @@ class RunSpec:
     def identity(self) -> dict[str, Any]:
         """What determines the run's results (not where they are written or tracked)."""
         ident = dataclasses.asdict(self)
-        for key in ("output_dir", "tracking_uri", "experiment", "use_ray", "num_gpus", "eval_workers"):
+        for key in ("output_dir", "tracking_uri", "experiment", "use_ray", "eval_workers", "eval_envs"):
             ident.pop(key)
         for key in ("data_dir", "cache_dir"):
             ident["data"].pop(key)

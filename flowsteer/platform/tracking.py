@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from flowsteer.platform.rundir import RunDirectory, read_json, write_json_atomic
@@ -35,7 +36,12 @@ class MlflowSync:
     # ------------------------------------------------------------------ public
 
     def start(self, params: dict[str, Any]) -> str | None:
-        """Find or create this directory's MLflow run; returns its id, or None if the server is unreachable."""
+        """Find or create this directory's MLflow run; returns its id, or None if the server is unreachable
+        (then the run is created at the next successful sync)."""
+        state = read_json(self.state_path, {})
+        if not state.get("mlflow_run_id"):
+            pending = {"tracking_uri": self.uri, "experiment": self.experiment, "run_name": self.run_name}
+            write_json_atomic(self.state_path, {**pending, "tags": self.tags, "params": params, "sent_rows": {}})
         try:
             return self._start(params)
         except Exception as exc:
@@ -47,7 +53,11 @@ class MlflowSync:
         try:
             state = read_json(self.state_path, {})
             if not state.get("mlflow_run_id"):
-                return False
+                if "params" not in state:
+                    return False
+                self.tags = state.get("tags", self.tags)
+                self._start(state["params"])
+                state = read_json(self.state_path, {})
             client = self._get_client()
             sent = dict(state.get("sent_rows", {}))
             for name in ("train.csv", "eval.csv"):
@@ -88,23 +98,27 @@ class MlflowSync:
             client.update_run(run_id, status="RUNNING")
             return run_id
         experiment = client.get_experiment_by_name(self.experiment)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(self.experiment)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else client.create_experiment(self.experiment, artifact_location=self._artifact_location())
+        )
         run = client.create_run(experiment_id, run_name=self.run_name, tags=self.tags)
         from mlflow.entities import Param
 
         flat = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
         for start in range(0, len(flat), 100):
             client.log_batch(run.info.run_id, params=flat[start : start + 100])
-        write_json_atomic(
-            self.state_path,
-            {
-                "mlflow_run_id": run.info.run_id,
-                "tracking_uri": self.uri,
-                "experiment": self.experiment,
-                "sent_rows": {},
-            },
-        )
+        state = {"mlflow_run_id": run.info.run_id, "tracking_uri": self.uri, "experiment": self.experiment}
+        write_json_atomic(self.state_path, {**state, "run_name": self.run_name, "sent_rows": {}})
         return run.info.run_id
+
+    def _artifact_location(self) -> str | None:
+        """Beside a local sqlite store (MLflow's default is ./mlruns of whatever directory we run in)."""
+        if not self.uri.startswith("sqlite:///"):
+            return None
+        database = Path(self.uri[len("sqlite:///") :])
+        return (database.parent / "mlartifacts" / self.experiment).as_uri()
 
     def _unsent_rows(self, name: str, sent: int) -> list[dict[str, str]]:
         path = self.run_dir.path / name

@@ -1,15 +1,10 @@
-"""Fixtures for dataset tests: an isolated home and cache, and one small generated dataset per session."""
+"""Fixtures for dataset tests: an isolated home and cache (the smoke dataset lives in tests/conftest.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
-from flowsteer.datasets.build import build_dataset
-from flowsteer.datasets.generate import GenerationSpec
-
-SMOKE = GenerationSpec("cube-single-play-v0", episodes=4, seed=0, episode_steps=201)  # as in test_generate
 
 
 @pytest.fixture(autouse=True)
@@ -21,16 +16,3 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("FLOWSTEER_OGBENCH_DIR", raising=False)
     monkeypatch.delenv("FLOWSTEER_CACHE_DIR", raising=False)
     return home
-
-
-@pytest.fixture(scope="session")
-def smoke_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache holding SMOKE (cube-single, 4 + 1 episodes of 201 rows), generated once per session."""
-    root = tmp_path_factory.mktemp("smoke-cache")
-    build_dataset(SMOKE, root, workers=1, progress=False)
-    return root
-
-
-@pytest.fixture(scope="session")
-def smoke_dir(smoke_cache: Path) -> Path:
-    return smoke_cache / "ogbench" / SMOKE.cache_key

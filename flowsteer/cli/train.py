@@ -1,0 +1,137 @@
+"""``flowsteer train``: one run; ``flowsteer sync``: send a run directory's metrics to MLflow."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flowsteer.platform.loop import run
+from flowsteer.platform.rundir import RunDirectory, read_json
+from flowsteer.platform.spec import RunSpec, RunSpecError
+from flowsteer.platform.tracking import MlflowSync
+
+# CLI flag -> RunSpec field, for the flags that map one to one.
+_RUN_FLAGS = [
+    ("seed", int, "seed of the learner, evaluation and online collection (default 0)"),
+    ("offline_steps", int, "offline gradient steps (default 1,000,000)"),
+    ("online_steps", int, "online environment steps after the offline phase (default 0)"),
+    ("utd", int, "updates per online environment step (default 1)"),
+    ("eval_interval", int, "steps between evaluations (default 100,000)"),
+    ("eval_episodes", int, "episodes per evaluation (default 50)"),
+    ("eval_workers", int, "rollout workers evaluating in parallel (default 1)"),
+    ("eval_envs", int, "environments stepped together per rollout worker (default 10)"),
+    ("log_interval", int, "steps between rows of train.csv (default 5,000)"),
+    ("checkpoint_interval", int, "steps between checkpoints (default 100,000)"),
+    ("chunk_size", int, "offline updates per compiled dispatch (default 1,000)"),
+    ("buffer_size", int, "replay capacity of the online phase (default 2,000,000)"),
+    ("output_dir", str, "where run directories go (default ./runs)"),
+    ("tracking_uri", str, "MLflow URI (default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)"),
+    ("experiment", str, "MLflow experiment (default flowsteer)"),
+]
+_DATA_FLAGS = [
+    ("episodes", "dataset episodes of a generated copy (default 1000, the official size)"),
+    ("data_seed", "generation seed of a generated copy (default 0)"),
+]
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="run one algorithm on one task (offline, then optionally online)",
+        description="Run one algorithm on one OGBench task with one seed. The paper's hyperparameters for the "
+        "task apply unless overridden with --hp NAME=VALUE. The run directory (config, protocol, CSV logs, "
+        "checkpoints) is the source of truth; metrics also go to MLflow.",
+    )
+    parser.add_argument("--config", type=Path, help="a YAML or JSON RunSpec; flags given too override it")
+    parser.add_argument("--algo", help="bc, iql, rebrac, ifql, idql or fql")
+    parser.add_argument("--task", help="e.g. cube-single-play-singletask-task2-v0")
+    for name, kind, text in _RUN_FLAGS:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=text)
+    parser.add_argument(
+        "--hp", action="append", default=[], metavar="NAME=VALUE", help="algorithm hyperparameter override"
+    )
+    for name, text in _DATA_FLAGS:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=text)
+    parser.add_argument("--source", choices=["auto", "official", "generated"], help="dataset copy to use")
+    parser.add_argument("--data-dir", help="directory of official OGBench files")
+    parser.add_argument("--cache-dir", help="cache of generated datasets")
+    parser.add_argument("--use-ray", action="store_true", default=None, help="rollout workers as Ray actors")
+    parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_train)
+
+    sync = commands.add_parser("sync", help="send run directories' metrics that MLflow has not received")
+    sync.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    sync.set_defaults(run=_sync)
+
+
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    """The RunSpec of a `flowsteer train` command line (config file first, then flags)."""
+    values: dict[str, Any] = _read_config(args.config) if args.config else {}
+    data = dict(values.pop("data", {}) or {})
+    for name in ("algo", "task", "use_ray", *(flag for flag, _, _ in _RUN_FLAGS)):
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    hyperparameters = dict(values.pop("hyperparameters", {}) or {})
+    for item in args.hp:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise RunSpecError(f"--hp expects NAME=VALUE (e.g. --hp alpha=30), got {item!r}")
+        hyperparameters[name.strip()] = yaml.safe_load(text)
+    values["hyperparameters"] = hyperparameters
+    for flag, field in (("episodes", "episodes"), ("data_seed", "seed"), ("source", "source")):
+        if getattr(args, flag) is not None:
+            data[field] = getattr(args, flag)
+    for flag in ("data_dir", "cache_dir"):
+        if getattr(args, flag) is not None:
+            data[flag] = getattr(args, flag)
+    values["data"] = data
+    for required in ("algo", "task"):
+        if not values.get(required):
+            raise RunSpecError(f"--{required} is required (or give it in --config)")
+    return RunSpec.from_dict(values)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise RunSpecError(f"cannot read run config {path}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise RunSpecError(f"{path} must hold a mapping of RunSpec fields")
+    return loaded
+
+
+def _train(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    print(f"run {spec.run_id}: {spec.algo} on {spec.task}, seed {spec.seed}, {spec.setting}")
+    print(f"  directory {spec.run_dir}")
+    print(f"  MLflow    {spec.resolved_tracking_uri()} (experiment {spec.experiment})")
+    result = run(spec, resume=args.resume, progress=not args.quiet)
+    evals = RunDirectory(result.run_dir).rows("eval.csv")
+    print(f"{result.status} at step {result.step:,} in {result.seconds:.0f} s")
+    if evals:
+        last = evals[-1]
+        print(f"  last evaluation (step {int(last['step']):,}): success {last['success']:.3f}, "
+              f"return {last['episode_return']:.1f} over {int(last['episodes'])} episodes")  # fmt: skip
+    print(f"  results in {result.run_dir} (eval.csv, train.csv, protocol.json)")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.run_dirs:
+        state = read_json(path / "tracking.json")
+        config = read_json(path / "config.json")
+        if state is None or config is None:
+            print(f"{path}: not a flowsteer run directory (no tracking.json / config.json)")
+            failed += 1
+            continue
+        tracker = MlflowSync(RunDirectory(path), state["tracking_uri"], state["experiment"], config["run_id"], {})
+        ok = tracker.sync()
+        print(f"{path}: {'in sync' if ok else 'MLflow unreachable, nothing lost'}")
+        failed += not ok
+    return 1 if failed else 0

@@ -1,0 +1,57 @@
+"""Fixtures for run tests: tiny but real runs (real data, real environments, real MLflow)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowsteer.platform.spec import RunSpec
+
+TASK = "cube-single-play-singletask-task2-v0"
+
+# Small networks keep compilation and updates fast; the algorithms' logic is unchanged.
+TINY: dict[str, dict[str, Any]] = {
+    "bc": {"actor_hidden_dims": [32, 32], "batch_size": 32},
+    "iql": {"actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32], "batch_size": 32},
+    "rebrac": {"actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32], "batch_size": 32},
+    "ifql": {"actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32], "batch_size": 32, "num_samples": 4},
+    "fql": {"actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32], "batch_size": 32},
+    "idql": {
+        "value_hidden_dims": [32, 32],
+        "actor_hidden_dim": 32,
+        "actor_num_blocks": 1,
+        "batch_size": 32,
+        "critic_batch_size": 32,
+        "num_samples": 4,
+    },
+}
+
+
+@pytest.fixture
+def make_spec(tmp_path: Path, smoke_cache: Path) -> Callable[..., RunSpec]:
+    """RunSpec factory: the session's smoke dataset, outputs and MLflow store under tmp_path."""
+
+    def make(algo: str = "fql", output: str = "runs", **fields: Any) -> RunSpec:
+        values: dict[str, Any] = {
+            "algo": algo,
+            "task": TASK,
+            "hyperparameters": TINY[algo],
+            "offline_steps": 60,
+            "online_steps": 0,
+            "eval_interval": 60,
+            "eval_episodes": 2,
+            "eval_envs": 2,
+            "log_interval": 20,
+            "checkpoint_interval": 30,
+            "chunk_size": 20,
+            "data": {"source": "generated", "episodes": 4, "episode_steps": 201, "cache_dir": str(smoke_cache)},
+            "output_dir": str(tmp_path / output),
+            "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "experiment": "tests",
+        }
+        return RunSpec.from_dict(values | fields)
+
+    return make

@@ -1,0 +1,60 @@
+"""RunSpec: bad input fails before any work, with the field and the fix; ids are stable."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowsteer.platform.spec import RunSpec, RunSpecError
+
+BASE = {"algo": "fql", "task": "scene-play-singletask-v0"}
+
+
+def test_defaults_follow_the_fql_paper_protocol() -> None:
+    spec = RunSpec.from_dict(BASE)
+    assert (spec.offline_steps, spec.online_steps, spec.eval_interval, spec.eval_episodes) == (
+        1_000_000,
+        0,
+        100_000,
+        50,
+    )
+    assert spec.task == "scene-play-singletask-task2-v0" and spec.setting == "offline"
+    assert spec.algo_config().alpha == 300.0  # the paper's scene setting
+    online = RunSpec.from_dict(BASE | {"online_steps": 1_000_000})
+    assert online.setting == "offline-to-online" and online.buffer_size == 2_000_000
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"algo": "fqll"}, "algo 'fqll' is unknown. Did you mean fql"),
+        ({"task": "scene-play-singletask-task9-v0"}, "task: Task 'scene-play-singletask-task9-v0'"),
+        ({"offline_step": 10}, "unknown run field 'offline_step'. Did you mean offline_steps"),
+        ({"eval_episodes": -1}, "eval_episodes must be an integer >= 0, got -1"),
+        ({"seed": "one"}, "seed must be an integer >= 0, got 'one'"),
+        ({"offline_steps": 0}, "both 0: the run would do nothing"),
+        ({"hyperparameters": {"alpah": 3}}, "hyperparameters: unknown hyperparameter(s) for fql: 'alpah'"),
+        ({"data": {"episode": 3}}, "unknown data field 'episode'. Did you mean episodes"),
+        ({"data": {"source": "web"}}, "data.source must be one of auto, official, generated"),
+    ],
+)
+def test_bad_input_names_the_field_and_what_it_accepts(values: dict, message: str) -> None:
+    with pytest.raises(RunSpecError) as error:
+        RunSpec.from_dict(BASE | values)
+    assert message in str(error.value)
+
+
+def test_run_id_depends_on_what_changes_results_only() -> None:
+    spec = RunSpec.from_dict(BASE)
+    assert spec.run_id == RunSpec.from_dict(BASE | {"output_dir": "elsewhere", "eval_workers": 2}).run_id
+    assert spec.run_id == RunSpec.from_dict({**BASE, "task": "scene-play-singletask-task2-v0"}).run_id
+    assert spec.run_id != RunSpec.from_dict(BASE | {"seed": 1}).run_id
+    assert spec.run_id != RunSpec.from_dict(BASE | {"hyperparameters": {"alpha": 100}}).run_id
+    assert spec.run_id.startswith("fql-scene-play-task2-s0-")
+
+
+def test_relative_sqlite_uris_become_absolute(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert RunSpec.from_dict(BASE).resolved_tracking_uri() == f"sqlite:///{tmp_path}/mlflow.db"
+    relative = RunSpec.from_dict(BASE | {"tracking_uri": "sqlite:///store/m.db"})
+    assert relative.resolved_tracking_uri() == f"sqlite:///{tmp_path}/store/m.db"
