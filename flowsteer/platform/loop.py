@@ -71,6 +71,7 @@ def run(spec: RunSpec, *, resume: bool = False, progress: bool = True) -> RunRes
     tracker = MlflowSync(run_dir, spec.resolved_tracking_uri(), spec.experiment, spec.run_id, _tags(spec))
     tracker.start(_flat_params(spec, config))
     run_dir.write_protocol(protocol(spec, config, task))
+    run_dir.set_status("running", step=0 if last is None else json.loads((last / "meta.json").read_text())["step"])
     loop = _Loop(spec, config, run_dir, task, tracker, progress)
     try:
         with loop.evaluator:

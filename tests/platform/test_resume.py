@@ -1,0 +1,91 @@
+"""kill -9 at any moment, then --resume: the run ends exactly as if it had never been interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from flowsteer.platform import checkpoint
+from flowsteer.platform.loop import run
+
+PHASES = {"offline": 400, "online": 600}
+
+
+def _spec(make_spec, output: str):
+    return make_spec(
+        "fql",
+        output=output,
+        offline_steps=PHASES["offline"],
+        online_steps=PHASES["online"],
+        checkpoint_interval=100,
+        eval_interval=200,
+    )
+
+
+def _start(spec, tmp_path: Path, resume: bool = False) -> subprocess.Popen:
+    config = tmp_path / f"{spec.output_dir.rsplit('/', 1)[-1]}.yaml"
+    config.write_text(yaml.safe_dump(spec.to_dict()))
+    command = [sys.executable, "-m", "flowsteer", "train", "--config", str(config), "--quiet"]
+    return subprocess.Popen(
+        command + (["--resume"] if resume else []), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _latest_meta(run_dir: Path) -> dict | None:
+    path = checkpoint.latest(run_dir / "checkpoints")
+    return json.loads((path / "meta.json").read_text()) if path else None
+
+
+def _kill_during(phase: str, spec, process: subprocess.Popen) -> dict:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        meta = _latest_meta(spec.run_dir)
+        if meta is not None and meta["phase"] == phase:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            return meta
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    raise AssertionError(f"no {phase} checkpoint within 300 s")
+
+
+@pytest.mark.parametrize("phase", ["offline", "online"])
+def test_kill_9_then_resume_gives_the_numbers_of_an_uninterrupted_run(make_spec, tmp_path: Path, phase: str) -> None:
+    reference = run(_spec(make_spec, "reference"), progress=False)
+
+    spec = _spec(make_spec, "interrupted")
+    meta = _kill_during(phase, spec, _start(spec, tmp_path))
+    assert meta["step"] < PHASES["offline"] + PHASES["online"]
+    assert json.loads((spec.run_dir / "status.json").read_text())["state"] == "running"
+
+    refused = _start(spec, tmp_path)
+    assert refused.wait(timeout=120) == 2 and "Resume it with --resume" in refused.communicate()[1]
+
+    resumed = _start(spec, tmp_path, resume=True)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert "finished at step 1,000" in out
+
+    for name in ("eval.csv", "train.csv"):
+        assert (spec.run_dir / name).read_text() == (reference.run_dir / name).read_text(), name
+    final = checkpoint.latest(spec.run_dir / "checkpoints")
+    expected = checkpoint.latest(reference.run_dir / "checkpoints")
+    assert final.name == expected.name == "step_000001000"
+    assert (final / "arrays.npz").read_bytes() == (expected / "arrays.npz").read_bytes()
+
+    client = MlflowClient(spec.resolved_tracking_uri())
+    experiment = client.get_experiment_by_name("tests").experiment_id
+    mine = [r for r in client.search_runs([experiment]) if r.data.tags.get("run_id") == spec.run_id]
+    assert len(mine) == 2  # the reference run and the interrupted-then-resumed one, not a third
+    for mlflow_run in mine:
+        steps = [m.step for m in client.get_metric_history(mlflow_run.info.run_id, "evaluation/success")]
+        assert steps == [200, 400, 600, 800, 1000]
