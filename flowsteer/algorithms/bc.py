@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from flowsteer.algorithms.networks import GaussianActor, gaussian_actions, gaussian_log_prob
-from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, optimizer_step
+from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, summed_loss_update
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,7 @@ def actor_loss(config: BCConfig, params: dict, batch: Batch) -> tuple[jax.Array,
 
 def update(config: BCConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     """One Adam step on the NLL."""
-    params, opt_state, metrics = optimizer_step(
-        optax.adam(config.lr), state.params, state.opt_state, lambda p: actor_loss(config, p, batch)
-    )
-    return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
+    return summed_loss_update(optax.adam(config.lr), state, lambda p, _: actor_loss(config, p, batch), 0.0, ())
 
 
 def act(

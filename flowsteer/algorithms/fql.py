@@ -12,7 +12,7 @@ import optax
 
 from flowsteer.algorithms.flow import euler_sample, flow_matching_loss
 from flowsteer.algorithms.networks import Critic, VectorField
-from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, optimizer_step, polyak
+from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, summed_loss_update
 
 
 @dataclass(frozen=True)
@@ -141,18 +141,10 @@ def total_loss(
 
 
 def update(config: FQLConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    """One gradient step on the summed loss, then Polyak on the critic."""
-    rng, key = jax.random.split(state.rng)
-    params, opt_state, metrics = optimizer_step(
-        _optimizer(config),
-        state.params,
-        state.opt_state,
-        lambda p: total_loss(config, p, state.target_params, batch, key),
+    """One Adam step on the summed loss, then Polyak on the critic."""
+    return summed_loss_update(
+        _optimizer(config), state, lambda p, key: total_loss(config, p, state.target_params, batch, key), config.tau
     )
-    # spec §1: the reference averages in the params from *before* this step (a one-step lag).
-    target_params = {"critic": polyak(state.params["critic"], state.target_params["critic"], config.tau)}
-    new = state.replace(params=params, target_params=target_params, opt_state=opt_state, step=state.step + 1)
-    return new.replace(rng=rng), metrics
 
 
 def act(

@@ -12,7 +12,7 @@ import optax
 from flowsteer.algorithms import iql
 from flowsteer.algorithms.flow import euler_sample, flow_matching_loss
 from flowsteer.algorithms.networks import Critic, VectorField
-from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, optimizer_step, polyak
+from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, summed_loss_update
 
 
 @dataclass(frozen=True)
@@ -66,17 +66,10 @@ def total_loss(
 
 
 def update(config: IFQLConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    """One Adam step on the summed loss, then Polyak on the critic (from the pre-step params, spec §1)."""
-    rng, key = jax.random.split(state.rng)
-    params, opt_state, metrics = optimizer_step(
-        optax.adam(config.lr),
-        state.params,
-        state.opt_state,
-        lambda p: total_loss(config, p, state.target_params, batch, key),
+    """One Adam step on the summed loss, then Polyak on the critic."""
+    return summed_loss_update(
+        optax.adam(config.lr), state, lambda p, key: total_loss(config, p, state.target_params, batch, key), config.tau
     )
-    target_params = {"critic": polyak(state.params["critic"], state.target_params["critic"], config.tau)}
-    new = state.replace(params=params, target_params=target_params, opt_state=opt_state, step=state.step + 1)
-    return new.replace(rng=rng), metrics
 
 
 def best_of_n(critic: Critic, critic_params: dict, observations: jax.Array, candidates: jax.Array) -> jax.Array:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from flowsteer.algorithms.networks import Critic, GaussianActor, gaussian_actions, gaussian_log_prob
-from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, optimizer_step, polyak
+from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, summed_loss_update
 
 
 @dataclass(frozen=True)
@@ -127,15 +127,10 @@ def total_loss(config: IQLConfig, params: dict, target_params: dict, batch: Batc
 
 
 def update(config: IQLConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    """One Adam step on the summed loss, then Polyak on the critic (from the pre-step params, spec §1)."""
-    params, opt_state, metrics = optimizer_step(
-        optax.adam(config.lr),
-        state.params,
-        state.opt_state,
-        lambda p: total_loss(config, p, state.target_params, batch),
+    """One Adam step on the summed loss, then Polyak on the critic."""
+    return summed_loss_update(
+        optax.adam(config.lr), state, lambda p, _: total_loss(config, p, state.target_params, batch), config.tau
     )
-    target_params = {"critic": polyak(state.params["critic"], state.target_params["critic"], config.tau)}
-    return state.replace(params=params, target_params=target_params, opt_state=opt_state, step=state.step + 1), metrics
 
 
 def act(

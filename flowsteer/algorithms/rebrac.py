@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from flowsteer.algorithms.networks import Critic, GaussianActor
-from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, optimizer_step, polyak
+from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, summed_loss_update
 
 ACTOR_METRICS = ("actor_loss", "q_loss", "bc_loss", "mse")
 
@@ -104,11 +104,10 @@ def update(config: ReBRACConfig, state: TrainState, batch: Batch) -> tuple[Train
     `full_update = i % actor_freq == 0`, i counted from 1). On critic-only steps the actor's gradient is zero,
     but the single Adam still moves it with its momentum, as in the reference (spec §5); targets move only
     on full steps. Actor metrics read 0 on critic-only steps."""
-    rng, key = jax.random.split(state.rng)
     tx = optax.adam(config.lr)
 
     def step(with_actor: bool):
-        def loss_fn(p: dict) -> tuple[jax.Array, Metrics]:
+        def loss_fn(p: dict, key: jax.Array) -> tuple[jax.Array, Metrics]:
             c_loss, c_info = critic_loss(config, p, state.target_params, batch, key)
             metrics = {f"critic/{k}": v for k, v in c_info.items()}
             if not with_actor:
@@ -116,19 +115,11 @@ def update(config: ReBRACConfig, state: TrainState, batch: Batch) -> tuple[Train
             a_loss, a_info = actor_loss(config, p, batch)
             return c_loss + a_loss, metrics | {f"actor/{k}": v for k, v in a_info.items()}
 
-        def run(_: None) -> tuple[dict, object, dict, Metrics]:
-            params, opt_state, metrics = optimizer_step(tx, state.params, state.opt_state, loss_fn)
-            target_params = state.target_params
-            if with_actor:
-                target_params = polyak(state.params, state.target_params, config.tau)
-            return params, opt_state, target_params, metrics
-
-        return run
+        targets = ("critic", "actor") if with_actor else ()
+        return lambda s: summed_loss_update(tx, s, loss_fn, config.tau, targets)
 
     full_update = (state.step + 1) % config.actor_freq == 0
-    params, opt_state, target_params, metrics = jax.lax.cond(full_update, step(True), step(False), None)
-    new = state.replace(params=params, target_params=target_params, opt_state=opt_state, step=state.step + 1)
-    return new.replace(rng=rng), metrics
+    return jax.lax.cond(full_update, step(True), step(False), state)
 
 
 def act(

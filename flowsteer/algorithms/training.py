@@ -66,6 +66,25 @@ def optimizer_step(
     return optax.apply_updates(params, updates), opt_state, {**metrics, **grad_stats(grads)}
 
 
+def summed_loss_update(
+    tx: optax.GradientTransformation,
+    state: TrainState,
+    loss_fn: Callable[[Any, jax.Array], tuple[jax.Array, Metrics]],
+    tau: float,
+    targets: tuple[str, ...] = ("critic",),
+) -> tuple[TrainState, Metrics]:
+    """The FQL codebase's update: one step of `tx` on `loss_fn(params, key)`, the sum of all the agent's losses,
+    then Polyak of each network in `targets` toward its parameters from *before* the step (spec §1: the
+    reference's one-step lag)."""
+    rng, key = jax.random.split(state.rng)
+    params, opt_state, metrics = optimizer_step(tx, state.params, state.opt_state, lambda p: loss_fn(p, key))
+    target_params = dict(state.target_params)
+    for name in targets:
+        target_params[name] = polyak(state.params[name], state.target_params[name], tau)
+    new = state.replace(params=params, target_params=target_params, opt_state=opt_state, step=state.step + 1)
+    return new.replace(rng=rng), metrics
+
+
 def new_state(params: Any, target_params: Any, opt_state: Any, rng: jax.Array, act_dim: int) -> TrainState:
     """A fresh TrainState at step 0."""
     return TrainState(params, target_params, opt_state, jnp.zeros((), jnp.int32), rng, act_dim)
