@@ -56,7 +56,7 @@ def _add_dir_options(parser: argparse.ArgumentParser) -> None:
 def _add_copy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--episodes",
-        type=_episodes,
+        type=episodes_arg,
         default=SIZES["official"],
         help="training episodes, or a size: smoke (10), small (100), official (1000, the default)",
     )
@@ -67,7 +67,7 @@ def _add_copy_options(parser: argparse.ArgumentParser) -> None:
     _add_dir_options(parser)
 
 
-def _episodes(text: str) -> int:
+def episodes_arg(text: str) -> int:
     if text in SIZES:
         return SIZES[text]
     try:

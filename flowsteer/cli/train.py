@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from flowsteer.cli.data import episodes_arg
 from flowsteer.platform.loop import run
 from flowsteer.platform.rundir import RunDirectory, read_json
 from flowsteer.platform.spec import RunSpec, RunSpecError
@@ -31,10 +32,6 @@ _RUN_FLAGS = [
     ("tracking_uri", str, "MLflow URI (default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)"),
     ("experiment", str, "MLflow experiment (default flowsteer)"),
 ]
-_DATA_FLAGS = [
-    ("episodes", "dataset episodes of a generated copy (default 1000, the official size)"),
-    ("data_seed", "generation seed of a generated copy (default 0)"),
-]
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -53,8 +50,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--hp", action="append", default=[], metavar="NAME=VALUE", help="algorithm hyperparameter override"
     )
-    for name, text in _DATA_FLAGS:
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=text)
+    parser.add_argument("--episodes", type=episodes_arg, help="episodes of a generated dataset copy: a number, "
+                        "or smoke (10), small (100), official (1000, the default)")  # fmt: skip
+    parser.add_argument("--data-seed", type=int, help="generation seed of a generated copy (default 0)")
     parser.add_argument("--source", choices=["auto", "official", "generated"], help="dataset copy to use")
     parser.add_argument("--data-dir", help="directory of official OGBench files")
     parser.add_argument("--cache-dir", help="cache of generated datasets")
