@@ -31,7 +31,7 @@ def write_npz(path: Path, arrays: Mapping[str, np.ndarray], compress: bool = Tru
             info.external_attr = 0o644 << 16
             with archive.open(info, "w", force_zip64=True) as member:
                 _write_npy(member, np.asarray(array))
-    _fsync(path)
+    fsync(path)
 
 
 def _write_npy(stream, array: np.ndarray) -> None:
@@ -49,7 +49,8 @@ def _write_npy(stream, array: np.ndarray) -> None:
         stream.write(np.ascontiguousarray(array[start : start + _CHUNK_ROWS]).tobytes())
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Flush a file or a directory (its entries) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from flowsteer.datasets.npzfile import write_npz
+from flowsteer.datasets.npzfile import fsync, write_npz
 
 LATEST = "LATEST"
 _KEEP = 2  # checkpoints kept on disk (the newest and the one before, in case the newest is unreadable)
@@ -41,13 +41,13 @@ def save(directory: Path, step: int, trees: dict[str, Any], meta: dict[str, Any]
         arrays.update(_flatten(name, tree))
     write_npz(tmp / "arrays.npz", arrays, compress=False)  # speed over size: parameters barely compress
     (tmp / "meta.json").write_text(json.dumps({"step": step, **meta}, indent=1, sort_keys=True))
-    _fsync_dir(tmp)
+    fsync(tmp)
     shutil.rmtree(final, ignore_errors=True)
     os.rename(tmp, final)
     pointer = directory / f".{LATEST}.tmp"
     pointer.write_text(final.name)
     os.replace(pointer, directory / LATEST)
-    _fsync_dir(directory)
+    fsync(directory)
     for old in sorted(directory.glob("step_*"))[:-_KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -80,11 +80,3 @@ def load(path: Path, templates: dict[str, Any]) -> tuple[dict[str, Any], dict[st
                 leaves.append(value)
             trees[name] = jax.tree_util.tree_unflatten(treedef, leaves)
     return trees, meta
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
