@@ -1,0 +1,210 @@
+"""Aggregation exactly as the FQL and OGBench papers do it (shared/spec/reporting.md §3.1, §3.3).
+
+1. Per run: the mean success (in %) over the last k evaluation steps of the run's schedule (k = 3 for
+   OGBench, 1 for "the last evaluation"). Offline-to-online runs give two values: at the end of the
+   offline phase (step offline_steps) and at the final step, shown "x -> y".
+2. Per task: mean and std over seeds (std with ``ddof``, recorded in every output).
+3. Per category: for each seed, the mean over the category's five tasks; then mean and std over seeds.
+   A seed that lacks a task is left out of the category and flagged, never averaged over silently.
+4. Bold: a cell is bold when its unrounded mean is at or above 95% of the row's best (see ``mark_bold``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from flowsteer.datasets.catalog import get_dataset
+from flowsteer.reports.load import ReportError
+
+OFFLINE, ONLINE = "offline", "online"  # the two phases of an offline-to-online cell
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """The parameters of a table; every one of them is printed in the caption and the CSV."""
+
+    last_k: int = 3  # evaluations averaged per run (OGBench: last 3; D4RL: last 1)
+    ddof: int = 0  # std over seeds; the FQL paper does not say, CORL and OfflineRL-Kit use np.std (ddof 0)
+    bold_fraction: float = 0.95  # bold at or above this fraction of the row's best
+    metric: str = "success"  # eval.csv column
+    scale: float = 100.0  # success fraction -> %
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        return asdict(self)
+
+
+PAPER = Aggregation()  # the FQL paper's OGBench protocol
+
+
+def _hyperparameter_labels(runs: pd.DataFrame) -> pd.Series:
+    """The column a run belongs to: its algorithm, plus the hyperparameters that differ within its cell."""
+    labels = runs["algorithm"].copy()
+    for _, group in runs.groupby(["algorithm", "task", "setting"]):
+        if group["hyperparameters"].nunique() < 2:
+            continue
+        parsed = {i: json.loads(h) for i, h in group["hyperparameters"].items()}
+        keys = sorted({k for hp in parsed.values() for k in hp})
+        varying = [k for k in keys if len({json.dumps(hp.get(k), sort_keys=True) for hp in parsed.values()}) > 1]
+        for i, hp in parsed.items():
+            detail = ", ".join(f"{k}={hp.get(k)}" for k in varying)
+            labels[i] = f"{runs.at[i, 'algorithm']} ({detail})"
+    return labels
+
+
+def run_scores(tidy: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
+    """One row per (run, phase): the run's score in the table's unit, or NaN with a reason when incomplete."""
+    metric = tidy[tidy["metric"] == agg.metric]
+    if metric.empty:
+        raise ReportError(f"No evaluation rows with metric {agg.metric!r}; eval.csv files lack that column.")
+    run_columns = ["run", "algorithm", "task", "dataset", "category", "default_task", "seed", "hyperparameters"]
+    run_columns += ["setting", "offline_steps", "online_steps", "eval_steps", "eval_episodes", "status", "provenance"]
+    runs = metric.drop_duplicates("run").set_index("run")[run_columns[1:]]
+    values = {run: dict(zip(g["step"], g["value"], strict=True)) for run, g in metric.groupby("run")}
+    rows = []
+    for run, info in runs.iterrows():
+        scheduled = json.loads(info["eval_steps"])
+        if info["setting"] == "offline-to-online":
+            end = info["offline_steps"] + info["online_steps"]
+            windows = {OFFLINE: [info["offline_steps"]], ONLINE: [end]}
+        else:
+            windows = {OFFLINE: [s for s in scheduled if s <= info["offline_steps"]][-agg.last_k :]}
+        for phase, window in windows.items():
+            missing = [s for s in window if s not in values[run]]
+            if len(window) < agg.last_k and info["setting"] != "offline-to-online":
+                missing = missing or ["fewer than k scheduled evaluations"]
+            score = np.nan if missing else agg.scale * float(np.mean([values[run][s] for s in window]))
+            reason = f"{run}: no evaluation at step(s) {', '.join(map(str, missing))}" if missing else ""
+            window_text = json.dumps(window)
+            rows.append({"run": run, **info.to_dict(), "phase": phase, "window": window_text, "score": score})
+            rows[-1]["incomplete"] = reason
+    scores = pd.DataFrame(rows)
+    scores["method"] = _hyperparameter_labels(scores)
+    return scores
+
+
+def check_provenance(scores: pd.DataFrame, keys: list[str]) -> None:
+    """Refuse to put runs of different dataset provenance or package versions into one cell."""
+    for cell, group in scores.groupby(keys):
+        kinds = group.drop_duplicates("run").groupby("provenance")["run"].apply(sorted)
+        if len(kinds) > 1:
+            detail = "; ".join(f"[{prov}] runs {', '.join(runs)}" for prov, runs in kinds.items())
+            raise ReportError(
+                f"Cell {dict(zip(keys, cell, strict=True))} mixes runs of different provenance: {detail}. "
+                f"Report them from separate folders, or rerun them on the same data and versions."
+            )
+
+
+def _mean_std(values: np.ndarray, ddof: int) -> tuple[float, float]:
+    if len(values) == 0:
+        return np.nan, np.nan
+    std = float(np.std(values, ddof=ddof)) if len(values) > ddof else np.nan
+    return float(np.mean(values)), std
+
+
+def _expected_seeds(scores: pd.DataFrame) -> dict[str, set[int]]:
+    """Seeds a cell should have: every seed any run of the same setting has."""
+    return {setting: set(g["seed"]) for setting, g in scores.groupby("setting")}
+
+
+def task_cells(scores: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
+    """Per (method, task, setting, phase): mean and std over seeds, with flags for missing seeds or runs."""
+    check_provenance(scores, ["method", "task", "setting"])
+    expected = _expected_seeds(scores)
+    rows = []
+    for (method, task, setting, phase), group in scores.groupby(["method", "task", "setting", "phase"]):
+        done = group[group["incomplete"] == ""]
+        mean, std = _mean_std(done["score"].to_numpy(), agg.ddof)
+        flags = [f"incomplete run {r}" for r in group.loc[group["incomplete"] != "", "incomplete"]]
+        missing = sorted(expected[setting] - set(group["seed"]))
+        if missing:
+            flags.insert(0, f"missing seeds {', '.join(map(str, missing))}")
+        rows.append(
+            {
+                "layout": "task",
+                "row": task,
+                "category": group["category"].iat[0],
+                "default_task": bool(group["default_task"].iat[0]),
+                "method": method,
+                "algorithm": group["algorithm"].iat[0],
+                "setting": setting,
+                "phase": phase,
+                "mean": mean,
+                "std": std,
+                "ddof": agg.ddof,
+                "n_seeds": len(done),
+                "seeds": " ".join(map(str, sorted(done["seed"]))),
+                "flags": "; ".join(flags),
+                "provenance": group["provenance"].iat[0],
+            }
+        )
+    return mark_bold(pd.DataFrame(rows), agg)
+
+
+def category_cells(scores: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
+    """Per (method, category, setting, phase): each seed's mean over the five tasks, then mean and std over seeds."""
+    check_provenance(scores, ["method", "category", "setting"])
+    expected = _expected_seeds(scores)
+    rows = []
+    for (method, category, setting, phase), group in scores.groupby(["method", "category", "setting", "phase"]):
+        tasks = get_dataset(category).task_names
+        done = group[group["incomplete"] == ""]
+        per_seed = done.pivot_table(index="seed", columns="task", values="score", aggfunc="mean")
+        per_seed = per_seed.reindex(columns=tasks)
+        complete = per_seed.dropna()
+        flags = []
+        missing_seeds = sorted(expected[setting] - set(per_seed.index))
+        if missing_seeds:
+            flags.append(f"missing seeds {', '.join(map(str, missing_seeds))}")
+        for seed, row in per_seed[per_seed.isna().any(axis=1)].iterrows():
+            lacking = [t.split("-singletask-")[1].removesuffix("-v0") for t in row[row.isna()].index]
+            flags.append(f"seed {seed} lacks {', '.join(lacking)} (left out)")
+        mean, std = _mean_std(complete.mean(axis=1).to_numpy(), agg.ddof)
+        rows.append(
+            {
+                "layout": "category",
+                "row": category,
+                "category": category,
+                "default_task": False,
+                "method": method,
+                "algorithm": group["algorithm"].iat[0],
+                "setting": setting,
+                "phase": phase,
+                "mean": mean,
+                "std": std,
+                "ddof": agg.ddof,
+                "n_seeds": len(complete),
+                "seeds": " ".join(map(str, complete.index)),
+                "flags": "; ".join(flags),
+                "provenance": group["provenance"].iat[0],
+            }
+        )
+    return mark_bold(pd.DataFrame(rows), agg)
+
+
+def mark_bold(cells: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
+    """Bold each cell whose unrounded mean is at or above ``bold_fraction`` of its row's best.
+
+    - Ties: every cell equal to the best is bold.
+    - All-zero rows: the rule taken literally (0 >= 0.95 x 0) bolds every cell; we keep that, as the papers do.
+    - Negative bests (normalised returns): the threshold is best - 5% of |best|, so the best is always bold.
+    - Offline-to-online cells are bolded on their final (online) value; a NaN cell (no complete seed) never is.
+    - Published numbers are never part of the row and never bold.
+    A relative tolerance of 1e-9 absorbs float error at exactly 95% (0.95 x 80 is 76 on paper).
+    """
+    cells = cells.copy()
+    cells["bold"] = False
+    final = cells["phase"] == np.where(cells["setting"] == "offline-to-online", ONLINE, OFFLINE)
+    for _, group in cells[final].groupby(["layout", "row", "setting"]):
+        best = group["mean"].max()
+        if np.isnan(best):
+            continue
+        threshold = best - (1 - agg.bold_fraction) * abs(best) - 1e-9 * max(1.0, abs(best))
+        bold_methods = set(group.loc[group["mean"] >= threshold, "method"])
+        same_row = (cells["layout"] == group["layout"].iat[0]) & (cells["row"] == group["row"].iat[0])
+        same_row &= cells["setting"] == group["setting"].iat[0]
+        cells.loc[same_row & cells["method"].isin(bold_methods), "bold"] = True
+    return cells

@@ -1,0 +1,61 @@
+"""Published numbers (FQL and DSRL papers) beside a user's own, for the same algorithm, row and phase.
+
+The table ships as package data (data/published.csv, a copy of shared/reference/published.csv). It holds
+per-task rows ("default task": the DSRL paper's offline table, the FQL paper's Table 4) and category rows
+("5 tasks": the FQL paper's Table 2). Published cells are data: never bold, never part of a row's best.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.resources import files
+
+import pandas as pd
+
+from flowsteer.reports.aggregate import OFFLINE, ONLINE
+
+# flowsteer algorithm -> the papers' name. flowsteer's BC is the Gaussian BC of the FQL paper.
+PAPER_NAMES = {
+    "bc": "BC-gaussian",
+    "iql": "IQL",
+    "rebrac": "ReBRAC",
+    "idql": "IDQL",
+    "ifql": "IFQL",
+    "fql": "FQL",
+    "dsrl": "DSRL",
+}
+_PHASES = {
+    "offline": ("offline", OFFLINE),
+    "offline-to-online: offline 1M": ("offline-to-online", OFFLINE),
+    "offline-to-online: online +1M": ("offline-to-online", ONLINE),
+}
+
+
+@cache
+def published() -> pd.DataFrame:
+    """The published table with flowsteer's row keys: layout (task | category), row, setting, phase."""
+    with files("flowsteer.reports").joinpath("data/published.csv").open() as handle:
+        table = pd.read_csv(handle)
+    table = table[table["setting"].isin(_PHASES)].copy()
+    table["layout"] = ["task" if scope == "default task" else "category" for scope in table["scope"]]
+    table["row"] = table["task"].where(table["layout"] == "task", table["dataset"])
+    table["setting"], table["phase"] = zip(*(_PHASES[s] for s in table["setting"]), strict=True)
+    return table.reset_index(drop=True)
+
+
+def published_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """Published numbers for the (algorithm, layout, row, setting, phase) of ``cells``.
+
+    One column per algorithm of ``cells`` that a paper reports for at least one of its rows; an algorithm or
+    task no paper reports gets no column (and no row).
+    """
+    table = published()
+    keys = cells[["algorithm", "layout", "row", "setting", "phase"]].drop_duplicates().copy()
+    keys["paper_name"] = keys["algorithm"].map(PAPER_NAMES)
+    merged = keys.merge(
+        table.rename(columns={"algorithm": "paper_name"}),
+        on=["paper_name", "layout", "row", "setting", "phase"],
+    )
+    merged["method"] = merged["paper_name"] + " (paper)"
+    columns = ["layout", "row", "method", "algorithm", "setting", "phase", "mean", "std", "source", "unit"]
+    return merged[columns].reset_index(drop=True)

@@ -1,0 +1,67 @@
+"""Loading run directories into the tidy table, its Parquet cache, and the errors for bad sources."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flowsteer.reports.load import CACHE_DIR, ReportError, load_runs
+
+TASK = "antmaze-large-navigate-singletask-task1-v0"
+
+
+def test_the_tidy_table_has_one_row_per_run_step_and_metric_with_run_facts(write_run, tmp_path):
+    write_run("fql", TASK, 3, {100: 0.25, 200: 0.5}, hyperparameters={"alpha": 10}, source="generated")
+    tidy = load_runs(tmp_path / "runs")
+    assert len(tidy) == 2 * 4  # two steps x (episode_length, episode_return, episodes, success)
+    row = tidy[(tidy["metric"] == "success") & (tidy["step"] == 200)].iloc[0]
+    assert row["value"] == 0.5
+    assert (row["algorithm"], row["task"], row["seed"]) == ("fql", TASK, 3)
+    assert (row["dataset"], row["category"]) == ("antmaze-large-navigate-v0", "antmaze-large-navigate")
+    assert bool(row["default_task"])
+    assert json.loads(row["hyperparameters"]) == {"alpha": 10}
+    assert row["provenance"].startswith("data=generated generator=")
+    assert "ogbench=1.2.2" in row["provenance"] and "jax=0.10.2" in row["provenance"]
+
+
+def test_the_parquet_cache_is_used_and_rebuilt_when_a_run_file_changes(write_run, tmp_path):
+    run = write_run("fql", TASK, 0, {100: 0.25})
+    assert load_runs(tmp_path / "runs")["value"].max() > 0
+    assert len(list((tmp_path / "runs" / CACHE_DIR).glob("*.parquet"))) == 1
+    text = (run / "eval.csv").read_text().replace("0.25", "0.75")
+    (run / "eval.csv").write_text(text + "200.0,100.0,-99.0,50.0,0.5\n")
+    tidy = load_runs(tmp_path / "runs")
+    assert set(tidy.loc[tidy["metric"] == "success", "value"]) == {0.75, 0.5}
+    assert len(list((tmp_path / "runs" / CACHE_DIR).glob("*.parquet"))) == 1  # the stale file is gone
+
+
+def test_a_new_run_invalidates_the_cache(write_run, tmp_path):
+    write_run("fql", TASK, 0, {100: 0.25})
+    assert load_runs(tmp_path / "runs")["run"].nunique() == 1
+    write_run("fql", TASK, 1, {100: 0.25})
+    assert load_runs(tmp_path / "runs")["run"].nunique() == 2
+
+
+def test_no_runs_is_a_clear_error(tmp_path):
+    with pytest.raises(ReportError, match="No runs found under"):
+        load_runs(tmp_path)
+    with pytest.raises(ReportError, match="does not exist"):
+        load_runs(tmp_path / "nowhere")
+
+
+def test_a_directory_that_is_not_a_complete_run_is_named(write_run, tmp_path):
+    run = write_run("fql", TASK, 0, {100: 0.25})
+    (run / "protocol.json").unlink()
+    with pytest.raises(ReportError, match=r"not a complete run directory: protocol.json is missing"):
+        load_runs(tmp_path / "runs")
+
+
+def test_a_config_without_a_run_section_is_not_a_run(tmp_path):
+    run = tmp_path / "runs" / "x"
+    run.mkdir(parents=True)
+    for name in ("config.json", "protocol.json"):
+        (run / name).write_text("{}")
+    (run / "eval.csv").write_text("step,success\n1,0.5\n")
+    with pytest.raises(ReportError, match="no 'run' section"):
+        load_runs(tmp_path / "runs")
