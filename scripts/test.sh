@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
+# The report tests compile LaTeX (tests/reports/test_latex_compiles.py); about 35 s to install on Debian.
+command -v pdflatex >/dev/null && command -v pdftotext >/dev/null || (apt-get update -qq &&
+    apt-get install -y -qq --no-install-recommends texlive-latex-base texlive-latex-recommended poppler-utils >/dev/null)
+export FLOWSTEER_REQUIRE_LATEX=1
 .venv/bin/ruff check flowsteer tests benchmarks
 .venv/bin/ruff format --check flowsteer tests benchmarks
 status=0

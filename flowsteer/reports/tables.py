@@ -1,0 +1,148 @@
+"""A report: the aggregated cells of one layout, the published numbers beside them, and its caption.
+
+Layouts: ``task`` (one row per task), ``category`` (one row per dataset, its five tasks averaged per seed),
+``published`` (task and category rows, each algorithm followed by the paper's number where one exists).
+Rendering to CSV, Markdown and LaTeX lives in flowsteer.reports.writers; this module decides what the
+table says.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from flowsteer.reports.aggregate import OFFLINE, ONLINE, PAPER, Aggregation, category_cells, run_scores, task_cells
+from flowsteer.reports.load import ReportError
+from flowsteer.reports.published import published_cells
+
+LAYOUTS = ("task", "category", "published")
+PM, ARROW, MISSING = "±", "→", "–"
+
+
+@dataclass
+class Report:
+    """Everything a writer needs: cells (long, unrounded), published cells, caption and notes."""
+
+    layout: str
+    cells: pd.DataFrame
+    published: pd.DataFrame
+    caption: str
+    agg: Aggregation
+    notes: list[str] = field(default_factory=list)  # flags, numbered in cell order
+
+    def methods(self) -> list[str]:
+        """Column order: the user's methods sorted, each followed by its paper column where one exists."""
+        order = []
+        for method in sorted(self.cells["method"].unique()):
+            order.append(method)
+            algorithm = self.cells.loc[self.cells["method"] == method, "algorithm"].iat[0]
+            paper = self.published.loc[self.published["algorithm"] == algorithm, "method"].unique()
+            order += [p for p in paper if p not in order]
+        return order
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(layout, row, setting) in table order: tasks by name, then categories."""
+        keys = self.cells[["layout", "row", "setting"]].drop_duplicates()
+        keys = keys.assign(order=keys["layout"].map({"task": 0, "category": 1}))
+        keys = keys.sort_values(["setting", "order", "row"])
+        return list(keys[["layout", "row", "setting"]].itertuples(index=False, name=None))
+
+
+def build_report(tidy: pd.DataFrame, layout: str = "task", agg: Aggregation = PAPER) -> Report:
+    """Aggregate a tidy table (flowsteer.reports.load) into the report of ``layout``."""
+    if layout not in LAYOUTS:
+        raise ReportError(f"Unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}.")
+    scores = run_scores(tidy, agg)
+    parts = []
+    if layout in ("task", "published"):
+        parts.append(task_cells(scores, agg))
+    if layout == "category":
+        parts.append(category_cells(scores, agg))
+    if layout == "published":  # category rows only where some method has a complete seed
+        categories = category_cells(scores, agg)
+        covered = categories.groupby("row")["n_seeds"].transform("max") > 0
+        parts.append(categories[covered])
+    cells = pd.concat(parts, ignore_index=True)
+    paper = published_cells(cells) if layout == "published" else published_cells(cells.iloc[:0])
+    report = Report(layout, cells, paper, caption(scores, agg, layout), agg)
+    report.notes = [f"{c['method']}, {row_label(c)}: {c['flags']}" for _, c in cells.iterrows() if c["flags"]]
+    return report
+
+
+def row_label(cell: pd.Series | dict) -> str:
+    """'cube-single-play task2 (*)' for a task row, 'cube-single-play (5 tasks)' for a category row."""
+    if cell["layout"] == "category":
+        return f"{cell['row']} (5 tasks)"
+    category, task = cell["row"].removesuffix("-v0").split("-singletask-")
+    return f"{category} {task}" + (" (*)" if cell.get("default_task") else "")
+
+
+def _number(mean: float, std: float) -> str:
+    if mean is None or math.isnan(mean):
+        return MISSING
+    if std is None or math.isnan(std):
+        return f"{mean:.0f}"
+    return f"{mean:.0f} {PM} {std:.0f}"
+
+
+def cell_text(phases: pd.DataFrame) -> str:
+    """The printed cell: integer percentages, '± std'; offline-to-online as 'x ± s → y ± t'."""
+    by_phase = {p["phase"]: p for _, p in phases.iterrows()}
+    parts = [_number(by_phase[p]["mean"], by_phase[p].get("std")) for p in (OFFLINE, ONLINE) if p in by_phase]
+    return f" {ARROW} ".join(parts)
+
+
+def _steps(values: pd.Series) -> str:
+    return ", ".join(f"{int(v):,}" for v in sorted(values.unique()))
+
+
+def caption(scores: pd.DataFrame, agg: Aggregation, layout: str) -> str:
+    """The protocol in words: steps, seeds, episodes, evaluation window, dataset provenance, rules."""
+    runs = scores.drop_duplicates("run")
+    seeds = sorted(runs["seed"].unique())
+    settings = set(runs["setting"])
+    text = [f"Success rate (%) on {runs['task'].nunique()} OGBench single-task problems."]
+    text.append(f"Offline training: {_steps(runs['offline_steps'])} gradient steps.")
+    if "offline-to-online" in settings:
+        o2o = runs[runs["setting"] == "offline-to-online"]
+        text.append(
+            f"Offline-to-online cells show the value at the end of the offline phase {ARROW} after "
+            f"{_steps(o2o['online_steps'])} online environment steps."
+        )
+    if "offline" in settings:
+        windows = scores.loc[(scores["setting"] == "offline") & (scores["incomplete"] == ""), "window"]
+        steps = sorted({s for w in windows for s in json.loads(w)})
+        text.append(
+            f"Each run scores the mean success over its last {agg.last_k} evaluation(s)"
+            + (f" (steps {', '.join(f'{s:,}' for s in steps)})." if steps else ".")
+        )
+    text.append(f"Each evaluation runs {_steps(runs['eval_episodes'])} episodes.")
+    seed_text = (
+        f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
+    )
+    text.append(f"Mean {PM} std (ddof={agg.ddof}) over {len(seeds)} seeds ({seed_text}).")
+    if layout in ("category", "published"):
+        text.append("A category row averages each seed's five tasks first, then takes mean and std over seeds.")
+    text.append(f"Bold: at or above {agg.bold_fraction:.0%} of the best mean in the row (unrounded).")
+    if layout != "category":
+        text.append("(*) marks the default task.")
+    if layout == "published":
+        text.append("Columns marked (paper) are the published numbers, never bold.")
+    text.append("Data: " + "; ".join(_provenance_words(p) for p in sorted(runs["provenance"].unique())) + ".")
+    return " ".join(text)
+
+
+def _provenance_words(key: str) -> str:
+    words = dict(part.split("=", 1) for part in key.split(" "))
+    source = words.get("data", "unknown")
+    origin = "official OGBench datasets" if source == "official" else f"{source} datasets"
+    if "generator" in words:
+        generator = json.loads(words["generator"])
+        origin = (
+            f"datasets generated by flowsteer ({generator.get('episodes')} episodes, seed {generator.get('seed')}, "
+            f"generator v{generator.get('generator_version')})"
+        )
+    return f"{origin}, ogbench {words.get('ogbench')}, jax {words.get('jax')}"
