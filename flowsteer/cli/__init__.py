@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from flowsteer import __version__
-from flowsteer.cli import data, train
+from flowsteer.cli import data, report, train
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.platform.loop import RunDiverged
 from flowsteer.platform.rundir import RunDirectoryError
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data.add_parser(commands)
     train.add_parser(commands)
+    report.add_parser(commands)
     return parser
 
 

@@ -104,7 +104,8 @@ def caption(scores: pd.DataFrame, agg: Aggregation, layout: str) -> str:
     runs = scores.drop_duplicates("run")
     seeds = sorted(runs["seed"].unique())
     settings = set(runs["setting"])
-    text = [f"Success rate (%) on {runs['task'].nunique()} OGBench single-task problems."]
+    n_tasks = runs["task"].nunique()
+    text = [f"Success rate (%) on {n_tasks} OGBench single-task problem{'s' * (n_tasks != 1)}."]
     text.append(f"Offline training: {_steps(runs['offline_steps'])} gradient steps.")
     if "offline-to-online" in settings:
         o2o = runs[runs["setting"] == "offline-to-online"]
@@ -120,10 +121,9 @@ def caption(scores: pd.DataFrame, agg: Aggregation, layout: str) -> str:
             + (f" (steps {', '.join(f'{s:,}' for s in steps)})." if steps else ".")
         )
     text.append(f"Each evaluation runs {_steps(runs['eval_episodes'])} episodes.")
-    seed_text = (
-        f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
-    )
-    text.append(f"Mean {PM} std (ddof={agg.ddof}) over {len(seeds)} seeds ({seed_text}).")
+    consecutive = len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1))
+    seed_text = f"{seeds[0]}-{seeds[-1]}" if consecutive else ", ".join(map(str, seeds))
+    text.append(f"Mean {PM} std (ddof={agg.ddof}) over {len(seeds)} seed{'s' * (len(seeds) != 1)} ({seed_text}).")
     if layout in ("category", "published"):
         text.append("A category row averages each seed's five tasks first, then takes mean and std over seeds.")
     text.append(f"Bold: at or above {agg.bold_fraction:.0%} of the best mean in the row (unrounded).")

@@ -1,0 +1,62 @@
+"""``flowsteer report``: run directories to the paper's tables (CSV, LaTeX, Markdown)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flowsteer.reports.aggregate import Aggregation
+from flowsteer.reports.api import write_report
+from flowsteer.reports.load import ReportError
+from flowsteer.reports.writers import to_markdown
+
+EXIT_USAGE = 2
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="tables from run directories, as the FQL/OGBench papers make them",
+        description="Aggregate run directories as the FQL and OGBench papers do (per run: mean success over "
+        "the last k evaluations; per task: mean ± std over seeds; per category: each seed's mean over the "
+        "five tasks, then mean ± std; bold at or above 95%% of the row's best) and write CSV, LaTeX and "
+        "Markdown tables whose captions state the protocol.",
+    )
+    parser.add_argument("source", type=Path, help="a run directory, or a folder holding run directories")
+    parser.add_argument("--format", type=_names, default=["csv", "latex", "md"], help="csv,latex,md (default all)")
+    parser.add_argument("--out", type=Path, help="where the files go (default SOURCE/report)")
+    parser.add_argument(
+        "--layout", type=_names, default=["task"], help="task, category or published (comma-separated; default task)"
+    )
+    parser.add_argument("--last-k", type=int, default=3, help="evaluations averaged per run (default 3, OGBench)")
+    parser.add_argument("--ddof", type=int, default=0, help="delta degrees of freedom of the std (default 0)")
+    parser.add_argument("--no-cache", action="store_true", help="re-read every run (ignore the Parquet cache)")
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    out = args.out or (args.source / "report")
+    if args.last_k < 1 or args.ddof < 0:
+        print("flowsteer: error: --last-k must be at least 1 and --ddof at least 0.", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        reports, written = write_report(
+            args.source,
+            out,
+            layouts=args.layout,
+            formats=args.format,
+            agg=Aggregation(last_k=args.last_k, ddof=args.ddof),
+            cache=not args.no_cache,
+        )
+    except ReportError as exc:
+        print(f"flowsteer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for report in reports:
+        print(to_markdown(report))
+    print("wrote " + ", ".join(str(path) for path in written))
+    return 0

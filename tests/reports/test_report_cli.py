@@ -1,0 +1,50 @@
+"""`flowsteer report` as a user runs it: files in every format, the table on stdout, one line per mistake."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowsteer.cli import main
+
+CUBE = "cube-single-play-singletask-task{}-v0"
+
+
+def test_report_writes_every_format_and_prints_the_table(write_run, tmp_path, capsys):
+    for seed, value in enumerate([0.5, 0.7]):
+        write_run("fql", CUBE.format(2), seed, {100: 0.0, 200: value})
+    out = tmp_path / "tables"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--last-k", "1"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["report-task.csv", "report-task.md", "report-task.tex"]
+    printed = capsys.readouterr().out
+    assert "| cube-single-play task2 (*) | **60 ± 10** |" in printed
+    assert str(out / "report-task.tex") in printed
+
+
+def test_report_chooses_formats_and_layouts(write_run, tmp_path):
+    for task in range(1, 6):
+        write_run("fql", CUBE.format(task), 0, {100: 0.5})
+    args = ["report", str(tmp_path / "runs"), "--format", "csv", "--layout", "category,published", "--last-k", "1"]
+    assert main(args) == 0
+    files = sorted(p.name for p in (tmp_path / "runs" / "report").iterdir())
+    assert files == ["report-category.csv", "report-published.csv"]
+    assert "FQL (paper)" in (tmp_path / "runs" / "report" / "report-published.csv").read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--layout", "seeds"], "Unknown layout(s) seeds; choose from task, category, published"),
+        (["--format", "docx"], "Unknown format(s) docx; choose from csv, md, latex"),
+        (["--last-k", "0"], "--last-k must be at least 1"),
+    ],
+)
+def test_bad_options_give_one_clear_line(write_run, tmp_path, capsys, extra, message):
+    write_run("fql", CUBE.format(2), 0, {100: 0.5})
+    assert main(["report", str(tmp_path / "runs"), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_folder_without_runs_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flowsteer: error: No runs found under") and "Traceback" not in err
