@@ -127,13 +127,16 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--quick", action="store_true", help="10 episodes, 1000 steps")
+    parser.add_argument("--part", choices=["all", "eval", "overhead"], default="all")
     args = parser.parse_args()
     if args.quick:
         args.episodes, args.steps = 10, 1000
     print(f"device: {jax.devices()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
-        bench_evaluation(args, Path(tmp))
-        bench_overhead(args, Path(tmp), Path(tmp))
+        if args.part in ("all", "eval"):
+            bench_evaluation(args, Path(tmp))
+        if args.part in ("all", "overhead"):
+            bench_overhead(args, Path(tmp), Path(tmp))
 
 
 if __name__ == "__main__":

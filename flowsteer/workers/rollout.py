@@ -44,6 +44,12 @@ def make_state_policy(algo: str, config: Any, deterministic: bool = True) -> Cal
     return jax.jit(per_row)
 
 
+@jax.jit
+def _step_keys(base: jax.Array, episodes: np.ndarray, steps: np.ndarray) -> jax.Array:
+    """Key of (episode, step) for every environment: one compiled call per step, not a trace."""
+    return jax.vmap(lambda k, t: jax.random.fold_in(jax.random.fold_in(base, k), t))(episodes, steps)
+
+
 def _reset(env: Any, seed: int) -> np.ndarray:
     # OGBench's locomaze draws from the global numpy RNG besides the env's own, so seed both.
     np.random.seed(seed)
@@ -78,7 +84,7 @@ def run_episodes(policy: Policy, envs: Sequence[Any], episodes: Sequence[int], s
         start(i)
     while any(c is not None for c in current):
         ids = np.array([c if c is not None else 0 for c in current], np.uint32)
-        keys = jax.vmap(lambda k, t: jax.random.fold_in(jax.random.fold_in(base, k), t))(ids, steps.astype(np.uint32))
+        keys = _step_keys(base, ids, steps.astype(np.uint32))
         actions = np.clip(np.asarray(policy(obs, keys)), -1.0, 1.0)
         for i, env in enumerate(envs):
             if current[i] is None:
