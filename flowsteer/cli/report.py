@@ -35,6 +35,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--last-k", type=int, default=3, help="evaluations averaged per run (default 3, OGBench)")
     parser.add_argument("--ddof", type=int, default=0, help="delta degrees of freedom of the std (default 0)")
+    parser.add_argument("--stats", action="store_true", help="IQM, mean (bootstrap 95%% CIs), performance profiles")
+    parser.add_argument("--plots", action="store_true", help="learning curves per category (PNG and PDF)")
     parser.add_argument("--no-cache", action="store_true", help="re-read every run (ignore the Parquet cache)")
     parser.set_defaults(run=_run)
 
@@ -52,6 +54,8 @@ def _run(args: argparse.Namespace) -> int:
             formats=args.format,
             agg=Aggregation(last_k=args.last_k, ddof=args.ddof),
             cache=not args.no_cache,
+            stats=args.stats,
+            plots=args.plots,
         )
     except ReportError as exc:
         print(f"flowsteer: error: {exc}", file=sys.stderr)

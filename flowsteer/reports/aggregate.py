@@ -40,7 +40,7 @@ class Aggregation:
 PAPER = Aggregation()  # the FQL paper's OGBench protocol
 
 
-def _hyperparameter_labels(runs: pd.DataFrame) -> pd.Series:
+def method_labels(runs: pd.DataFrame) -> pd.Series:
     """The column a run belongs to: its algorithm, plus the hyperparameters that differ within its cell."""
     labels = runs["algorithm"].copy()
     for _, group in runs.groupby(["algorithm", "task", "setting"]):
@@ -82,7 +82,7 @@ def run_scores(tidy: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
             rows.append({"run": run, **info.to_dict(), "phase": phase, "window": window_text, "score": score})
             rows[-1]["incomplete"] = reason
     scores = pd.DataFrame(rows)
-    scores["method"] = _hyperparameter_labels(scores)
+    scores["method"] = method_labels(scores)
     return scores
 
 

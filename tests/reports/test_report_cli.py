@@ -30,6 +30,39 @@ def test_report_chooses_formats_and_layouts(write_run, tmp_path):
     assert "FQL (paper)" in (tmp_path / "runs" / "report" / "report-published.csv").read_text()
 
 
+def test_report_adds_statistics_and_plots_on_request(write_run, tmp_path):
+    for seed in range(3):
+        for task in range(1, 3):
+            write_run("fql", CUBE.format(task), seed, {100: 0.1 * seed, 200: 0.2 * seed})
+    out = tmp_path / "tables"
+    assert (
+        main(
+            [
+                "report",
+                str(tmp_path / "runs"),
+                "--out",
+                str(out),
+                "--format",
+                "md",
+                "--stats",
+                "--plots",
+                "--last-k",
+                "1",
+            ]
+        )
+        == 0
+    )
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == [
+        "plots/curves-cube-single-play.pdf",
+        "plots/curves-cube-single-play.png",
+        "report-task.md",
+        "stats-offline-intervals.csv",
+        "stats-offline-profiles.csv",
+    ]
+    assert "IQM" in (out / "stats-offline-intervals.csv").read_text()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
