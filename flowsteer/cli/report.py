@@ -27,7 +27,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "five tasks, then mean ± std; bold at or above 95%% of the row's best) and write CSV, LaTeX and "
         "Markdown tables whose captions state the protocol.",
     )
-    parser.add_argument("source", type=Path, help="a run directory, or a folder holding run directories")
+    parser.add_argument(
+        "source", help="a run directory, a folder holding run directories, or mlflow:EXPERIMENT (an MLflow experiment)"
+    )
+    parser.add_argument("--tracking-uri", help="MLflow URI for mlflow:EXPERIMENT (default $MLFLOW_TRACKING_URI, else "
+                        "sqlite:///<cwd>/mlflow.db)")  # fmt: skip
     parser.add_argument("--format", type=_names, default=["csv", "latex", "md"], help="csv,latex,md (default all)")
     parser.add_argument("--out", type=Path, help="where the files go (default SOURCE/report)")
     parser.add_argument(
@@ -42,7 +46,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    out = args.out or (args.source / "report")
+    mlflow = args.source.startswith("mlflow:")
+    out = args.out or (Path("report") if mlflow else Path(args.source) / "report")
     if args.last_k < 1 or args.ddof < 0:
         print("flowsteer: error: --last-k must be at least 1 and --ddof at least 0.", file=sys.stderr)
         return EXIT_USAGE
@@ -56,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
             cache=not args.no_cache,
             stats=args.stats,
             plots=args.plots,
+            tracking_uri=args.tracking_uri,
         )
     except ReportError as exc:
         print(f"flowsteer: error: {exc}", file=sys.stderr)

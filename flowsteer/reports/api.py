@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pandas as pd
+
 from flowsteer.reports.aggregate import Aggregation, run_scores
-from flowsteer.reports.load import ReportError, load_runs
+from flowsteer.reports.load import CACHE_DIR, ReportError, load_runs
+from flowsteer.reports.mlflow_source import load_mlflow
 from flowsteer.reports.plots import plot_learning_curves
 from flowsteer.reports.stats import interval_estimates, performance_profiles, score_matrices
 from flowsteer.reports.tables import LAYOUTS, Report, build_report
 from flowsteer.reports.writers import FORMATS, write
 
+MLFLOW_PREFIX = "mlflow:"
+
+
+def load_source(source: Path | str, out: Path, *, tracking_uri: str | None = None, cache: bool = True) -> pd.DataFrame:
+    """Run directories under ``source``, or the MLflow experiment ``mlflow:NAME`` (at ``tracking_uri``)."""
+    text = str(source)
+    if text.startswith(MLFLOW_PREFIX):
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+        return load_mlflow(uri, text.removeprefix(MLFLOW_PREFIX), Path(out) / CACHE_DIR if cache else None)
+    return load_runs(Path(source), cache=cache)
+
 
 def write_report(
-    source: Path,
+    source: Path | str,
     out: Path,
     *,
     layouts: list[str] | tuple[str, ...] = ("task",),
@@ -22,8 +37,9 @@ def write_report(
     cache: bool = True,
     stats: bool = False,
     plots: bool = False,
+    tracking_uri: str | None = None,
 ) -> tuple[list[Report], list[Path]]:
-    """Load the runs under ``source`` and write each layout in each format to ``out``.
+    """Load the runs of ``source`` (see load_source) and write each layout in each format to ``out``.
 
     ``stats``: IQM and mean with stratified-bootstrap 95% intervals and performance profiles, per setting
     (stats-<setting>-intervals.csv, stats-<setting>-profiles.csv). ``plots``: learning curves, one figure
@@ -35,7 +51,7 @@ def write_report(
     bad = [layout for layout in layouts if layout not in LAYOUTS]
     if bad:
         raise ReportError(f"Unknown layout(s) {', '.join(bad)}; choose from {', '.join(LAYOUTS)}.")
-    tidy = load_runs(source, cache=cache)
+    tidy = load_source(source, out, tracking_uri=tracking_uri, cache=cache)
     reports, written = [], []
     for layout in layouts:
         report = build_report(tidy, layout, agg or Aggregation())
