@@ -111,3 +111,11 @@ def test_latex_is_a_booktabs_table_with_bold_cells(two_algorithms):
     assert text.count(r"\toprule") == text.count(r"\midrule") == text.count(r"\bottomrule") == 1
     assert r"cube-single-play task2 (*) & \textbf{70 $\pm$ 10} & 50 $\pm$ 0 \\" in text
     assert r"\caption{Success rate (\%)" in text
+
+
+def test_published_category_rows_stand_beside_a_complete_category(write_run, tmp_path):
+    for task in range(1, 6):  # FQL paper Table 2: antmaze-large-navigate (5 tasks) 79 ± 3
+        write_run("fql", ANTMAZE.format(task), 0, {100: 0.8})
+    text = to_markdown(build_report(load_runs(tmp_path / "runs"), "published", LAST))
+    assert "| antmaze-large-navigate (5 tasks) | **80 ± 0** | 79 ± 3 |" in text
+    assert "| antmaze-large-navigate task1 (*) | **80 ± 0** | 80 ± 8 |" in text  # DSRL paper's table
