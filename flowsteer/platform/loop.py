@@ -31,7 +31,7 @@ from flowsteer.platform.rundir import RunDirectory, RunDirectoryError
 from flowsteer.platform.spec import RunSpec
 from flowsteer.platform.tracking import MlflowSync
 from flowsteer.workers.learner import DivergedError, Learner
-from flowsteer.workers.rollout import make_state_policy
+from flowsteer.workers.rollout import Collector
 
 _EVAL_STREAM, _ONLINE_STREAM = 1, 2  # separate random streams: evaluation, online exploration and resets
 
@@ -123,7 +123,14 @@ def protocol(spec: RunSpec, config: Any, task: OfflineTask) -> dict[str, Any]:
         "task": spec.task,
         "setting": spec.setting,
         "seed": spec.seed,
-        "seeds": {"learner": spec.seed, "evaluation": [spec.seed, _EVAL_STREAM], "online": [spec.seed, _ONLINE_STREAM]},
+        "seeds": {
+            "learner": f"PRNGKey({spec.seed})",
+            "evaluation": f"episode k at step s: reset seed S(S({spec.seed}, {_EVAL_STREAM}), s) + k, "
+            f"policy noise fold_in(fold_in(PRNGKey(that seed - k), k), t)",
+            "online": f"episode e: reset seed S(S({spec.seed}, {_ONLINE_STREAM}), e); noise at online step t: "
+            f"fold_in(PRNGKey(S({spec.seed}, {_ONLINE_STREAM})), t)",
+            "S": "numpy SeedSequence([a, b]).generate_state(1)[0], modulo 2**30 where a seed feeds a reset",
+        },
         "offline_steps": spec.offline_steps,
         "online_steps": spec.online_steps,
         "utd": spec.utd,
@@ -253,7 +260,7 @@ class _Loop:
     def _evaluate(self) -> None:
         if self.spec.eval_episodes == 0:
             return
-        seed = int(np.random.SeedSequence([self.spec.seed, _EVAL_STREAM, self.step]).generate_state(1)[0] % 2**30)
+        seed = _stream_seed(_stream_seed(self.spec.seed, _EVAL_STREAM), self.step)
         results = self.evaluator.evaluate(self.learner.policy_state(), seed)
         self.last_eval = results
         self.run_dir.append_row("eval.csv", {"step": self.step, **results})
@@ -268,42 +275,28 @@ class _Loop:
         end = spec.offline_steps + spec.online_steps
         if self.learner.capacity == self.learner.offline_size:  # not restored into the online phase
             self.learner.start_online(spec.buffer_size, spec.utd)
-        env = self.task.env
-        act = make_state_policy(spec.algo, self.config, deterministic=False)  # exploration: temperature 1
-        explore = jax.random.PRNGKey(np.uint32(spec.seed) ^ np.uint32(0x9E3779B9))
-        obs = self._reset_online(env)
+        collector = Collector(self.task.env, spec.algo, self.config, _stream_seed(spec.seed, _ONLINE_STREAM))
+        collector.reset(self.episode)
         checkpoint_due = False
         while self.step < end:
-            key = jax.random.fold_in(explore, self.online_transitions)[None]
-            action = np.clip(np.asarray(act(self.learner.state, obs[None], key))[0], -1.0, 1.0)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            transition = {
-                "observations": obs,
-                "actions": action,
-                "rewards": np.float32(reward),
-                "masks": np.float32(1.0 - float(terminated)),  # truncation keeps the bootstrap (spec §14.8)
-                "terminals": np.float32(terminated or truncated),
-                "next_observations": np.asarray(next_obs, np.float32),
-            }
+            transition, episode_over = collector.step(self.learner.state, self.online_transitions)
             self.last_span = 1
             metrics = self.learner.online_step(transition, self.learner.next_index(self.online_transitions))
             self.online_transitions += 1
             self.step += 1
             self.bar.update(1)
-            obs = np.asarray(next_obs, np.float32)
             checkpoint_due |= self.step % spec.checkpoint_interval == 0
             self._after_step(metrics, phase="online")
-            if terminated or truncated:
+            if episode_over:
                 self.episode += 1
-                obs = self._reset_online(env)
+                collector.reset(self.episode)
                 if checkpoint_due or self.step == end:
                     # Only at episode ends: the next episode starts from a seeded reset, so no
                     # simulator state has to be saved for resume to be exact.
                     self.save_checkpoint("online")
                     checkpoint_due = False
 
-    def _reset_online(self, env: Any) -> np.ndarray:
-        seed = int(np.random.SeedSequence([self.spec.seed, _ONLINE_STREAM, self.episode]).generate_state(1)[0])
-        np.random.seed(seed)
-        obs, _ = env.reset(seed=seed)
-        return np.asarray(obs, np.float32)
+
+def _stream_seed(seed: int, stream: int) -> int:
+    """An independent 30-bit seed for one random stream of a run (evaluation, online collection)."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0] % 2**30)

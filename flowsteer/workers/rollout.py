@@ -137,3 +137,37 @@ class RolloutWorker:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+class Collector:
+    """One environment collecting online transitions, as the FQL protocol does (one environment step, then
+    `utd` updates). Episode e starts from a reset seeded by (seed, e) alone and the exploration noise of
+    online step t is `fold_in(PRNGKey(seed), t)`, so a run resumed at an episode boundary continues exactly.
+    """
+
+    def __init__(self, env: Any, algo: str, config: Any, seed: int) -> None:
+        self.env = env
+        self.seed = seed
+        self.policy = make_state_policy(algo, config, deterministic=False)  # exploration: temperature 1
+        self.explore = jax.random.PRNGKey(seed)
+        self.obs = np.zeros(env.observation_space.shape, np.float32)
+
+    def reset(self, episode: int) -> None:
+        self.obs = _reset(self.env, int(np.random.SeedSequence([self.seed, episode]).generate_state(1)[0]))
+
+    def step(self, policy_state: Any, t: int) -> tuple[dict[str, np.ndarray], bool]:
+        """Act in the current episode; returns the transition the replay buffer stores and whether it ended."""
+        key = jax.random.fold_in(self.explore, t)[None]
+        action = np.clip(np.asarray(self.policy(policy_state, self.obs[None], key))[0], -1.0, 1.0)
+        next_obs, reward, terminated, truncated, _ = self.env.step(action)
+        next_obs = np.asarray(next_obs, np.float32)
+        transition = {
+            "observations": self.obs,
+            "actions": action,
+            "rewards": np.float32(reward),
+            "masks": np.float32(1.0 - float(terminated)),  # truncation keeps the bootstrap (spec §14, pitfall 8)
+            "terminals": np.float32(terminated or truncated),
+            "next_observations": next_obs,
+        }
+        self.obs = next_obs
+        return transition, bool(terminated or truncated)
