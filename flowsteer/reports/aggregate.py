@@ -110,37 +110,44 @@ def _expected_seeds(scores: pd.DataFrame) -> dict[str, set[int]]:
     return {setting: set(g["seed"]) for setting, g in scores.groupby("setting")}
 
 
+def _base_flags(group: pd.DataFrame, expected: set[int], seeds: set[int]) -> list[str]:
+    """Seeds that other cells have and this one lacks; runs without their evaluation window."""
+    flags = [f"missing seeds {', '.join(map(str, sorted(expected - seeds)))}"] if expected - seeds else []
+    return flags + [f"incomplete run {r}" for r in group.loc[group["incomplete"] != "", "incomplete"]]
+
+
+def _cell(layout: str, row: str, group: pd.DataFrame, per_seed: pd.Series, flags: list[str], agg: Aggregation) -> dict:
+    """One cell: mean and std of ``per_seed`` (indexed by seed), with the facts every output carries."""
+    mean, std = _mean_std(per_seed.to_numpy(), agg.ddof)
+    first = group.iloc[0]
+    return {
+        "layout": layout,
+        "row": row,
+        "category": first["category"],
+        "default_task": layout == "task" and bool(first["default_task"]),
+        "method": first["method"],
+        "algorithm": first["algorithm"],
+        "setting": first["setting"],
+        "phase": first["phase"],
+        "mean": mean,
+        "std": std,
+        "ddof": agg.ddof,
+        "n_seeds": len(per_seed),
+        "seeds": " ".join(map(str, sorted(per_seed.index))),
+        "flags": "; ".join(flags),
+        "provenance": first["provenance"],
+    }
+
+
 def task_cells(scores: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
     """Per (method, task, setting, phase): mean and std over seeds, with flags for missing seeds or runs."""
     check_provenance(scores, ["method", "task", "setting"])
     expected = _expected_seeds(scores)
     rows = []
-    for (method, task, setting, phase), group in scores.groupby(["method", "task", "setting", "phase"]):
-        done = group[group["incomplete"] == ""]
-        mean, std = _mean_std(done["score"].to_numpy(), agg.ddof)
-        flags = [f"incomplete run {r}" for r in group.loc[group["incomplete"] != "", "incomplete"]]
-        missing = sorted(expected[setting] - set(group["seed"]))
-        if missing:
-            flags.insert(0, f"missing seeds {', '.join(map(str, missing))}")
-        rows.append(
-            {
-                "layout": "task",
-                "row": task,
-                "category": group["category"].iat[0],
-                "default_task": bool(group["default_task"].iat[0]),
-                "method": method,
-                "algorithm": group["algorithm"].iat[0],
-                "setting": setting,
-                "phase": phase,
-                "mean": mean,
-                "std": std,
-                "ddof": agg.ddof,
-                "n_seeds": len(done),
-                "seeds": " ".join(map(str, sorted(done["seed"]))),
-                "flags": "; ".join(flags),
-                "provenance": group["provenance"].iat[0],
-            }
-        )
+    for (_, task, setting, _), group in scores.groupby(["method", "task", "setting", "phase"]):
+        done = group[group["incomplete"] == ""].set_index("seed")["score"]
+        flags = _base_flags(group, expected[setting], set(group["seed"]))
+        rows.append(_cell("task", task, group, done, flags, agg))
     return mark_bold(pd.DataFrame(rows), agg)
 
 
@@ -149,39 +156,15 @@ def category_cells(scores: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFra
     check_provenance(scores, ["method", "category", "setting"])
     expected = _expected_seeds(scores)
     rows = []
-    for (method, category, setting, phase), group in scores.groupby(["method", "category", "setting", "phase"]):
-        tasks = get_dataset(category).task_names
+    for (_, category, setting, _), group in scores.groupby(["method", "category", "setting", "phase"]):
         done = group[group["incomplete"] == ""]
         per_seed = done.pivot_table(index="seed", columns="task", values="score", aggfunc="mean")
-        per_seed = per_seed.reindex(columns=tasks)
-        complete = per_seed.dropna()
-        flags = []
-        missing_seeds = sorted(expected[setting] - set(per_seed.index))
-        if missing_seeds:
-            flags.append(f"missing seeds {', '.join(map(str, missing_seeds))}")
+        per_seed = per_seed.reindex(index=sorted(set(group["seed"])), columns=get_dataset(category).task_names)
+        flags = _base_flags(group, expected[setting], set(group["seed"]))
         for seed, row in per_seed[per_seed.isna().any(axis=1)].iterrows():
             lacking = [t.split("-singletask-")[1].removesuffix("-v0") for t in row[row.isna()].index]
             flags.append(f"seed {seed} lacks {', '.join(lacking)} (left out)")
-        mean, std = _mean_std(complete.mean(axis=1).to_numpy(), agg.ddof)
-        rows.append(
-            {
-                "layout": "category",
-                "row": category,
-                "category": category,
-                "default_task": False,
-                "method": method,
-                "algorithm": group["algorithm"].iat[0],
-                "setting": setting,
-                "phase": phase,
-                "mean": mean,
-                "std": std,
-                "ddof": agg.ddof,
-                "n_seeds": len(complete),
-                "seeds": " ".join(map(str, complete.index)),
-                "flags": "; ".join(flags),
-                "provenance": group["provenance"].iat[0],
-            }
-        )
+        rows.append(_cell("category", category, group, per_seed.dropna().mean(axis=1), flags, agg))
     return mark_bold(pd.DataFrame(rows), agg)
 
 
