@@ -32,6 +32,7 @@ class Report:
     caption: str
     agg: Aggregation
     notes: list[str] = field(default_factory=list)  # flags, numbered in cell order
+    note_cells: list[tuple[str, str, str]] = field(default_factory=list)  # (method, row label, setting) per note
 
     def methods(self) -> list[str]:
         """Column order: the user's methods sorted, each followed by its paper column where one exists."""
@@ -68,7 +69,9 @@ def build_report(tidy: pd.DataFrame, layout: str = "task", agg: Aggregation = PA
     cells = pd.concat(parts, ignore_index=True)
     paper = published_cells(cells) if layout == "published" else published_cells(cells.iloc[:0])
     report = Report(layout, cells, paper, caption(scores, agg, layout), agg)
-    report.notes = [f"{c['method']}, {row_label(c)}: {c['flags']}" for _, c in cells.iterrows() if c["flags"]]
+    flagged = [c for _, c in cells.iterrows() if c["flags"]]
+    report.notes = [f"{c['method']}, {row_label(c)}: {c['flags']}" for c in flagged]
+    report.note_cells = [(c["method"], row_label(c), c["setting"]) for c in flagged]
     return report
 
 

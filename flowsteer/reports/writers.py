@@ -45,8 +45,8 @@ def _grid(report: Report) -> tuple[list[str], list[tuple[str, list[tuple[str, bo
     """Header and rows of (label, [(text, bold, note marks) per column])."""
     methods = report.methods()
     note_of = {}
-    for number, note in enumerate(report.notes, start=1):
-        note_of.setdefault(note.split(":", 1)[0], []).append(number)
+    for number, key in enumerate(report.note_cells, start=1):
+        note_of.setdefault(key, []).append(number)
     rows = []
     for layout, row, setting in report.rows():
         own = report.cells[
@@ -58,6 +58,7 @@ def _grid(report: Report) -> tuple[list[str], list[tuple[str, list[tuple[str, bo
             & (report.published["setting"] == setting)
         ]
         label = row_label(own.iloc[0])
+        shown = f"{label} [{setting}]" if report.cells["setting"].nunique() > 1 else label
         cells = []
         for method in methods:
             mine = own[own["method"] == method]
@@ -65,10 +66,10 @@ def _grid(report: Report) -> tuple[list[str], list[tuple[str, list[tuple[str, bo
             if source.empty:
                 cells.append(("", False, ""))
                 continue
-            marks = ",".join(map(str, note_of.get(f"{method}, {label}", [])))
+            marks = ",".join(map(str, note_of.get((method, label, setting), [])))
             bold = bool(mine["bold"].any()) if len(mine) else False
             cells.append((cell_text(source), bold, marks))
-        rows.append((label, cells))
+        rows.append((shown, cells))
     return ["Task" if report.layout == "task" else "Row", *methods], rows
 
 

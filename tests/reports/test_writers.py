@@ -119,3 +119,11 @@ def test_published_category_rows_stand_beside_a_complete_category(write_run, tmp
     text = to_markdown(build_report(load_runs(tmp_path / "runs"), "published", LAST))
     assert "| antmaze-large-navigate (5 tasks) | **80 ± 0** | 79 ± 3 |" in text
     assert "| antmaze-large-navigate task1 (*) | **80 ± 0** | 80 ± 8 |" in text  # DSRL paper's table
+
+
+def test_a_task_in_both_settings_gets_two_labelled_rows(write_run, tmp_path):
+    write_run("fql", CUBE.format(2), 0, {100: 0.5})
+    write_run("fql", CUBE.format(2), 1, {100: 0.5, 200: 0.9}, offline_steps=100, online_steps=100)
+    text = to_markdown(build_report(load_runs(tmp_path / "runs"), "task", LAST))
+    assert "| cube-single-play task2 (*) [offline] | **50 ± 0** |" in text  # seeds are expected per setting
+    assert "| cube-single-play task2 (*) [offline-to-online] | **50 ± 0 → 90 ± 0** |" in text
