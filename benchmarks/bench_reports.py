@@ -4,8 +4,10 @@ Writes 1,000 run directories shaped like the run loop's (5 algorithms x 10 tasks
 and of scene-play, x 20 seeds; eval.csv with 10 evaluations of 5 columns), then times:
   1. loading them cold (every file read, Parquet cache written);
   2. loading them from the Parquet cache;
-  3. aggregation and all three formats for the task, category and published layouts (from the cache).
-Each timing is the best of --trials. Usage: python benchmarks/bench_reports.py [--runs-per-cell 20] [--trials 3]
+  3. aggregation and all three formats for the task, category and published layouts (from the cache);
+  4. with --mlflow: the same runs logged to an MLflow experiment (sqlite), loaded cold and from its cache.
+Each timing is the best of --trials (MLflow cold: one trial).
+Usage: python benchmarks/bench_reports.py [--runs-per-cell 20] [--trials 3] [--mlflow]
 This is a benchmark, not a test: nothing is asserted.
 """
 
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from flowsteer.reports.load import CACHE_DIR, load_runs
+from flowsteer.reports.mlflow_source import load_mlflow
 from flowsteer.reports.tables import build_report
 from flowsteer.reports.writers import to_csv, to_latex_document, to_markdown
 
@@ -62,6 +65,33 @@ def write_runs(root: Path, seeds: int) -> int:
     return count
 
 
+def log_to_mlflow(root: Path, uri: str) -> None:
+    """The run directories' evaluations and parameters as the platform's tracking logs them."""
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.create_experiment(
+        "bench", artifact_location=(root.parent / (root.name + "-mlartifacts")).as_uri()
+    )
+    for path in sorted(p for p in root.iterdir() if (p / "config.json").exists()):
+        spec = json.loads((path / "config.json").read_text())["run"]
+        tags = {"algo": spec["algo"], "task": spec["task"], "seed": str(spec["seed"]), "run_id": path.name}
+        run = client.create_run(experiment, run_name=path.name, tags={**tags, "flowsteer": "run"})
+        params = {"run.offline_steps": STEPS[-1], "run.online_steps": 0, "run.eval_interval": STEPS[0]}
+        params |= {"run.eval_episodes": 50, "run.setting": "offline", "data.source": "official"}
+        lines = (path / "eval.csv").read_text().splitlines()
+        names = lines[0].split(",")[1:]
+        metrics = []
+        for line in lines[1:]:
+            step, *values = line.split(",")
+            metrics += [
+                Metric(f"evaluation/{n}", float(v), 0, int(float(step))) for n, v in zip(names, values, strict=True)
+            ]
+        client.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
+        client.set_terminated(run.info.run_id)
+
+
 def best_of(trials: int, fn) -> float:
     times = []
     for _ in range(trials):
@@ -75,6 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-per-cell", type=int, default=20, help="seeds per (algorithm, task)")
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--mlflow", action="store_true", help="also time loading from an MLflow experiment")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-reports-"))
     try:
@@ -96,8 +127,22 @@ def main() -> None:
                 to_csv(report), to_markdown(report), to_latex_document(report)
 
         print(f"cache -> 3 layouts x 3 formats (total):    {best_of(args.trials, tables):.2f} s")
+        if args.mlflow:
+            uri = f"sqlite:///{root.parent / (root.name + '-mlflow.db')}"
+            start = time.perf_counter()
+            log_to_mlflow(root, uri)
+            print(f"logged {runs} runs to MLflow (sqlite) in {time.perf_counter() - start:.1f} s")
+            cache = root / "mlflow-cache"
+            start = time.perf_counter()
+            load_mlflow(uri, "bench", cache)
+            print(f"MLflow load, cold (search + metric histories): {time.perf_counter() - start:.2f} s")
+            warm = best_of(args.trials, lambda: load_mlflow(uri, "bench", cache))
+            print(f"MLflow load, from its Parquet cache (search only): {warm:.2f} s")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        for leftover in root.parent.glob(root.name + "-mlflow.db"):
+            leftover.unlink()
+        shutil.rmtree(root.parent / (root.name + "-mlartifacts"), ignore_errors=True)
 
 
 if __name__ == "__main__":
