@@ -11,7 +11,7 @@ from flowsteer.reports.aggregate import Aggregation, run_scores
 from flowsteer.reports.load import CACHE_DIR, ReportError, load_runs
 from flowsteer.reports.mlflow_source import load_mlflow
 from flowsteer.reports.plots import plot_learning_curves
-from flowsteer.reports.stats import interval_estimates, performance_profiles, score_matrices
+from flowsteer.reports.stats import improvement_estimates, interval_estimates, performance_profiles, score_matrices
 from flowsteer.reports.tables import LAYOUTS, Report, build_report
 from flowsteer.reports.writers import FORMATS, write
 
@@ -41,9 +41,9 @@ def write_report(
 ) -> tuple[list[Report], list[Path]]:
     """Load the runs of ``source`` (see load_source) and write each layout in each format to ``out``.
 
-    ``stats``: IQM and mean with stratified-bootstrap 95% intervals and performance profiles, per setting
-    (stats-<setting>-intervals.csv, stats-<setting>-profiles.csv). ``plots``: learning curves, one figure
-    per category (plots/curves-<category>.png and .pdf).
+    ``stats``: IQM and mean with stratified-bootstrap 95% intervals, performance profiles and probabilities of
+    improvement, per setting (stats-<setting>-intervals.csv, -profiles.csv, -improvement.csv).
+    ``plots``: learning curves, one figure per category (plots/curves-<category>.png and .pdf).
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -61,10 +61,12 @@ def write_report(
         scores = run_scores(tidy, agg or Aggregation())
         for setting in sorted(scores["setting"].unique()):
             matrices, _ = score_matrices(scores, setting)
-            for name, table in (
-                ("intervals", interval_estimates(matrices)),
-                ("profiles", performance_profiles(matrices)),
-            ):
+            tables = {
+                "intervals": interval_estimates(matrices),
+                "profiles": performance_profiles(matrices),
+                "improvement": improvement_estimates(matrices),
+            }
+            for name, table in tables.items():
                 path = Path(out) / f"stats-{setting}-{name}.csv"
                 table.to_csv(path, index=False)
                 written.append(path)

@@ -1,10 +1,11 @@
 """Statistics beyond the papers' tables: IQM and mean with stratified-bootstrap 95% intervals, performance profiles.
 
-The definitions are rliable's (Agarwal et al., NeurIPS 2021): a method's scores form a matrix [runs x tasks]
-where runs are seeds (evaluation episodes are averaged before this step, so that seeds are the replication
-unit; reporting.md §2 item 9); the IQM is the mean of the middle 50% of all its entries; a stratified bootstrap
-resamples runs with replacement within each task; intervals are percentile intervals; a performance profile
-is the fraction of entries above each threshold τ. The rliable package itself cannot be installed next to
+The definitions are rliable's (Agarwal et al., NeurIPS 2021): a method's scores form a matrix [runs x tasks] where
+runs are seeds (evaluation episodes are averaged before this step, so that seeds are the replication unit;
+reporting.md §2 item 9); the IQM is the mean of the middle 50% of all its entries; a stratified bootstrap resamples
+runs with replacement within each task; intervals are percentile intervals; a performance profile is the fraction of
+entries above each threshold τ; the probability of improvement P(X > Y) is, per task, the Mann-Whitney statistic of
+X's runs against Y's (ties count half), averaged over tasks. The rliable package itself cannot be installed next to
 pandas 3 (its dependency arch < 8 breaks on import), so the few lines it needs live here, with a fixed seed.
 """
 
@@ -113,6 +114,46 @@ def performance_profiles(
                     "fraction": float((matrix > tau).mean()),
                     "ci_low": float(low),
                     "ci_high": float(high),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y): per task, the chance a run of X beats a run of Y (ties count half), averaged over tasks."""
+    greater = (x[:, None, :] > y[None, :, :]).mean(axis=(0, 1))
+    ties = (x[:, None, :] == y[None, :, :]).mean(axis=(0, 1))
+    return float(np.mean(greater + 0.5 * ties))
+
+
+def improvement_estimates(
+    matrices: dict[str, np.ndarray], reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
+    """P(X > Y) for every ordered pair of methods, with a stratified-bootstrap interval (both resampled)."""
+    rows = []
+    for x_name, x in sorted(matrices.items()):
+        for y_name, y in sorted(matrices.items()):
+            if x_name == y_name:
+                continue
+            rng = np.random.default_rng(seed)
+            tasks = np.arange(x.shape[1])
+            boot = [
+                probability_of_improvement(
+                    x[rng.integers(0, len(x), size=x.shape), tasks], y[rng.integers(0, len(y), size=y.shape), tasks]
+                )
+                for _ in range(reps)
+            ]
+            low, high = np.percentile(boot, [50 * (1 - confidence), 100 - 50 * (1 - confidence)])
+            rows.append(
+                {
+                    "x": x_name,
+                    "y": y_name,
+                    "p_x_beats_y": probability_of_improvement(x, y),
+                    "ci_low": float(low),
+                    "ci_high": float(high),
+                    "confidence": confidence,
+                    "reps": reps,
+                    "seed": seed,
                 }
             )
     return pd.DataFrame(rows)

@@ -57,6 +57,7 @@ def test_report_adds_statistics_and_plots_on_request(write_run, tmp_path):
         "plots/curves-cube-single-play.pdf",
         "plots/curves-cube-single-play.png",
         "report-task.md",
+        "stats-offline-improvement.csv",
         "stats-offline-intervals.csv",
         "stats-offline-profiles.csv",
     ]

@@ -8,7 +8,14 @@ import pytest
 from flowsteer.reports.aggregate import Aggregation, run_scores
 from flowsteer.reports.load import load_runs
 from flowsteer.reports.plots import curves, plot_learning_curves
-from flowsteer.reports.stats import interval_estimates, iqm, performance_profiles, score_matrices
+from flowsteer.reports.stats import (
+    improvement_estimates,
+    interval_estimates,
+    iqm,
+    performance_profiles,
+    probability_of_improvement,
+    score_matrices,
+)
 
 CUBE = "cube-single-play-singletask-task{}-v0"
 
@@ -37,6 +44,17 @@ def test_intervals_hold_the_estimate_and_repeat_with_the_seed():
 def test_a_performance_profile_is_the_fraction_of_runs_above_each_threshold():
     profile = performance_profiles({"m": np.array([[10.0, 60.0], [30.0, 80.0]])}, thresholds=[0, 50, 100], reps=100)
     assert list(profile["fraction"]) == [1.0, 0.5, 0.0]
+
+
+def test_probability_of_improvement_counts_wins_and_half_ties_per_task():
+    x = np.array([[10.0, 50.0], [30.0, 50.0]])
+    y = np.array([[20.0, 50.0], [20.0, 40.0]])
+    # task 1: x runs {10, 30} vs y {20, 20}: 2 wins of 4 -> 0.5; task 2: {50, 50} vs {50, 40}: 2 wins + 2 ties -> 0.75
+    assert probability_of_improvement(x, y) == pytest.approx((0.5 + 0.75) / 2)
+    assert probability_of_improvement(y, x) == pytest.approx(1 - (0.5 + 0.75) / 2)
+    table = improvement_estimates({"x": x, "y": y}, reps=200).set_index(["x", "y"])
+    assert table.loc[("x", "y"), "p_x_beats_y"] == pytest.approx(0.625)
+    assert table.loc[("x", "y"), "ci_low"] <= 0.625 <= table.loc[("x", "y"), "ci_high"]
 
 
 def test_score_matrices_are_seeds_by_shared_tasks(write_run, tmp_path):
