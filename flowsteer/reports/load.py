@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,13 @@ def find_run_dirs(source: Path) -> list[Path]:
         raise ReportError(f"{source} does not exist. Pass a run directory or a folder of run directories.")
     if (source / "config.json").exists():
         return [source]
-    runs = sorted(p.parent for p in source.rglob("config.json") if CACHE_DIR not in p.parts)
+    runs = []
+    for folder, subfolders, names in os.walk(source):
+        if "config.json" in names:
+            runs.append(Path(folder))
+            subfolders.clear()  # a run's own folders (checkpoints/) hold no runs
+        subfolders[:] = [d for d in subfolders if d != CACHE_DIR]
+    runs.sort()
     if not runs:
         raise ReportError(
             f"No runs found under {source}: no directory below it holds a config.json. Point the report at the "

@@ -65,3 +65,12 @@ def test_a_config_without_a_run_section_is_not_a_run(tmp_path):
     (run / "eval.csv").write_text("step,success\n1,0.5\n")
     with pytest.raises(ReportError, match="no 'run' section"):
         load_runs(tmp_path / "runs")
+
+
+def test_runs_are_found_at_any_depth_and_not_inside_other_runs(write_run, tmp_path):
+    write_run("fql", TASK, 0, {100: 0.25}, root=tmp_path / "runs" / "sweep-a")
+    inner = write_run("fql", TASK, 1, {100: 0.25}, root=tmp_path / "runs" / "sweep-b" / "group")
+    (inner / "checkpoints" / "step_1").mkdir(parents=True)
+    (inner / "checkpoints" / "step_1" / "config.json").write_text("{}")  # not a run: inside one
+    tidy = load_runs(tmp_path / "runs")
+    assert sorted(tidy["seed"].unique()) == [0, 1]
