@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from flowsteer.reports.aggregate import Aggregation
 from flowsteer.reports.api import write_report
-from flowsteer.reports.load import ReportError
+from flowsteer.reports.load import ReportError, ReportWarning
 from flowsteer.reports.writers import to_markdown
 
 EXIT_USAGE = 2
@@ -52,20 +53,24 @@ def _run(args: argparse.Namespace) -> int:
         print("flowsteer: error: --last-k must be at least 1 and --ddof at least 0.", file=sys.stderr)
         return EXIT_USAGE
     try:
-        reports, written = write_report(
-            args.source,
-            out,
-            layouts=args.layout,
-            formats=args.format,
-            agg=Aggregation(last_k=args.last_k, ddof=args.ddof),
-            cache=not args.no_cache,
-            stats=args.stats,
-            plots=args.plots,
-            tracking_uri=args.tracking_uri,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ReportWarning)
+            reports, written = write_report(
+                args.source,
+                out,
+                layouts=args.layout,
+                formats=args.format,
+                agg=Aggregation(last_k=args.last_k, ddof=args.ddof),
+                cache=not args.no_cache,
+                stats=args.stats,
+                plots=args.plots,
+                tracking_uri=args.tracking_uri,
+            )
     except ReportError as exc:
         print(f"flowsteer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    for warning in (w for w in caught if issubclass(w.category, ReportWarning)):
+        print(f"flowsteer: warning: {warning.message}", file=sys.stderr)
     for report in reports:
         print(to_markdown(report))
     print("wrote " + ", ".join(str(path) for path in written))

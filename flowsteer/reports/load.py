@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,10 @@ COLUMNS = [
 
 class ReportError(ValueError):
     """Results cannot be turned into a report; the message names the runs or files and the fix."""
+
+
+class ReportWarning(UserWarning):
+    """Something was left out of a report; the message says what."""
 
 
 def find_run_dirs(source: Path) -> list[Path]:
@@ -145,10 +150,28 @@ def _fingerprint(runs: list[Path]) -> str:
     return digest.hexdigest()[:20]
 
 
+def _without_evaluations(run: Path) -> bool:
+    """A run that stopped (failed, diverged, interrupted) or is running before its first evaluation."""
+    if all((run / name).exists() for name in RUN_FILES) or not (run / "status.json").exists():
+        return False
+    return json.loads((run / "status.json").read_text()).get("state") != "finished"
+
+
 def load_runs(source: Path, *, cache: bool = True) -> pd.DataFrame:
-    """All runs under ``source`` as one tidy table (see COLUMNS), from the Parquet cache when it is current."""
+    """All runs under ``source`` as one tidy table (see COLUMNS), from the Parquet cache when it is current.
+
+    Runs that have not evaluated yet (running, or stopped early) are left out with a warning; their seeds then
+    show as missing in the tables. A finished run without its files is an error.
+    """
     source = Path(source)
     runs = find_run_dirs(source)
+    early = [run for run in runs if _without_evaluations(run)]
+    if early:
+        names = ", ".join(run.name for run in early[:5]) + (f" and {len(early) - 5} more" if len(early) > 5 else "")
+        warnings.warn(f"{len(early)} run(s) without evaluations yet are left out: {names}", ReportWarning, stacklevel=2)
+        runs = [run for run in runs if run not in early]
+        if not runs:
+            raise ReportError(f"No run under {source} has evaluations yet ({len(early)} started).")
     cache_file = None
     if cache:
         base = source if source.is_dir() else source.parent
@@ -166,8 +189,11 @@ def load_runs(source: Path, *, cache: bool = True) -> pd.DataFrame:
         seen[run_id] = run
     table = pd.concat(frames, ignore_index=True)
     if cache_file is not None:
-        cache_file.parent.mkdir(exist_ok=True)
-        for old in cache_file.parent.glob("runs-*.parquet"):
-            old.unlink()
-        table.to_parquet(cache_file, index=False)
+        try:
+            cache_file.parent.mkdir(exist_ok=True)
+            for old in cache_file.parent.glob("runs-*.parquet"):
+                old.unlink()
+            table.to_parquet(cache_file, index=False)
+        except OSError as exc:  # a read-only results folder still gets its report
+            warnings.warn(f"could not write the report cache {cache_file}: {exc}", ReportWarning, stacklevel=2)
     return table

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flowsteer.reports.load import CACHE_DIR, ReportError, load_runs
+from flowsteer.reports.load import CACHE_DIR, ReportError, ReportWarning, load_runs
 
 TASK = "antmaze-large-navigate-singletask-task1-v0"
 
@@ -74,3 +74,20 @@ def test_runs_are_found_at_any_depth_and_not_inside_other_runs(write_run, tmp_pa
     (inner / "checkpoints" / "step_1" / "config.json").write_text("{}")  # not a run: inside one
     tidy = load_runs(tmp_path / "runs")
     assert sorted(tidy["seed"].unique()) == [0, 1]
+
+
+def test_a_run_stopped_before_its_first_evaluation_is_left_out_with_a_warning(write_run, tmp_path):
+    write_run("fql", TASK, 0, {100: 0.25})
+    failed = write_run("fql", TASK, 1, {100: 0.25})
+    (failed / "eval.csv").unlink()
+    (failed / "status.json").write_text(json.dumps({"state": "failed", "message": "MissingOfficialDataError"}))
+    with pytest.warns(ReportWarning, match=r"1 run\(s\) without evaluations yet are left out: fql-"):
+        tidy = load_runs(tmp_path / "runs")
+    assert list(tidy["seed"].unique()) == [0]
+
+
+def test_a_finished_run_without_its_evaluations_is_an_error(write_run, tmp_path):
+    run = write_run("fql", TASK, 0, {100: 0.25})
+    (run / "eval.csv").unlink()
+    with pytest.raises(ReportError, match=r"eval\.csv is missing"):
+        load_runs(tmp_path / "runs")

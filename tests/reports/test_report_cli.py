@@ -82,3 +82,14 @@ def test_a_folder_without_runs_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("flowsteer: error: No runs found under") and "Traceback" not in err
+
+
+def test_runs_without_evaluations_are_named_in_a_warning(write_run, tmp_path, capsys):
+    write_run("fql", CUBE.format(2), 0, {100: 0.5})
+    running = write_run("fql", CUBE.format(2), 1, {100: 0.5})
+    (running / "eval.csv").unlink()
+    (running / "status.json").write_text('{"state": "running"}')
+    assert main(["report", str(tmp_path / "runs"), "--format", "md", "--last-k", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "flowsteer: warning: 1 run(s) without evaluations yet are left out: fql-" in captured.err
+    assert "| cube-single-play task2 (*) | **50 ± 0** |" in captured.out
