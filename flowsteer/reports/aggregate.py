@@ -74,10 +74,10 @@ def run_scores(tidy: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
             windows = {OFFLINE: [s for s in scheduled if s <= info["offline_steps"]][-agg.last_k :]}
         for phase, window in windows.items():
             missing = [s for s in window if s not in values[run]]
-            if len(window) < agg.last_k and info["setting"] != "offline-to-online":
-                missing = missing or ["fewer than k scheduled evaluations"]
-            score = np.nan if missing else agg.scale * float(np.mean([values[run][s] for s in window]))
             reason = f"{run}: no evaluation at step(s) {', '.join(map(str, missing))}" if missing else ""
+            if len(window) < agg.last_k and info["setting"] != "offline-to-online":
+                reason = f"{run}: {len(window)} evaluation(s) scheduled, fewer than the last {agg.last_k} averaged"
+            score = np.nan if reason else agg.scale * float(np.mean([values[run][s] for s in window]))
             window_text = json.dumps(window)
             rows.append({"run": run, **info.to_dict(), "phase": phase, "window": window_text, "score": score})
             rows[-1]["incomplete"] = reason

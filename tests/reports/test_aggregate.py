@@ -150,3 +150,10 @@ def test_different_hyperparameters_of_one_algorithm_get_separate_columns(write_r
     cells = task_cells(run_scores(load_runs(tmp_path / "runs"), Aggregation(last_k=1)))
     assert _cell(cells, "fql (alpha=10)", CUBE.format(1))["mean"] == pytest.approx(20.0)
     assert _cell(cells, "fql (alpha=300)", CUBE.format(1))["mean"] == pytest.approx(60.0)
+
+
+def test_a_run_with_fewer_evaluations_than_k_is_flagged_not_averaged(write_run, tmp_path):
+    write_run("fql", CUBE.format(1), 0, {100: 0.1, 200: 0.2})
+    cell = _cell(task_cells(run_scores(load_runs(tmp_path / "runs"))), "fql", CUBE.format(1))
+    assert math.isnan(cell["mean"]) and cell["n_seeds"] == 0
+    assert "2 evaluation(s) scheduled, fewer than the last 3 averaged" in cell["flags"]
