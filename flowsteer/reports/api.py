@@ -10,7 +10,7 @@ import pandas as pd
 from flowsteer.reports.aggregate import Aggregation, run_scores
 from flowsteer.reports.load import CACHE_DIR, ReportError, load_runs
 from flowsteer.reports.mlflow_source import load_mlflow
-from flowsteer.reports.plots import plot_learning_curves
+from flowsteer.reports.plots import plot_learning_curves, plot_performance_profiles
 from flowsteer.reports.stats import improvement_estimates, interval_estimates, performance_profiles, score_matrices
 from flowsteer.reports.tables import LAYOUTS, Report, build_report
 from flowsteer.reports.writers import FORMATS, write
@@ -43,7 +43,8 @@ def write_report(
 
     ``stats``: IQM and mean with stratified-bootstrap 95% intervals, performance profiles and probabilities of
     improvement, per setting (stats-<setting>-intervals.csv, -profiles.csv, -improvement.csv).
-    ``plots``: learning curves, one figure per category (plots/curves-<category>.png and .pdf).
+    ``plots``: learning curves, one figure per category (plots/curves-<category>.png and .pdf), and with
+    ``stats`` the performance profiles (plots/profiles-<setting>.png and .pdf).
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -70,6 +71,8 @@ def write_report(
                 path = Path(out) / f"stats-{setting}-{name}.csv"
                 table.to_csv(path, index=False)
                 written.append(path)
+            if plots:
+                written += plot_performance_profiles(tables["profiles"], Path(out) / "plots", f"profiles-{setting}")
     if plots:
         written += plot_learning_curves(tidy, Path(out) / "plots")
     return reports, written

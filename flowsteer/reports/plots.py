@@ -78,3 +78,24 @@ def plot_learning_curves(tidy: pd.DataFrame, out: Path) -> list[Path]:
             fig.savefig(path, dpi=120)
             written.append(path)
     return written
+
+
+def plot_performance_profiles(profiles: pd.DataFrame, out: Path, name: str = "profiles") -> list[Path]:
+    """Fraction of runs with score > τ against τ, a line and its 95% band per method (stats.performance_profiles)."""
+    out.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(4.5, 3.2))
+    ax = fig.subplots()
+    for method, line in profiles.groupby("method"):
+        ax.plot(line["tau"], line["fraction"], label=method)
+        ax.fill_between(line["tau"], line["ci_low"], line["ci_high"], alpha=0.2)
+    ax.set_xlabel("success (%) threshold τ")
+    ax.set_ylabel("fraction of runs with score > τ")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    written = []
+    for suffix in ("png", "pdf"):
+        path = out / f"{name}.{suffix}"
+        fig.savefig(path, dpi=120)
+        written.append(path)
+    return written

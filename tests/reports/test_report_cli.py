@@ -56,6 +56,8 @@ def test_report_adds_statistics_and_plots_on_request(write_run, tmp_path):
     assert files == [
         "plots/curves-cube-single-play.pdf",
         "plots/curves-cube-single-play.png",
+        "plots/profiles-offline.pdf",
+        "plots/profiles-offline.png",
         "report-task.md",
         "stats-offline-improvement.csv",
         "stats-offline-intervals.csv",
