@@ -25,7 +25,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="tables from run directories, as the FQL/OGBench papers make them",
         description="Aggregate run directories as the FQL and OGBench papers do (per run: mean success over "
         "the last k evaluations; per task: mean ± std over seeds; per category: each seed's mean over the "
-        "five tasks, then mean ± std; bold at or above 95%% of the row's best) and write CSV, LaTeX and "
+        "five tasks, then mean ± std; bold at or above 95% of the row's best) and write CSV, LaTeX and "
         "Markdown tables whose captions state the protocol.",
     )
     parser.add_argument(
@@ -40,7 +40,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--last-k", type=int, default=3, help="evaluations averaged per run (default 3, OGBench)")
     parser.add_argument("--ddof", type=int, default=0, help="delta degrees of freedom of the std (default 0)")
-    parser.add_argument("--stats", action="store_true", help="IQM, mean (bootstrap 95%% CIs), performance profiles")
+    parser.add_argument(
+        "--stats", action="store_true", help="IQM and mean (bootstrap 95%% CIs), performance profiles, P(X > Y)"
+    )
     parser.add_argument("--plots", action="store_true", help="learning curves per category (PNG and PDF)")
     parser.add_argument("--no-cache", action="store_true", help="re-read every run (ignore the Parquet cache)")
     parser.set_defaults(run=_run)
