@@ -77,5 +77,5 @@ def test_a_different_seed_gives_different_episodes(trained) -> None:
 
 
 def test_episode_blocks_cover_every_episode_once() -> None:
-    assert episode_blocks(5, 2) == [[0, 1, 2], [3, 4]]
+    assert episode_blocks(5, 2) == [[0, 1], [2, 3, 4]]
     assert episode_blocks(1, 3) == [[0]]
