@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
 # The main job on local defaults: set up (idempotent), generate a small OGBench dataset with the scripted
-# oracles and show it. Later versions grow this into a small sweep that ends in a results table.
+# oracles, run a small real sweep (BC and FQL x 2 seeds, short runs with small networks) and end with the
+# results table beside the published numbers. Takes about 5-10 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 flowsteer=.venv/bin/flowsteer
 task=cube-single-play-singletask-v0
-$flowsteer data generate "$task" --episodes 20 --workers 2
-$flowsteer data info "$task" --episodes 20 --stats
-$flowsteer data list
+out=flowsteer-out
+$flowsteer data generate "$task" --episodes smoke --workers 2
+$flowsteer data info "$task" --episodes smoke --stats
+small_actor=(--hp "actor_hidden_dims=[256, 256]")
+small_critic=(--hp "value_hidden_dims=[256, 256]")
+for seed in 0 1; do
+    for algo in bc fql; do
+        sizes=("${small_actor[@]}")
+        [ "$algo" = bc ] || sizes+=("${small_critic[@]}")
+        $flowsteer train --algo "$algo" --task "$task" --seed "$seed" --episodes smoke \
+            --offline-steps 3000 --eval-interval 1000 --eval-episodes 10 --log-interval 500 \
+            --checkpoint-interval 1000 "${sizes[@]}" --quiet \
+            --output-dir "$out/runs" --tracking-uri "sqlite:///$PWD/$out/mlflow.db" --resume
+    done
+done
+$flowsteer report "$out/runs" --out "$out/report" --layout task,published
