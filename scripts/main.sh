@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on local defaults: set up (idempotent), generate a small OGBench dataset with the scripted
-# oracles, run a small real sweep (BC and FQL x 2 seeds, short runs with small networks) and end with the
-# results table beside the published numbers. Takes about 5-10 minutes on 2 cores.
+# oracles, run BC and FQL with 2 seeds each (short runs, small networks; Ray Tune sweeps come later), and end
+# with the results table beside the published numbers. About 3-5 minutes on 2 cores; finished runs are reused.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
