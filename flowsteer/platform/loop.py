@@ -67,7 +67,7 @@ def run(spec: RunSpec, *, resume: bool = False, progress: bool = True) -> RunRes
             f"{run_dir.path} holds an unfinished run (checkpoint {last.name}). Resume it with --resume "
             f"(flowsteer train ... --resume), or delete the directory to start over."
         )
-    task = load_task(spec.task, progress=progress, **_data_kwargs(spec))
+    task = load_task(spec.task, progress=progress, **dataclasses.asdict(spec.data))
     tracker = MlflowSync(run_dir, spec.resolved_tracking_uri(), spec.experiment, spec.run_id, _tags(spec))
     tracker.start(_flat_params(spec, config))
     run_dir.write_protocol(protocol(spec, config, task))
@@ -94,14 +94,11 @@ def run(spec: RunSpec, *, resume: bool = False, progress: bool = True) -> RunRes
         tracker.finish("FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
     finally:
+        loop.bar.close()
         task.env.close()
     run_dir.set_status("finished", step=loop.step, last_eval=loop.last_eval)
     tracker.finish("FINISHED")
     return RunResult(run_dir.path, "finished", loop.step, loop.last_eval, time.perf_counter() - started)
-
-
-def _data_kwargs(spec: RunSpec) -> dict[str, Any]:
-    return dataclasses.asdict(spec.data)
 
 
 def _tags(spec: RunSpec) -> dict[str, str]:
