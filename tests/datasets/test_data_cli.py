@@ -107,3 +107,17 @@ def test_named_sizes_are_accepted_and_unknown_ones_explained(tmp_path: Path) -> 
     result = flowsteer("data", "generate", "cube-double-play", "--episodes", "huge", home=tmp_path, cache=tmp_path)
     assert result.returncode == 2
     assert "expected a number of episodes or one of smoke, small, official, got 'huge'" in result.stderr
+
+
+def test_list_and_info_show_official_files_without_hashing_them(tmp_path: Path, smoke_dir: Path) -> None:
+    import shutil
+
+    official = tmp_path / ".ogbench" / "data"
+    official.mkdir(parents=True)
+    shutil.copy(smoke_dir / "train.npz", official / "cube-single-play-v0.npz")
+    shutil.copy(smoke_dir / "train-val.npz", official / "cube-single-play-v0-val.npz")
+    listing = flowsteer("data", "list", home=tmp_path, cache=tmp_path / "cache")
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("cube-single-play-v0"))
+    assert "official" in row and str(official) in row
+    info = flowsteer("data", "info", "cube-single-play-v0", home=tmp_path, cache=tmp_path / "cache")
+    assert f"official   {official}" in info.stdout
