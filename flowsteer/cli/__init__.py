@@ -7,11 +7,12 @@ import sys
 from collections.abc import Sequence
 
 from flowsteer import __version__
-from flowsteer.cli import data, report, train
+from flowsteer.cli import data, report, sweep, train
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.platform.loop import RunDiverged
 from flowsteer.platform.rundir import RunDirectoryError
 from flowsteer.platform.spec import RunSpecError
+from flowsteer.sweeps.spec import SweepSpecError
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data.add_parser(commands)
     train.add_parser(commands)
+    sweep.add_parser(commands)
     report.add_parser(commands)
     return parser
 
@@ -36,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
-    except (DatasetError, RunSpecError, RunDirectoryError) as exc:
+    except (DatasetError, RunSpecError, RunDirectoryError, SweepSpecError) as exc:
         print(f"flowsteer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RunDiverged as exc:

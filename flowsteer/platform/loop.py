@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -51,8 +52,17 @@ class RunResult:
     seconds: float
 
 
-def run(spec: RunSpec, *, resume: bool = False, progress: bool = True) -> RunResult:
-    """Execute ``spec`` (resuming from its last checkpoint if ``resume``); returns a RunResult."""
+def run(
+    spec: RunSpec,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_evaluation: Callable[[int, dict[str, float]], None] | None = None,
+) -> RunResult:
+    """Execute ``spec`` (resuming from its last checkpoint if ``resume``); returns a RunResult.
+
+    ``on_evaluation(step, results)`` is called after each evaluation (a sweep reports it to Ray Tune).
+    """
     spec = spec.validate()
     started = time.perf_counter()
     run_dir = RunDirectory(spec.run_dir)
@@ -72,7 +82,7 @@ def run(spec: RunSpec, *, resume: bool = False, progress: bool = True) -> RunRes
     tracker.start(_flat_params(spec, config))
     run_dir.write_protocol(protocol(spec, config, task))
     run_dir.set_status("running", step=0 if last is None else json.loads((last / "meta.json").read_text())["step"])
-    loop = _Loop(spec, config, run_dir, task, tracker, progress)
+    loop = _Loop(spec, config, run_dir, task, tracker, progress, on_evaluation)
     try:
         with loop.evaluator:
             loop.restore(last)
@@ -102,7 +112,8 @@ def run(spec: RunSpec, *, resume: bool = False, progress: bool = True) -> RunRes
 
 
 def _tags(spec: RunSpec) -> dict[str, str]:
-    return {"algo": spec.algo, "task": spec.task, "seed": str(spec.seed), "run_id": spec.run_id, "flowsteer": "run"}
+    tags = {"algo": spec.algo, "task": spec.task, "seed": str(spec.seed), "run_id": spec.run_id, "flowsteer": "run"}
+    return tags | ({"sweep": spec.sweep} if spec.sweep else {})
 
 
 def _flat_params(spec: RunSpec, config: Any) -> dict[str, Any]:
@@ -170,9 +181,17 @@ class _Loop:
     """State of one run between steps: learner, counters, progress, logging."""
 
     def __init__(
-        self, spec: RunSpec, config: Any, run_dir: RunDirectory, task: OfflineTask, tracker: MlflowSync, progress: bool
+        self,
+        spec: RunSpec,
+        config: Any,
+        run_dir: RunDirectory,
+        task: OfflineTask,
+        tracker: MlflowSync,
+        progress: bool,
+        on_evaluation: Callable[[int, dict[str, float]], None] | None = None,
     ) -> None:
         self.spec, self.config, self.run_dir, self.task, self.tracker = spec, config, run_dir, task, tracker
+        self.on_evaluation = on_evaluation
         self.learner = Learner(spec.algo, config, task.train, spec.seed, spec.chunk_size)
         self.evaluator = Evaluator(spec, config)
         self.eval_steps = set(evaluation_steps(spec))
@@ -262,6 +281,8 @@ class _Loop:
         self.last_eval = results
         self.run_dir.append_row("eval.csv", {"step": self.step, **results})
         self.bar.set_postfix(success=f"{results['success']:.2f}", refresh=False)
+        if self.on_evaluation is not None:
+            self.on_evaluation(self.step, results)
 
     # ------------------------------------------------------------------ online
 

@@ -65,6 +65,7 @@ class RunSpec:
     tracking_uri: str | None = None  # MLflow; default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
     experiment: str = "flowsteer"  # MLflow experiment name
     use_ray: bool = False  # evaluate on Ray actors (also when eval_workers > 1); the learner stays in-process
+    sweep: str | None = None  # the sweep this run belongs to (an MLflow tag; not part of the run's identity)
     setting: str = "offline"  # which presets apply: 'offline' or 'offline-to-online' (set from online_steps)
 
     # ------------------------------------------------------------------ construction and validation
@@ -132,7 +133,7 @@ class RunSpec:
     def identity(self) -> dict[str, Any]:
         """What determines the run's results (not where they are written or tracked)."""
         ident = dataclasses.asdict(self)
-        for key in ("output_dir", "tracking_uri", "experiment", "use_ray", "eval_workers", "eval_envs"):
+        for key in ("output_dir", "tracking_uri", "experiment", "use_ray", "eval_workers", "eval_envs", "sweep"):
             ident.pop(key)
         for key in ("data_dir", "cache_dir"):
             ident["data"].pop(key)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
 
 from flowsteer.reports.aggregate import Aggregation, run_scores
-from flowsteer.reports.load import CACHE_DIR, ReportError, load_runs
+from flowsteer.reports.load import CACHE_DIR, ReportError, ReportWarning, load_runs
 from flowsteer.reports.mlflow_source import load_mlflow
 from flowsteer.reports.plots import plot_learning_curves, plot_performance_profiles
 from flowsteer.reports.stats import improvement_estimates, interval_estimates, performance_profiles, score_matrices
@@ -38,11 +40,13 @@ def write_report(
     stats: bool = False,
     plots: bool = False,
     tracking_uri: str | None = None,
+    runs: Collection[str] | None = None,
 ) -> tuple[list[Report], list[Path]]:
     """Load the runs of ``source`` (see load_source) and write each layout in each format to ``out``.
 
     ``stats``: IQM and mean with stratified-bootstrap 95% intervals, performance profiles and probabilities of
     improvement, per setting (stats-<setting>-intervals.csv, -profiles.csv, -improvement.csv).
+    ``runs``: report only these run ids (a sweep's selected runs) instead of every run under ``source``.
     ``plots``: learning curves, one figure per category (plots/curves-<category>.png and .pdf), and with
     ``stats`` the performance profiles (plots/profiles-<setting>.png and .pdf).
     """
@@ -53,6 +57,12 @@ def write_report(
     if bad:
         raise ReportError(f"Unknown layout(s) {', '.join(bad)}; choose from {', '.join(LAYOUTS)}.")
     tidy = load_source(source, out, tracking_uri=tracking_uri, cache=cache)
+    if runs is not None:
+        missing = sorted(set(runs) - set(tidy["run"]))
+        if missing:  # failed before their first evaluation: the tables flag their seeds as missing
+            names = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            warnings.warn(f"{len(missing)} selected run(s) have no evaluations: {names}", ReportWarning, stacklevel=2)
+        tidy = tidy[tidy["run"].isin(set(runs))].reset_index(drop=True)
     reports, written = [], []
     for layout in layouts:
         report = build_report(tidy, layout, agg or Aggregation())

@@ -1,0 +1,36 @@
+"""``flowsteer sweep FILE``: run a sweep file on Ray Tune (a private local cluster unless --address)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from flowsteer.sweeps.driver import run_sweep
+from flowsteer.sweeps.spec import load_sweep
+
+EXIT_INCOMPLETE = 1
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "sweep",
+        help="run a sweep file: algorithms x tasks x seeds x hyperparameters on Ray Tune",
+        description="Run every trial of a sweep file (see examples/) on Ray Tune and end with the paper's "
+        "tables. Finished trials are never run again; --resume continues interrupted ones from their last "
+        "checkpoints. Without --address the sweep starts its own local Ray cluster and never joins another.",
+    )
+    parser.add_argument("file", type=Path, metavar="FILE", help="the sweep file (YAML)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    parser.add_argument("--address", help="join an existing Ray cluster (e.g. 10.0.0.5:6379 or auto)")
+    parser.add_argument("--dry-run", action="store_true", help="print the trials it would launch, start nothing")
+    parser.add_argument("--storage", type=Path, help="override the file's storage folder")
+    parser.set_defaults(run=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    spec = load_sweep(args.file, storage=args.storage)
+    outcome = run_sweep(spec, resume=args.resume, address=args.address, dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
+    unfinished = {state: n for state, n in outcome.counts.items() if state != "finished"}
+    return EXIT_INCOMPLETE if unfinished else 0

@@ -1,0 +1,107 @@
+"""What runs inside one Ray Tune trial: one flowsteer run, resumed from its run directory when it has one.
+
+The run directory (on storage every node sees) is the trial's checkpoint: whenever Tune starts a trial, for
+the first time, after a failure, or when a sweep is resumed, ``run(..., resume=True)`` continues from the
+directory's last checkpoint, skips the run if it has finished, and reattaches to the run's one MLflow run.
+Each start is appended to ``attempts.jsonl`` in the run directory (node, pid, step resumed from).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from flowsteer.platform import checkpoint
+from flowsteer.platform.loop import RunDiverged, run
+from flowsteer.platform.spec import RunSpec
+from flowsteer.sweeps.spec import SweepSpec
+from flowsteer.sweeps.trials import Trial
+
+ATTEMPTS_FILE = "attempts.jsonl"
+
+
+def trial_of(config: dict[str, Any], sweep: SweepSpec) -> Trial:
+    """The Trial a Tune config stands for: a whole RunSpec (grid stages) or an Optuna suggestion and seed index."""
+    if "run" in config:
+        return Trial(config["stage"], RunSpec.from_dict(config["run"]))
+    algo = next(a for a in sweep.algorithms if a.name == config["algo"])
+    seed = sweep.seeds[int(config.get("__trial_index__", 0))]
+    return Trial("optuna", sweep.run_spec(algo.name, config["task"], seed, algo.hyperparameters | dict(config["hp"])))
+
+
+def run_trial(config: dict[str, Any], sweep: SweepSpec) -> None:
+    """The Tune function trainable. Reports after every evaluation and once at the end (with ``score``)."""
+    from ray import tune
+
+    trial = trial_of(config.get("trial", config), sweep)
+    spec = trial.spec
+
+    def report(step: int, results: dict[str, float]) -> None:
+        # 'score' in every result: searchers (Optuna) read the metric from each report.
+        tune.report({"step": step, "success": results["success"], "score": 100.0 * results["success"]})
+
+    _log_attempt(spec, "start")
+    try:
+        result = run(spec, resume=True, progress=False, on_evaluation=report)
+    except RunDiverged as exc:
+        # Deterministic: a retry would diverge again. Reported as a result, not raised, so Tune does not retry.
+        _log_attempt(spec, "diverged")
+        tune.report({"step": -1, "score": 0.0, "state": "diverged", "message": str(exc)[:500]})
+        return
+    except BaseException as exc:
+        _log_attempt(spec, f"error: {type(exc).__name__}")
+        raise
+    _log_attempt(spec, "finished")
+    score = final_score(result.run_dir)
+    tune.report({"step": result.step, "score": score, "state": "finished", "run_dir": str(result.run_dir)})
+
+
+def final_score(run_dir: Path) -> float:
+    """The run's score as its report cell computes it: mean success (%) over the last evaluations of its
+    final phase (the last 3 offline, as the papers, fewer when fewer were scheduled; the last one online)."""
+    import warnings
+
+    from flowsteer.reports.aggregate import Aggregation, run_scores
+    from flowsteer.reports.load import read_run
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tidy = read_run(run_dir)
+    evals = tidy[tidy["metric"] == "success"]["step"].nunique()
+    scores = run_scores(tidy, Aggregation(last_k=max(1, min(3, evals))))
+    score = float(scores["score"].iloc[-1])  # the last phase: online for offline-to-online runs
+    return 0.0 if math.isnan(score) else score
+
+
+def _log_attempt(spec: RunSpec, event: str) -> None:
+    last = checkpoint.latest(spec.run_dir / "checkpoints")
+    record = {
+        "time": time.time(),
+        "event": event,
+        "host": socket.gethostname(),
+        "node": _node_id(),
+        "pid": os.getpid(),
+        "checkpoint_step": json.loads((last / "meta.json").read_text())["step"] if last else 0,
+    }
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(spec.run_dir / ATTEMPTS_FILE, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def read_attempts(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / ATTEMPTS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:
+        return None

@@ -1,0 +1,101 @@
+"""Trials: a sweep expanded into runs, each with a stable id (its RunSpec's run_id).
+
+The id is a hash of everything that determines a run's results (algorithm, task, seed, hyperparameters,
+steps, data), so rerunning a sweep finds the run directories it already has: finished trials are skipped,
+interrupted ones continue from their last checkpoint, and no trial ever runs twice under two names.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flowsteer.datasets.catalog import parse_task
+from flowsteer.platform.rundir import read_json
+from flowsteer.platform.spec import RunSpec
+from flowsteer.sweeps.spec import SweepSpec
+
+# Run states as status.json records them, plus 'new' for a trial without a directory.
+DONE_STATES = ("finished",)
+RETRY_STATES = ("running", "failed", "interrupted", "created")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run of the sweep."""
+
+    stage: str  # 'grid', 'tune' (on the default task) or 'broadcast' (the chosen setting on the other tasks)
+    spec: RunSpec
+
+    @property
+    def id(self) -> str:
+        return self.spec.run_id
+
+    @property
+    def setting(self) -> str:
+        """The trial's configuration without its seed: trials that differ only in seed share it."""
+        return setting_key(self.spec.algo, self.spec.hyperparameters)
+
+    def status(self) -> str:
+        """'new', or the state in the run directory's status.json (finished, running, failed, diverged, ...)."""
+        status = read_json(self.spec.run_dir / "status.json")
+        if status is None:
+            return "new" if not self.spec.run_dir.exists() else "created"
+        return str(status.get("state", "created"))
+
+    def to_config(self) -> dict[str, Any]:
+        """What a Tune trial receives: plain data, rebuilt into a RunSpec inside the trial."""
+        return {"stage": self.stage, "run_id": self.id, "run": self.spec.to_dict()}
+
+
+def setting_key(algo: str, hyperparameters: dict[str, Any]) -> str:
+    return f"{algo} {json.dumps(hyperparameters, sort_keys=True, default=str)}"
+
+
+def grid_trials(spec: SweepSpec, stage: str = "grid", tasks: list[str] | None = None) -> list[Trial]:
+    """Algorithms x grid points x tasks x seeds, in that nesting order (seeds of one setting adjacent)."""
+    trials: list[Trial] = []
+    for algo in spec.algorithms:
+        for point, task in itertools.product(algo.grid_points(), tasks or spec.tasks):
+            for seed in spec.seeds:
+                trials.append(Trial(stage, spec.run_spec(algo.name, task, seed, point)))
+    return _unique(trials)
+
+
+def tuning_tasks(spec: SweepSpec) -> list[str]:
+    """tune-then-broadcast: the default task of every dataset the sweep names."""
+    return [info.default_task_name for info in spec.datasets()]
+
+
+def broadcast_tasks(spec: SweepSpec) -> list[str]:
+    """tune-then-broadcast: the named tasks that are not a default task."""
+    return [task for task in spec.tasks if not parse_task(task).is_default_task]
+
+
+def broadcast_trials(spec: SweepSpec, best: dict[tuple[str, str], dict[str, Any]]) -> list[Trial]:
+    """The chosen setting of each (algorithm, dataset) on the dataset's other tasks, every seed."""
+    trials = []
+    for algo in spec.algorithms:
+        for task in broadcast_tasks(spec):
+            point = best[(algo.name, parse_task(task).dataset.name)]
+            trials += [Trial("broadcast", spec.run_spec(algo.name, task, seed, point)) for seed in spec.seeds]
+    return _unique(trials)
+
+
+def trial_from_config(config: dict[str, Any]) -> Trial:
+    return Trial(config["stage"], RunSpec.from_dict(config["run"]))
+
+
+def run_dir_of(runs_dir: Path, run_id: str) -> Path:
+    return runs_dir / run_id
+
+
+def _unique(trials: list[Trial]) -> list[Trial]:
+    """Drop repeats (e.g. a task named twice through a dataset and a group): a run id is one run."""
+    seen: dict[str, Trial] = {}
+    for trial in trials:
+        seen.setdefault(trial.id, trial)
+    return list(seen.values())
