@@ -65,29 +65,40 @@ def run_sweep(
             _refuse_interrupted(spec)
         prepare_datasets(spec, write)
         _create_experiment(spec)
-        with cluster.connect(spec, address) as info:
-            outcome.cluster = info
-            write(_cluster_line(info))
-            if spec.mode == "grid":
-                outcome.trials = grid_trials(spec)
-                _run_trials(spec, "grid", outcome.trials, write)
-            elif spec.mode == "tune-then-broadcast":
-                tuned = grid_trials(spec, "tune", tuning_tasks(spec))
-                _run_trials(spec, "tune", tuned, write)
-                best, outcome.selection = choose_settings(spec, tuned)
-                write_json_atomic(spec.directory / "selection.json", outcome.selection)
-                for key, choice in outcome.selection.items():
-                    write(f"chosen for {key}: {choice['hyperparameters']} (score {choice['score']:.1f})")
-                broadcast = broadcast_trials(spec, best)
-                _run_trials(spec, "broadcast", broadcast, write)
-                outcome.trials = tuned + broadcast
-            else:
-                outcome.trials = _run_optuna(spec, resume, write)
+        if spec.mode == "grid":
+            outcome.trials = grid_trials(spec)
+        if outcome.trials and all(t.status() in FINAL_STATES for t in outcome.trials):
+            write(f"grid: all {len(outcome.trials)} trial(s) are done already; nothing to launch")
+        else:
+            outcome.cluster = _launch(spec, outcome, resume, address, write)
         outcome.summary = summarize(outcome.trials)
         outcome.summary.to_csv(spec.directory / "summary.csv", index=False)
         outcome.report_files = write_sweep_report(spec, outcome, write)
     print_summary(spec, outcome, write)
     return outcome
+
+
+def _launch(
+    spec: SweepSpec, outcome: SweepOutcome, resume: bool, address: str | None, write: Writer
+) -> cluster.ClusterInfo:
+    """Run the sweep's stages on the cluster; fills outcome.trials (and the selection of a broadcast)."""
+    with cluster.connect(spec, address) as info:
+        write(_cluster_line(info))
+        if spec.mode == "grid":
+            _run_trials(spec, "grid", outcome.trials, write)
+        elif spec.mode == "tune-then-broadcast":
+            tuned = grid_trials(spec, "tune", tuning_tasks(spec))
+            _run_trials(spec, "tune", tuned, write)
+            best, outcome.selection = choose_settings(spec, tuned)
+            write_json_atomic(spec.directory / "selection.json", outcome.selection)
+            for key, choice in outcome.selection.items():
+                write(f"chosen for {key}: {choice['hyperparameters']} (score {choice['score']:.1f})")
+            broadcast = broadcast_trials(spec, best)
+            _run_trials(spec, "broadcast", broadcast, write)
+            outcome.trials = tuned + broadcast
+        else:
+            outcome.trials = _run_optuna(spec, resume, write)
+    return info
 
 
 # ---------------------------------------------------------------------------------------------- plan

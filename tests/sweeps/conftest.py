@@ -1,0 +1,64 @@
+"""Fixtures for sweep tests: sweep files of tiny but real runs (real Ray, MLflow, OGBench data and envs)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from flowsteer.sweeps.cluster import processes_using
+
+# Small networks keep each trial to seconds; the algorithms are unchanged.
+TINY: dict[str, dict[str, Any]] = {
+    "bc": {"actor_hidden_dims": [32, 32], "batch_size": 32},
+    "fql": {"actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32], "batch_size": 32, "flow_steps": 4},
+}
+
+
+@pytest.fixture
+def write_sweep(tmp_path: Path, smoke_cache: Path) -> Callable[..., Path]:
+    """write_sweep(name, **fields) -> a sweep file under tmp_path whose runs use the session's smoke dataset."""
+
+    def write(name: str = "sweep", **fields: Any) -> Path:
+        run = {
+            "offline_steps": 60,
+            "eval_interval": 20,
+            "eval_episodes": 2,
+            "eval_envs": 2,
+            "log_interval": 20,
+            "checkpoint_interval": 20,
+            "chunk_size": 20,
+            "data": {"source": "generated", "episodes": 4, "episode_steps": 201, "cache_dir": str(smoke_cache)},
+        }
+        values: dict[str, Any] = {
+            "name": name,
+            "algorithms": {"bc": {"hyperparameters": TINY["bc"]}},
+            "tasks": ["cube-single-play:default"],
+            "seeds": 1,
+            "storage": str(tmp_path / "storage"),
+            "report": {"layouts": ["task"], "formats": ["csv", "md"]},
+        }
+        values |= fields
+        values["run"] = run | fields.get("run", {})
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(values, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def reaper() -> Iterator[list[Path]]:
+    """Directories whose processes are SIGKILLed at teardown (Ray clusters a test started), even on failure."""
+    dirs: list[Path] = []
+    yield dirs
+    for directory in dirs:
+        for pid in processes_using(directory):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,146 @@
+"""Sweep files: expansion into trials, stable ids, and bad files failing before anything launches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flowsteer.cli import main
+from flowsteer.sweeps.spec import GROUPS, SweepSpecError, load_sweep
+from flowsteer.sweeps.trials import broadcast_tasks, grid_trials, tuning_tasks
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_a_grid_expands_to_algorithms_x_points_x_tasks_x_seeds(write_sweep):
+    path = write_sweep(
+        algorithms={"bc": {"grid": {"lr": [1e-4, 3e-4]}}, "fql": {"grid": {"alpha": [3, 10, 30]}}},
+        tasks=["cube-single-play:1,2"],
+        seeds=[0, 5],
+    )
+    trials = grid_trials(load_sweep(path))
+    assert len(trials) == (2 + 3) * 2 * 2
+    assert len({t.id for t in trials}) == len(trials)
+    fql = [t for t in trials if t.spec.algo == "fql"]
+    assert sorted({t.spec.hyperparameters["alpha"] for t in fql}) == [3, 10, 30]
+    assert {t.spec.seed for t in trials} == {0, 5}
+    assert {t.spec.task for t in trials} == {
+        "cube-single-play-singletask-task1-v0",
+        "cube-single-play-singletask-task2-v0",
+    }
+
+
+def test_trial_ids_are_stable_and_change_with_what_determines_results(write_sweep):
+    first = {t.id for t in grid_trials(load_sweep(write_sweep(seeds=2)))}
+    again = {t.id for t in grid_trials(load_sweep(write_sweep(seeds=2)))}
+    longer = {t.id for t in grid_trials(load_sweep(write_sweep(seeds=2, run={"offline_steps": 80})))}
+    elsewhere = {t.id for t in grid_trials(load_sweep(write_sweep(seeds=2, storage="/tmp/other")))}
+    assert first == again == elsewhere
+    assert not first & longer
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("cube-single-play-singletask-task3-v0", ["cube-single-play-singletask-task3-v0"]),
+        ("cube-single-play", [f"cube-single-play-singletask-task{k}-v0" for k in range(1, 6)]),
+        ("cube-single-play-v0:default", ["cube-single-play-singletask-task2-v0"]),
+        ("puzzle-3x3-play:1,4", ["puzzle-3x3-play-singletask-task1-v0", "puzzle-3x3-play-singletask-task4-v0"]),
+    ],
+)
+def test_task_entries(write_sweep, entry, expected):
+    assert list(load_sweep(write_sweep(tasks=[entry])).tasks) == expected
+
+
+def test_a_group_of_default_tasks_is_one_task_per_dataset(write_sweep):
+    tasks = load_sweep(write_sweep(tasks=["fql-paper:default"])).tasks
+    assert len(tasks) == len(GROUPS["fql-paper"]) == 10
+    assert "scene-play-singletask-task2-v0" in tasks and "antmaze-large-navigate-singletask-task1-v0" in tasks
+
+
+def test_tune_then_broadcast_tunes_on_default_tasks_and_broadcasts_to_the_rest(write_sweep):
+    spec = load_sweep(write_sweep(mode="tune-then-broadcast", tasks=["cube-single-play"],
+                                  algorithms={"bc": {"grid": {"lr": [1e-4, 3e-4]}}}))  # fmt: skip
+    assert tuning_tasks(spec) == ["cube-single-play-singletask-task2-v0"]
+    assert broadcast_tasks(spec) == [f"cube-single-play-singletask-task{k}-v0" for k in (1, 3, 4, 5)]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"algorithms": {"fqll": {}}}, "algorithms.fqll: unknown algorithm 'fqll'. Did you mean fql"),
+        ({"algorithms": {"fql": {"grid": {"alpha_": [1]}}}}, "algorithms.fql.grid: fql has no hyperparameter 'alpha_'"),
+        ({"algorithms": {"fql": {"grid": {"alpha": []}}}}, "algorithms.fql.grid.alpha must be a non-empty list"),
+        ({"algorithms": {"fql": {"grid": {"alpha": 3}}}}, "algorithms.fql.grid.alpha must be a non-empty list"),
+        ({"algorithms": {"fql": {"grid": {"batch_size": ["big"]}}}}, "algorithms.fql on cube-single-play"),
+        ({"algorithms": {}}, "algorithms must name at least one algorithm"),
+        ({"tasks": ["cube-singel-play"]}, "tasks[0]: 'cube-singel-play' is no OGBench dataset"),
+        ({"tasks": ["cube-single-play:7"]}, "task numbers 1..5"),
+        ({"tasks": []}, "tasks must be a non-empty list"),
+        ({"seeds": "three"}, "seeds must be a count"),
+        ({"seeds": [0, 0]}, "seeds lists a seed twice"),
+        ({"run": {"offline_step": 10}}, "unknown field of run 'offline_step'. Did you mean offline_steps"),
+        ({"run": {"offline_steps": -5}}, "offline_steps must be an integer >= 0"),
+        ({"run": {"seed": 3}}, "run.seed is set by the sweep itself"),
+        ({"resources": {"cpu": 0}}, "resources.cpu must be a number > 0"),
+        ({"resources": {"gpu": "one"}}, "resources.gpu must be 0, a fraction"),
+        ({"mode": "random"}, "mode must be one of grid, tune-then-broadcast, optuna"),
+        ({"mode": "tune-then-broadcast"}, "bc has no grid"),
+        ({"mode": "optuna"}, "algorithms.bc.search is empty"),
+        ({"algorithms": {"bc": {"search": {"lr": {"loguniform": [0, 1]}}}}, "mode": "optuna"}, "needs low > 0"),
+        ({"algorithms": {"bc": {"search": {"lr": {"normal": [0, 1]}}}}, "mode": "optuna"}, "unknown distribution"),
+        ({"report": {"layouts": ["tasks"]}}, "report.layouts must be a non-empty list from task, category"),
+        ({"max_failures": 1.5}, "max_failures must be an integer >= 0"),
+        ({"nmae": "x"}, "unknown sweep field 'nmae'. Did you mean name?"),
+    ],
+)
+def test_bad_sweep_files_fail_with_a_message_naming_the_field(write_sweep, fields, message):
+    with pytest.raises(SweepSpecError) as caught:
+        load_sweep(write_sweep(**fields))
+    assert message in str(caught.value)
+
+
+def test_the_cli_reports_a_bad_file_in_one_line_and_launches_nothing(write_sweep, tmp_path, capsys):
+    path = write_sweep(algorithms={"bc": {"hyperparameters": {"lrr": 1e-3}}})
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flowsteer: error: ") and "no hyperparameter 'lrr'. Did you mean lr?" in err
+    assert not (tmp_path / "storage").exists()
+
+
+def test_unreadable_and_non_mapping_files_are_clear_errors(tmp_path):
+    with pytest.raises(SweepSpecError, match="cannot read sweep file"):
+        load_sweep(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- bc\n- fql\n")
+    with pytest.raises(SweepSpecError, match="must hold a mapping"):
+        load_sweep(tmp_path / "list.yaml")
+    (tmp_path / "broken.yaml").write_text("algorithms: [bc\n")
+    with pytest.raises(SweepSpecError, match="not valid YAML"):
+        load_sweep(tmp_path / "broken.yaml")
+
+
+def test_a_gpu_request_on_a_cluster_without_gpus_fails_before_any_trial(write_sweep, tmp_path, capsys):
+    path = write_sweep(resources={"cpu": 1, "gpu": 0.5})
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "resources.gpu is 0.5 per trial but the cluster at local has no GPU" in err
+    assert not (tmp_path / "storage" / "sweep" / "runs").exists()
+
+
+def test_the_dry_run_prints_every_trial_and_starts_nothing(write_sweep, tmp_path, capsys):
+    path = write_sweep(algorithms={"bc": {"grid": {"lr": [1e-4, 3e-4]}}}, seeds=2)
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "4 grid trial(s); 0 finished, 0 to resume, 4 new" in out
+    for trial in grid_trials(load_sweep(path)):
+        assert trial.id in out
+    assert not (tmp_path / "storage").exists()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_the_example_sweep_files_are_valid(name, tmp_path):
+    spec = load_sweep(EXAMPLES / name, storage=tmp_path)
+    assert spec.name == yaml.safe_load((EXAMPLES / name).read_text())["name"]
+    assert spec.tasks and spec.algorithms
