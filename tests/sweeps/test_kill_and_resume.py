@@ -1,0 +1,88 @@
+"""SIGKILL the sweep driver mid-sweep, then resume: every trial completes exactly once, from its checkpoints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+
+from flowsteer.platform.rundir import RunDirectory, read_json
+from flowsteer.sweeps.cluster import local_temp_dir, processes_using
+from flowsteer.sweeps.spec import load_sweep
+from flowsteer.sweeps.trainable import read_attempts
+from flowsteer.sweeps.trials import grid_trials
+
+from .conftest import TINY
+
+
+def _sweep(path: Path, *flags: str, **kwargs) -> subprocess.Popen:
+    command = [sys.executable, "-m", "flowsteer", "sweep", str(path), *flags]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def _wait_for_a_checkpointed_unfinished_trial(trials, driver: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert driver.poll() is None, driver.stdout.read()
+        for trial in trials:
+            status = read_json(trial.spec.run_dir / "status.json", {})
+            if status.get("state") == "running" and list((trial.spec.run_dir / "checkpoints").glob("step_*")):
+                return
+        time.sleep(0.05)
+    raise AssertionError("no trial reached a checkpoint in time")
+
+
+def test_a_killed_driver_is_resumed_and_every_trial_completes_exactly_once(write_sweep, reaper, tmp_path):
+    path = write_sweep(
+        "killed",
+        algorithms={"fql": {"hyperparameters": TINY["fql"]}},
+        seeds=4,
+        run={"offline_steps": 600, "eval_interval": 200, "checkpoint_interval": 100, "log_interval": 100},
+    )
+    spec = load_sweep(path)
+    temp_dir = local_temp_dir(spec.directory)
+    reaper.append(temp_dir)
+    trials = grid_trials(spec)
+
+    driver = _sweep(path, cwd=tmp_path)
+    _wait_for_a_checkpointed_unfinished_trial(trials, driver)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    interrupted = [t for t in trials if read_json(t.spec.run_dir / "status.json", {}).get("state") == "running"]
+    assert interrupted
+    leftovers = processes_using(temp_dir)  # Ray's agents outlive a SIGKILLed driver
+
+    refused = subprocess.run([sys.executable, "-m", "flowsteer", "sweep", str(path)], capture_output=True, text=True)
+    assert refused.returncode == 2 and "was interrupted" in refused.stderr and "--resume" in refused.stderr
+
+    resumed = _sweep(path, "--resume", cwd=tmp_path)
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    assert "4 finished" in output
+    if leftovers:
+        assert "process(es) left by a killed driver" in output
+
+    for trial in trials:
+        rows = RunDirectory(trial.spec.run_dir).rows("eval.csv")
+        assert [int(r["step"]) for r in rows] == [200, 400, 600]
+        train_steps = [int(r["step"]) for r in RunDirectory(trial.spec.run_dir).rows("train.csv")]
+        assert train_steps == list(range(100, 601, 100))
+    for trial in interrupted:
+        starts = [a for a in read_attempts(trial.spec.run_dir) if a["event"] == "start"]
+        assert starts[0]["checkpoint_step"] == 0
+        assert starts[-1]["checkpoint_step"] > 0  # continued from its checkpoint, not from scratch
+
+    mlflow.set_tracking_uri(spec.tracking_uri)
+    runs = mlflow.search_runs(experiment_names=[spec.name])
+    assert sorted(runs["tags.run_id"]) == sorted(t.id for t in trials)  # one MLflow run per trial
+    assert set(runs["status"]) == {"FINISHED"}
+    client = mlflow.MlflowClient(spec.tracking_uri)
+    for run_id in runs["run_id"]:
+        steps = [m.step for m in client.get_metric_history(run_id, "evaluation/success")]
+        assert sorted(steps) == [200, 400, 600]
+    assert processes_using(temp_dir) == []
