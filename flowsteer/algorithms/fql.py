@@ -154,3 +154,8 @@ def act(
     too (its `temperature` argument is unused; spec §2, pitfall 2)."""
     del deterministic
     return onestep_actions(config, state.params, observations, key, state.act_dim)
+
+
+def base_policy(config: FQLConfig, state: TrainState) -> tuple[VectorField, dict]:
+    """FQL's BC flow, lent to DSRL as its base policy (`base_run`): (network, parameters)."""
+    return _policy_net(config, state.act_dim), state.params["bc_flow"]

@@ -96,3 +96,8 @@ def act(
         lambda x, t: flow.apply(state.params["actor_flow"], obs_n, x, t), noise, config.flow_steps
     )
     return best_of_n(critic, state.params["critic"], observations, candidates)
+
+
+def base_policy(config: IFQLConfig, state: TrainState) -> tuple[VectorField, dict]:
+    """IFQL's BC flow, lent to DSRL as its base policy (`base_run`): (network, parameters)."""
+    return _networks(config, state.act_dim)[2], state.params["actor_flow"]

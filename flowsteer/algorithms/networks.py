@@ -90,6 +90,7 @@ class GaussianActor(nn.Module):
     action_dim: int
     layer_norm: bool = False
     const_std: bool = True
+    state_dependent_std: bool = False  # log-std from a Dense head on the features (SAC's actor); overrides const_std
     final_fc_init_scale: float = 1e-2
     log_std_min: float = -5.0
     log_std_max: float = 2.0
@@ -98,7 +99,9 @@ class GaussianActor(nn.Module):
     def __call__(self, observations: jax.Array) -> tuple[jax.Array, jax.Array]:
         features = MLP(self.hidden_dims, activate_final=True, layer_norm=self.layer_norm)(observations)
         mean = nn.Dense(self.action_dim, kernel_init=default_init(self.final_fc_init_scale))(features)
-        if self.const_std:
+        if self.state_dependent_std:
+            log_std = nn.Dense(self.action_dim, kernel_init=default_init(self.final_fc_init_scale))(features)
+        elif self.const_std:
             log_std = jnp.zeros_like(mean)
         else:
             log_std = jnp.broadcast_to(self.param("log_stds", nn.initializers.zeros, (self.action_dim,)), mean.shape)
@@ -109,6 +112,17 @@ def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, x: jax.Array) -> jax.
     """log N(x; mean, diag(exp(log_std)²)), summed over the last axis."""
     z = (x - mean) * jnp.exp(-log_std)
     return jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+
+
+def tanh_gaussian_sample(mean: jax.Array, log_std: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """u = mean + std·ε with ε = normal(key); returns (tanh(u), log-density of tanh(u)), the SAC actor's sample.
+
+    log π = log N(u) − Σ log(1 − tanh²u), with log(1 − tanh²u) = 2(log 2 − u − softplus(−2u)), which stays finite
+    where tanh(u) rounds to ±1.
+    """
+    u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+    return jnp.tanh(u), gaussian_log_prob(mean, log_std, u) - jnp.sum(log_det, axis=-1)
 
 
 class FourierFeatures(nn.Module):

@@ -119,6 +119,21 @@ OFFLINE_TO_ONLINE: dict[str, dict[str, dict[str, Any]]] = {
 LONG_HORIZON_PREFIXES = ("antmaze-giant", "humanoidmaze", "antsoccer")
 MANIPULATION_PREFIXES = ("cube", "scene", "puzzle")
 
+# spec §10.4: QAM's per-domain noise bound of its JAX DSRL (NA-style) on OGBench, tuned with action chunks of 5 on
+# manipulation (flowsteer acts one step at a time). No source runs DSRL-SAC on OGBench; it gets the same bounds,
+# untuned. Datasets not listed (cube-single, antsoccer) keep the config default.
+DSRL_ALGORITHMS = ("dsrl_na", "dsrl_sac")
+DSRL_NOISE_BOUND: dict[str, float] = {
+    "puzzle-3x3-play": 1.0,
+    "scene-play": 0.4,
+    "cube-double-play": 1.0,
+    "antmaze-large-navigate": 0.8,
+    "humanoidmaze-medium-navigate": 0.6,
+    "puzzle-4x4-play": 1.0,
+    "antmaze-giant-navigate": 1.2,
+    "humanoidmaze-large-navigate": 0.8,
+}
+
 
 def dataset_of(task: str) -> str:
     """'cube-single-play-singletask-task2-v0' → 'cube-single-play'; also accepts 'cube-single-play-v0'."""
@@ -140,6 +155,10 @@ def _domain_rules(algo: str, dataset: str) -> dict[str, Any]:
             "value_hidden_dims": (256, 256) if manipulation else (512, 512),
             "expectile": 0.9 if manipulation else 0.7,
         }
+    if algo in DSRL_ALGORITHMS and dataset in DSRL_NOISE_BOUND:
+        values["noise_bound"] = DSRL_NOISE_BOUND[dataset]
+    if algo == "dsrl_na" and dataset.startswith("humanoidmaze"):
+        values["q_std_penalty"] = 0.0  # QAM: no ensemble-std penalty on humanoidmaze (spec §10.4)
     return values
 
 

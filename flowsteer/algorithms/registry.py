@@ -9,31 +9,61 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from flowsteer.algorithms import bc, fql, idql, ifql, iql, presets, rebrac
+from flowsteer.algorithms import bc, dsrl_na, dsrl_sac, flow_bc, fql, idql, ifql, iql, presets, rebrac
 
 
 @dataclass(frozen=True)
 class Algorithm:
-    """A learner: its config class and its three pure functions."""
+    """A learner: its config class, its three pure functions, and what the run loop needs to know beyond them."""
 
     name: str
     config_cls: type
     init: Callable[..., Any]  # (config, obs_dim, act_dim, key) -> TrainState
     update: Callable[..., Any]  # (config, state, batch) -> (TrainState, metrics)
     act: Callable[..., Any]  # (config, state, observations, key, deterministic) -> actions
+    # Online collection (config, state, observations, key) -> (actions, {column: values}); None: act, temperature 1.
+    explore: Callable[..., Any] | None = None
+    online_columns: tuple[str, ...] = ()  # replay columns (shaped like actions) that `explore` returns
+    replay_dataset: bool = True  # the online replay buffer starts with the offline dataset
+    # (config, state) -> (flow network, params): the BC flow this learner can lend to DSRL as `base_run`.
+    base_policy: Callable[..., Any] | None = None
+    # (config, state, network, params) -> state: install a pretrained base policy (the learner's `base_run`).
+    with_base_policy: Callable[..., Any] | None = None
+    # (config, offline_steps, online_steps) -> None, raising ValueError for a run schedule it cannot use.
+    check_run: Callable[..., Any] | None = None
 
 
-def _algorithm(name: str, module: ModuleType, config_cls: type) -> Algorithm:
-    return Algorithm(name, config_cls, module.init, module.update, module.act)
+def _algorithm(name: str, module: ModuleType, config_cls: type, **extra: Any) -> Algorithm:
+    return Algorithm(name, config_cls, module.init, module.update, module.act, **extra)
 
 
 ALGORITHMS: dict[str, Algorithm] = {
     "bc": _algorithm("bc", bc, bc.BCConfig),
     "iql": _algorithm("iql", iql, iql.IQLConfig),
     "rebrac": _algorithm("rebrac", rebrac, rebrac.ReBRACConfig),
-    "ifql": _algorithm("ifql", ifql, ifql.IFQLConfig),
+    "ifql": _algorithm("ifql", ifql, ifql.IFQLConfig, base_policy=ifql.base_policy),
     "idql": _algorithm("idql", idql, idql.IDQLConfig),
-    "fql": _algorithm("fql", fql, fql.FQLConfig),
+    "fql": _algorithm("fql", fql, fql.FQLConfig, base_policy=fql.base_policy),
+    "flow_bc": _algorithm("flow_bc", flow_bc, flow_bc.FlowBCConfig, base_policy=flow_bc.base_policy),
+    "dsrl_na": _algorithm(
+        "dsrl_na",
+        dsrl_na,
+        dsrl_na.DSRLNAConfig,
+        base_policy=dsrl_na.base_policy,
+        with_base_policy=dsrl_na.with_base_policy,
+        check_run=dsrl_na.check_run,
+    ),
+    "dsrl_sac": _algorithm(
+        "dsrl_sac",
+        dsrl_sac,
+        dsrl_sac.DSRLSACConfig,
+        explore=dsrl_sac.explore,
+        online_columns=dsrl_sac.ONLINE_COLUMNS,
+        replay_dataset=False,  # dataset transitions carry no noise labels
+        base_policy=dsrl_sac.base_policy,
+        with_base_policy=dsrl_sac.with_base_policy,
+        check_run=dsrl_sac.check_run,
+    ),
 }
 
 

@@ -66,6 +66,23 @@ def optimizer_step(
     return optax.apply_updates(params, updates), opt_state, {**metrics, **grad_stats(grads)}
 
 
+def train_network(
+    tx: optax.GradientTransformation,
+    params: dict[str, Any],
+    opt_state: dict[str, Any],
+    name: str,
+    loss_fn: Callable[[dict[str, Any]], tuple[jax.Array, Metrics]],
+) -> tuple[dict[str, Any], dict[str, Any], Metrics]:
+    """One step of `tx` on `loss_fn(params)` with respect to `params[name]` only, for learners that keep one
+    optimizer state per network (`opt_state[name]`): every other network is a constant of this loss, so what a
+    loss trains is named at its call site. Returns the new params and optimizer states (only `name` changed) and
+    the loss metrics plus `grad/<name>_norm` (global L2 norm)."""
+    grads, metrics = jax.grad(lambda p: loss_fn({**params, name: p}), has_aux=True)(params[name])
+    updates, state = tx.update(grads, opt_state[name], params[name])
+    new_params = {**params, name: optax.apply_updates(params[name], updates)}
+    return new_params, {**opt_state, name: state}, {**metrics, f"grad/{name}_norm": optax.tree.norm(grads)}
+
+
 def summed_loss_update(
     tx: optax.GradientTransformation,
     state: TrainState,

@@ -2,7 +2,9 @@
 
 Offline, the dataset sits on the device and `lax.scan` runs many updates per dispatch with batches drawn
 inside the compiled step. Online, the dataset becomes the head of a fixed-capacity replay buffer on the
-device; each environment transition is written into it and followed by `utd` updates in one dispatch.
+device (or, for learners that cannot use dataset transitions, such as DSRL-SAC, the buffer holds online
+transitions only); each environment transition is written into it and followed by `utd` updates in one
+dispatch.
 The same class runs in-process and, wrapped by `ray.remote`, as an actor (on a GPU where one exists).
 """
 
@@ -40,6 +42,7 @@ class Learner:
         self._online = None
         self.size = self.offline_size  # rows of the buffer in use (online phase)
         self.capacity = self.offline_size
+        self.head = self.offline_size  # buffer row of the first online transition
 
     # ------------------------------------------------------------------ offline
 
@@ -67,11 +70,24 @@ class Learner:
     # ------------------------------------------------------------------ online
 
     def start_online(self, buffer_size: int, utd: int) -> None:
-        """Turn the dataset into the head of a replay buffer of capacity max(buffer_size, |D| + 1)."""
-        self.capacity = max(buffer_size, self.offline_size + 1)
-        pad = self.capacity - self.offline_size
-        self.data = {k: jnp.concatenate([v, jnp.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in self.data.items()}
+        """Turn the dataset into the head of a replay buffer of capacity max(buffer_size, |D| + 1), or, for a
+        learner that does not replay the dataset, start an empty buffer of capacity buffer_size. Columns the
+        learner's exploration adds (e.g. DSRL-SAC's noises) are zeros until written."""
+        if self.algorithm.replay_dataset:
+            self.capacity = max(buffer_size, self.offline_size + 1)
+            pad = self.capacity - self.offline_size
+            self.data = {k: jnp.concatenate([v, jnp.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in self.data.items()}
+        else:
+            self.head, self.size, self.capacity = 0, 0, buffer_size
+            self.data = {k: jnp.zeros((buffer_size, *v.shape[1:]), v.dtype) for k, v in self.data.items()}
+        for name in self.algorithm.online_columns:
+            self.data[name] = jnp.zeros_like(self.data["actions"])
         self._online = online_update_fn(self.algorithm.update, self.config, utd)
+
+    @property
+    def online(self) -> bool:
+        """Whether the online phase has started (the replay buffer exists)."""
+        return self._online is not None
 
     def online_step(self, transition: dict[str, np.ndarray], index: int) -> dict[str, float]:
         """Write `transition` at buffer row `index` (FIFO over the whole buffer), then run `utd` updates."""
@@ -81,10 +97,17 @@ class Learner:
         return self._accept(state, metrics, metrics)
 
     def next_index(self, online_transitions: int) -> int:
-        """Buffer row of the n-th online transition: after the dataset, wrapping onto the oldest rows."""
-        return (self.offline_size + online_transitions) % self.capacity
+        """Buffer row of the n-th online transition: after the dataset (if replayed), wrapping onto the oldest rows."""
+        return (self.head + online_transitions) % self.capacity
 
     # ------------------------------------------------------------------ state exchange
+
+    def set_base_policy(self, network: Any, params: Any) -> None:
+        """Install a pretrained base policy (DSRL's `base_run`) into the agent state."""
+        install = self.algorithm.with_base_policy
+        if install is None:
+            raise ValueError(f"{self.algo} does not steer a base policy")
+        self.state = install(self.config, self.state, network, params)
 
     def policy_state(self) -> TrainState:
         """What acting needs (parameters, target parameters), without optimizer state, on the host."""
@@ -103,13 +126,13 @@ class Learner:
         if "online_buffer" in trees:
             rows = self._online_rows(online_transitions)
             self.data = {k: v.at[rows].set(trees["online_buffer"][k]) for k, v in self.data.items()}
-            self.size = min(self.offline_size + online_transitions, self.capacity)
+            self.size = min(self.head + online_transitions, self.capacity)
 
     def _online_rows(self, online_transitions: int) -> np.ndarray:
         """Rows written by the online phase so far (all rows once it has wrapped around)."""
         if online_transitions >= self.capacity:
             return np.arange(self.capacity)
-        return (self.offline_size + np.arange(online_transitions)) % self.capacity
+        return (self.head + np.arange(online_transitions)) % self.capacity
 
 
 @jax.jit

@@ -44,6 +44,25 @@ def make_state_policy(algo: str, config: Any, deterministic: bool = True) -> Cal
     return jax.jit(per_row)
 
 
+def make_explore_policy(algo: str, config: Any) -> Callable[[Any, np.ndarray, Any], tuple[Any, dict[str, Any]]]:
+    """The online-collection policy `(state, observations, keys) -> (actions, extra columns)`, compiled once.
+
+    Learners with an `explore` function (DSRL-SAC) return what the replay buffer stores besides the action
+    (the noise that was decoded into it); the others act with temperature 1 and store nothing else.
+    """
+    alg = get_algorithm(algo)
+
+    def explore(state: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        if alg.explore is None:
+            return alg.act(config, state, obs, key, False), {}
+        return alg.explore(config, state, obs, key)
+
+    def per_row(state: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return jax.tree_util.tree_map(lambda x: x[0], explore(state, obs[None], key))
+
+    return jax.jit(jax.vmap(per_row, (None, 0, 0)))
+
+
 @jax.jit
 def _step_keys(base: jax.Array, episodes: np.ndarray, steps: np.ndarray) -> jax.Array:
     """Key of (episode, step) for every environment: one compiled call per step, not a trace."""
@@ -148,7 +167,7 @@ class Collector:
     def __init__(self, env: Any, algo: str, config: Any, seed: int) -> None:
         self.env = env
         self.seed = seed
-        self.policy = make_state_policy(algo, config, deterministic=False)  # exploration: temperature 1
+        self.policy = make_explore_policy(algo, config)
         self.explore = jax.random.PRNGKey(seed)
         self.obs = np.zeros(env.observation_space.shape, np.float32)
 
@@ -158,7 +177,8 @@ class Collector:
     def step(self, policy_state: Any, t: int) -> tuple[dict[str, np.ndarray], bool]:
         """Act in the current episode; returns the transition the replay buffer stores and whether it ended."""
         key = jax.random.fold_in(self.explore, t)[None]
-        action = np.clip(np.asarray(self.policy(policy_state, self.obs[None], key))[0], -1.0, 1.0)
+        actions, extra = self.policy(policy_state, self.obs[None], key)
+        action = np.clip(np.asarray(actions)[0], -1.0, 1.0)
         next_obs, reward, terminated, truncated, _ = self.env.step(action)
         next_obs = np.asarray(next_obs, np.float32)
         transition = {
@@ -168,6 +188,7 @@ class Collector:
             "masks": np.float32(1.0 - float(terminated)),  # truncation keeps the bootstrap (spec §14, pitfall 8)
             "terminals": np.float32(terminated or truncated),
             "next_observations": next_obs,
+            **{name: np.asarray(values)[0] for name, values in extra.items()},
         }
         self.obs = next_obs
         return transition, bool(terminated or truncated)

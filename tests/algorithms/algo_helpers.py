@@ -29,6 +29,18 @@ def dense(params: dict, path: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(node["kernel"]), np.asarray(node["bias"])
 
 
+def np_batch(batch: dict) -> dict:
+    """A device batch as float64 numpy arrays, for computing expected losses by hand."""
+    return {k: np.asarray(v, np.float64) for k, v in batch.items()}
+
+
+def q_heads(critic_params: dict, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+    """(E, B) values of a linear critic ensemble (`hidden_dims=()`), computed in numpy."""
+    k, b = dense(critic_params, ("VmapMLP_0", "Dense_0"))
+    x = np.concatenate([obs, act], axis=-1)
+    return np.stack([x @ k[e, :, 0] + b[e, 0] for e in range(k.shape[0])])
+
+
 def perturb(tree, key: int = 7, scale: float = 0.3):
     """`tree` plus Gaussian noise: makes target networks differ from online ones."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
@@ -52,3 +64,18 @@ def set_dense(params: dict, path: tuple[str, ...], kernel=None, bias=None) -> di
         return {**node, keys[0]: replace(node[keys[0]], keys[1:])}
 
     return replace(params, ("params", *path))
+
+
+def bimodal_bandit(n: int = 2048, seed: int = 0) -> dict[str, np.ndarray]:
+    """One-step bandit, s ~ U(−1, 1) irrelevant, actions ±0.5 (+ noise) equally often, r = a, all terminal."""
+    rng = np.random.default_rng(seed)
+    obs = rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
+    actions = (rng.choice([-0.5, 0.5], size=(n, 1)) + 0.05 * rng.normal(size=(n, 1))).astype(np.float32)
+    return {
+        "observations": obs,
+        "actions": actions,
+        "next_observations": obs,
+        "rewards": actions[:, 0].copy(),
+        "masks": np.zeros(n, np.float32),
+        "terminals": np.ones(n, np.float32),
+    }

@@ -12,25 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from algo_helpers import bimodal_bandit
 
 from flowsteer.algorithms import get_algorithm, make_config, make_update_chunk, to_device_dataset
 
 SMALL = {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64), "batch_size": 128}
 STEPS, CHUNK = 3000, 500
-
-
-def bimodal_bandit(n: int = 2048, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    obs = rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
-    actions = (rng.choice([-0.5, 0.5], size=(n, 1)) + 0.05 * rng.normal(size=(n, 1))).astype(np.float32)
-    return {
-        "observations": obs,
-        "actions": actions,
-        "next_observations": obs,
-        "rewards": actions[:, 0].copy(),
-        "masks": np.zeros(n, np.float32),
-        "terminals": np.ones(n, np.float32),
-    }
 
 
 def train_and_act(algo: str, overrides: dict) -> np.ndarray:

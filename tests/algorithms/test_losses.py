@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from algo_helpers import ACT_DIM, OBS_DIM, dense, perturb, set_dense
+from algo_helpers import ACT_DIM, OBS_DIM, dense, np_batch, perturb, q_heads, set_dense
 
 from flowsteer.algorithms import bc, diffusion, fql, idql, ifql, iql, rebrac
 from flowsteer.algorithms.flow import euler_sample, flow_matching_loss
@@ -18,17 +18,6 @@ from flowsteer.algorithms.networks import Critic
 
 LINEAR = {"actor_hidden_dims": (), "value_hidden_dims": ()}
 KEY = jax.random.PRNGKey(3)
-
-
-def np_batch(batch: dict) -> dict:
-    return {k: np.asarray(v, np.float64) for k, v in batch.items()}
-
-
-def q_heads(critic_params: dict, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
-    """(E, B) values of a linear critic ensemble."""
-    k, b = dense(critic_params, ("VmapMLP_0", "Dense_0"))
-    x = np.concatenate([obs, act], axis=-1)
-    return np.stack([x @ k[e, :, 0] + b[e, 0] for e in range(k.shape[0])])
 
 
 def v_value(value_params: dict, obs: np.ndarray) -> np.ndarray:

@@ -16,6 +16,13 @@ from flowsteer.datasets import load_task, make_env
 from flowsteer.workers.rollout import evaluate, make_policy
 
 TASK = "cube-single-play-singletask-task2-v0"
+DSRL_SMALL = {
+    "actor_hidden_dims": (64, 64),
+    "value_hidden_dims": (64, 64),
+    "base_hidden_dims": (64, 64),
+    "num_critics": 2,
+    "flow_steps": 3,  # decoding is unrolled into every DSRL update; 3 Euler steps compile faster than 10
+}
 SMALL = {
     "bc": {"actor_hidden_dims": (64, 64)},
     "iql": {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64)},
@@ -23,6 +30,10 @@ SMALL = {
     "ifql": {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64)},
     "idql": {"actor_hidden_dim": 64, "value_hidden_dims": (64, 64), "batch_size": 256},
     "fql": {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64)},
+    "flow_bc": {"actor_hidden_dims": (64, 64)},
+    # 100 base-pretraining updates, then 200 steering updates (DSRL-SAC's offline updates all pretrain its base).
+    "dsrl_na": {**DSRL_SMALL, "base_steps": 100},
+    "dsrl_sac": DSRL_SMALL,
 }
 
 

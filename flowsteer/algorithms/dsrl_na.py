@@ -1,0 +1,200 @@
+"""DSRL-NA, noise-aliased diffusion steering (Wagenmaker et al. 2025; spec §10.2, §10.4): steer a frozen BC flow
+policy π_dp(s, w) with a noise policy π^W(w | s), learning from ordinary (s, a, r, s′) transitions, so it runs
+offline, offline-to-online and online.
+
+Per update, on one batch:
+1. Action critic Q^A(s, a) by TD on the batch's actions; the next action is a′ = π_dp(s′, w′), w′ ~ π^W(s′).
+2. Noise policy π^W (tanh-Gaussian × noise bound) maximising the noise critic Q^W, with entropy temperature α.
+3. `noise_critic_steps` steps of the noise critic Q^W(s, w), distilled from Q^A on w ~ N(0, I): head i regresses
+   Q^A_i(s, π_dp(s, w)). This is how the value of a noise (aliased: many w decode to one a) reaches π^W.
+4. Polyak on the target Q^A.
+The base policy is pretrained by flow BC during the first `base_steps` updates of the run, or loaded from an
+earlier run (`base_run`); it is frozen afterwards unless `base_trainable`, which keeps training it by BC and
+decodes through its slow EMA copy (the JAX DSRL of QAM).
+
+Unlike the official code, the noise bound is respected: π^W's noise lies in [−noise_bound, noise_bound]^d (the
+official DSRL-NA ignores `action_magnitude` and bounds the noise by ±1; ajwagen/dsrl#6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from flowsteer.algorithms import dsrl
+from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, polyak, train_network
+
+DEFAULT_BASE_STEPS = 500_000
+
+
+@dataclass(frozen=True)
+class DSRLNAConfig:
+    """DSRL-NA hyperparameters. Defaults follow the JAX DSRL used on OGBench (QAM, spec §10.4) where it differs
+    from the official torch code (spec §10.2-10.3), which the comments give too; the noise bound is per task
+    (presets)."""
+
+    lr: float = 3e-4  # Adam learning rate of every network (each has its own Adam state)
+    batch_size: int = 256  # transitions per update
+    actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)  # noise policy π^W MLP (official: 3×2048)
+    value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)  # Q^A and Q^W MLPs (official: 3×2048)
+    layer_norm: bool = True  # LayerNorm in Q^A and Q^W
+    actor_layer_norm: bool = False  # LayerNorm in π^W
+    num_critics: int = 10  # heads of Q^A and of Q^W (official: 2)
+    q_agg: Literal["mean", "min"] = "mean"  # target-head aggregation: mean − ρ·std (QAM) or min (official)
+    q_std_penalty: float = 0.5  # ρ of mean − ρ·std (QAM: 0.5, 0 on humanoidmaze); used with q_agg='mean'
+    discount: float = 0.99  # γ (0.995 on antmaze-giant, humanoidmaze, antsoccer)
+    tau: float = 0.005  # Polyak rate of the target Q^A
+    noise_bound: float = 1.0  # m: noise actions lie in [−m, m]^d (QAM: 0.4-1.4 per domain; official: 1.5)
+    target_entropy: float | None = None  # entropy target of π^W; None: −0.5·dim(w) (QAM); official: 0
+    backup_entropy: bool = False  # subtract α·log π^W(w′|s′) in the TD target (official: yes; QAM: no)
+    init_temperature: float = 1.0  # initial α
+    noise_critic_steps: int = 1  # Q^W distillation steps per update (QAM: 1; official: 10 per `utd` updates)
+    base_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)  # base BC flow MLP (FQL's actor_bc_flow)
+    base_layer_norm: bool = False  # LayerNorm in the base BC flow
+    flow_steps: int = 10  # Euler steps decoding a noise into an action
+    base_steps: int | None = None  # flow-BC pretraining updates at the start of the run; None: 500K, 0 with base_run
+    base_run: str | None = None  # run directory of a finished flow-BC-capable run whose BC flow is the base
+    base_trainable: bool = False  # keep training the base by BC after pretraining; decode through its EMA copy
+    base_tau: float = 0.005  # EMA rate of the decoding copy of a trainable base (QAM: τ)
+
+    def __post_init__(self) -> None:
+        dsrl.check_config(self)
+        if self.noise_critic_steps < 1:
+            raise ValueError(f"noise_critic_steps must be >= 1, got {self.noise_critic_steps}")
+        if self.base_run is not None and self.base_steps:
+            raise ValueError("base_run loads a pretrained base; base_steps would pretrain another: leave it unset")
+        if self.base_steps is not None and self.base_steps < 0:
+            raise ValueError(f"base_steps must be >= 0, got {self.base_steps}")
+
+    @property
+    def pretrain_steps(self) -> int:
+        """Updates spent pretraining the base before steering starts."""
+        if self.base_steps is not None:
+            return self.base_steps
+        return 0 if self.base_run is not None else DEFAULT_BASE_STEPS
+
+
+def check_run(config: DSRLNAConfig, offline_steps: int, online_steps: int) -> None:
+    """A run must have a base to steer, and must not pretrain it on online data."""
+    if config.base_run is None and config.pretrain_steps == 0 and not config.base_trainable:
+        raise ValueError("the frozen base policy would never be trained: set base_steps > 0 or base_run")
+    if online_steps > 0 and config.pretrain_steps > offline_steps:
+        raise ValueError(
+            f"base_steps ({config.pretrain_steps}) exceeds offline_steps ({offline_steps}): the base policy "
+            "would still be pretraining in the online phase; raise offline_steps or lower base_steps"
+        )
+
+
+def init(config: DSRLNAConfig, obs_dim: int, act_dim: int, key: jax.Array) -> TrainState:
+    """Base flow, Q^A (+ target), Q^W, π^W and α; one Adam state per network."""
+    rng, shared_key, noise_critic_key = jax.random.split(key, 3)
+    params, target_params = dsrl.init_shared(config, obs_dim, act_dim, shared_key, config.base_trainable)
+    params["noise_critic"] = dsrl.critic_net(config).init(
+        noise_critic_key, jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim))
+    )
+    tx = dsrl.optimizer(config)
+    opt_state = {name: tx.init(p) for name, p in params.items()}
+    return new_state(params, target_params, opt_state, rng, act_dim)
+
+
+def critic_loss(
+    config: DSRLNAConfig, params: dict, target_params: dict, batch: Batch, key: jax.Array
+) -> tuple[jax.Array, Metrics]:
+    """TD regression of every Q^A head on the batch's actions; a′ = π_dp(s′, w′) with w′ ~ π^W(s′) (spec §10.2).
+    The noise policy, the base and the target heads are frozen."""
+    next_obs = batch["next_observations"]
+
+    def next_action(next_noise: jax.Array) -> jax.Array:
+        return dsrl.decode_noise(config, params, target_params, next_obs, next_noise)
+
+    target_q = dsrl.soft_td_target(config, params, target_params["critic"], batch, key, next_action)
+    qs = dsrl.critic_net(config).apply(params["critic"], batch["observations"], batch["actions"])
+    loss = jnp.mean((qs - target_q) ** 2)
+    return loss, {
+        "critic/critic_loss": loss,
+        "critic/q_mean": qs.mean(),
+        "critic/q_max": qs.max(),
+        "critic/q_min": qs.min(),
+    }
+
+
+def noise_critic_loss(
+    config: DSRLNAConfig, params: dict, target_params: dict, observations: jax.Array, key: jax.Array, act_dim: int
+) -> tuple[jax.Array, Metrics]:
+    """mean over heads and batch of (Q^W_i(s, w) − Q^A_i(s, π_dp(s, w)))², w = normal(key), unclipped N(0, I) as
+    in both reference codes; Q^A and the base are frozen (spec §10.2, §10.4)."""
+    noise = jax.random.normal(key, (*observations.shape[:-1], act_dim))
+    actions = dsrl.decode_noise(config, params, target_params, observations, noise)
+    critic = dsrl.critic_net(config)
+    target = critic.apply(jax.lax.stop_gradient(params["critic"]), observations, actions)
+    qs = critic.apply(params["noise_critic"], observations, noise)
+    loss = jnp.mean((qs - target) ** 2)
+    return loss, {"noise_critic/distill_loss": loss, "noise_critic/q_mean": qs.mean()}
+
+
+def _steer_update(config: DSRLNAConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    rng, critic_key, policy_key, distill_key, base_key = jax.random.split(state.rng, 5)
+    act_dim, obs = state.act_dim, batch["observations"]
+    tx = dsrl.optimizer(config)
+    targets = state.target_params
+    params, opt, metrics = train_network(
+        tx, state.params, state.opt_state, "critic", lambda p: critic_loss(config, p, targets, batch, critic_key)
+    )
+    params, opt, info = dsrl.policy_step(config, params, opt, "noise_critic", obs, policy_key, act_dim)
+    metrics |= info
+
+    def distill(carry: tuple[dict, dict], key: jax.Array) -> tuple[tuple[dict, dict], Metrics]:
+        p, o = carry
+        p, o, m = train_network(
+            tx, p, o, "noise_critic", lambda q: noise_critic_loss(config, q, targets, obs, key, act_dim)
+        )
+        return (p, o), m
+
+    keys = jax.random.split(distill_key, config.noise_critic_steps)
+    (params, opt), info = jax.lax.scan(distill, (params, opt), keys)
+    metrics |= {k: v[-1] for k, v in info.items()}
+    # Polyak toward the critic after this step, as SB3 (the official DSRL) does.
+    targets = {**targets, "critic": polyak(params["critic"], targets["critic"], config.tau)}
+    if config.base_trainable:
+        params, opt, targets, info = dsrl.base_step(config, params, opt, targets, batch, base_key)
+        metrics |= info
+    else:
+        metrics["base/bc_flow_loss"] = jnp.zeros(())
+    new = state.replace(params=params, target_params=targets, opt_state=opt, step=state.step + 1, rng=rng)
+    return new, metrics
+
+
+def _pretrain_update(config: DSRLNAConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    rng, key = jax.random.split(state.rng)
+    params, opt, targets, metrics = dsrl.base_step(
+        config, state.params, state.opt_state, state.target_params, batch, key
+    )
+    new = state.replace(params=params, target_params=targets, opt_state=opt, step=state.step + 1, rng=rng)
+    return new, metrics
+
+
+def update(config: DSRLNAConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    """A base-pretraining update while step < base_steps, a steering update (the four steps above) after it."""
+    if config.pretrain_steps == 0:
+        return _steer_update(config, state, batch)
+    names = jax.eval_shape(lambda s: _steer_update(config, s, batch)[1], state).keys()
+
+    def pretrain(s: TrainState) -> tuple[TrainState, Metrics]:
+        new, metrics = _pretrain_update(config, s, batch)
+        return new, dsrl.with_zeros(metrics, names)
+
+    return jax.lax.cond(state.step < config.pretrain_steps, pretrain, lambda s: _steer_update(config, s, batch), state)
+
+
+def act(
+    config: DSRLNAConfig, state: TrainState, observations: jax.Array, key: jax.Array, deterministic: bool = False
+) -> jax.Array:
+    """a = π_dp(s, w) with w ~ π^W(s), or w = m·tanh(μ(s)) when deterministic (evaluation, temperature 0)."""
+    return dsrl.steer(config, state, observations, key, deterministic)[0]
+
+
+base_policy = dsrl.base_policy
+with_base_policy = dsrl.with_base_policy

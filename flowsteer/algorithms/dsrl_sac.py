@@ -1,0 +1,141 @@
+"""DSRL-SAC, diffusion steering with SAC in the noise space (Wagenmaker et al. 2025; spec §10.1, §9).
+
+The latent MDP: its action is the noise w ∈ [−m, m]^d that starts the base flow policy's Euler integration, and
+its environment decodes w once into a = π_dp(s, w) and steps the real environment with a. Plain SAC runs on it:
+the critic Q(s, w) and the tanh-Gaussian noise policy π(w | s) both live in noise space, and the replay buffer
+stores w next to a (`explore` returns both; the collector writes them). Dataset transitions carry no w, so
+DSRL-SAC learns from online transitions only: its offline phase pretrains the base by flow BC (or `base_run`
+loads one and the offline phase is empty), and its online replay buffer does not start with the dataset.
+
+Unlike the official code, each noise vector is decoded exactly once (its rollout collection decoded twice,
+ajwagen/dsrl#6), and the noise bound m is the bound of the stored noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from flowsteer.algorithms import dsrl
+from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, polyak, train_network
+
+ONLINE_COLUMNS = ("noises",)  # what the replay buffer stores besides the transition: the latent action w
+
+
+@dataclass(frozen=True)
+class DSRLSACConfig:
+    """DSRL-SAC hyperparameters: the official DSRL-SAC settings (SB3 SAC, spec §10.1) on FQL-codebase networks."""
+
+    lr: float = 3e-4  # Adam learning rate of every network (each has its own Adam state)
+    batch_size: int = 256  # transitions per update
+    actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)  # noise policy MLP (official: 3×128 on transport)
+    value_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)  # critic Q(s, w) MLPs
+    layer_norm: bool = True  # LayerNorm in the critic
+    actor_layer_norm: bool = False  # LayerNorm in the noise policy
+    num_critics: int = 2  # critic heads (official: 2)
+    q_agg: Literal["mean", "min"] = "min"  # target-head aggregation: min (official, clipped double Q) or mean − ρ·std
+    q_std_penalty: float = 0.0  # ρ of mean − ρ·std; used with q_agg='mean'
+    discount: float = 0.99  # γ of the latent MDP (one noise per environment step)
+    tau: float = 0.005  # Polyak rate of the target critic
+    noise_bound: float = 1.0  # m: noise actions lie in [−m, m]^d (official: 1.0 on robomimic transport)
+    target_entropy: float | None = 0.0  # entropy target of the noise policy (official: 0); None: −0.5·dim(w)
+    backup_entropy: bool = True  # subtract α·log π(w′|s′) in the TD target (SB3's SAC, so the official)
+    init_temperature: float = 1.0  # initial α (SB3 'auto' starts at 1)
+    base_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)  # base BC flow MLP (FQL's actor_bc_flow)
+    base_layer_norm: bool = False  # LayerNorm in the base BC flow
+    flow_steps: int = 10  # Euler steps decoding a noise into an action
+    base_run: str | None = None  # run directory of a finished flow-BC-capable run whose BC flow is the base
+
+    def __post_init__(self) -> None:
+        dsrl.check_config(self)
+
+
+def check_run(config: DSRLSACConfig, offline_steps: int, online_steps: int) -> None:
+    """The offline phase is the base's pretraining: it needs one without base_run, and none with it."""
+    if config.base_run is None and offline_steps == 0:
+        raise ValueError("no base policy: pretrain it in the offline phase (offline_steps > 0) or set base_run")
+    if config.base_run is not None and offline_steps > 0:
+        raise ValueError(
+            "with base_run the offline phase has nothing to learn (dataset transitions carry no noise, and the "
+            "loaded base is frozen): set offline_steps to 0"
+        )
+
+
+def init(config: DSRLSACConfig, obs_dim: int, act_dim: int, key: jax.Array) -> TrainState:
+    """Base flow, critic Q(s, w) (+ target), noise policy and α; one Adam state per network. The critic reads a
+    noise where DSRL-NA's reads an action: both have dim(a) entries."""
+    rng, shared_key = jax.random.split(key)
+    params, target_params = dsrl.init_shared(config, obs_dim, act_dim, shared_key, trainable_base=False)
+    tx = dsrl.optimizer(config)
+    return new_state(params, target_params, {n: tx.init(p) for n, p in params.items()}, rng, act_dim)
+
+
+def critic_loss(
+    config: DSRLSACConfig, params: dict, target_params: dict, batch: Batch, key: jax.Array
+) -> tuple[jax.Array, Metrics]:
+    """Soft TD regression of every head on the stored noise: Q_i(s, w) → r + γ·mask·(agg Q̄(s′, w′) − α·log π(w′|s′))
+    with w′ ~ π(s′); the policy, α and the target heads are frozen."""
+    target_q = dsrl.soft_td_target(config, params, target_params["critic"], batch, key, lambda w: w)
+    qs = dsrl.critic_net(config).apply(params["critic"], batch["observations"], batch["noises"])
+    loss = jnp.mean((qs - target_q) ** 2)
+    return loss, {
+        "critic/critic_loss": loss,
+        "critic/q_mean": qs.mean(),
+        "critic/q_max": qs.max(),
+        "critic/q_min": qs.min(),
+    }
+
+
+def _sac_update(config: DSRLSACConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    rng, critic_key, policy_key = jax.random.split(state.rng, 3)
+    tx = dsrl.optimizer(config)
+    params, opt, metrics = train_network(
+        tx,
+        state.params,
+        state.opt_state,
+        "critic",
+        lambda p: critic_loss(config, p, state.target_params, batch, critic_key),
+    )
+    params, opt, info = dsrl.policy_step(
+        config, params, opt, "critic", batch["observations"], policy_key, state.act_dim
+    )
+    targets = {**state.target_params, "critic": polyak(params["critic"], state.target_params["critic"], config.tau)}
+    metrics = metrics | info | {"base/bc_flow_loss": jnp.zeros(())}
+    return state.replace(params=params, target_params=targets, opt_state=opt, step=state.step + 1, rng=rng), metrics
+
+
+def update(config: DSRLSACConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    """A SAC update on a batch of online transitions (they carry `noises`); on dataset batches, which do not, a
+    flow-BC step of the base (the offline phase). Both log the same columns."""
+    if "noises" in batch:
+        return _sac_update(config, state, batch)
+    labelled = {**batch, "noises": batch["actions"]}  # shapes only: the names of the SAC update's metrics
+    names = jax.eval_shape(lambda s: _sac_update(config, s, labelled)[1], state).keys()
+    rng, key = jax.random.split(state.rng)
+    params, opt, targets, metrics = dsrl.base_step(
+        config, state.params, state.opt_state, state.target_params, batch, key
+    )
+    new = state.replace(params=params, target_params=targets, opt_state=opt, step=state.step + 1, rng=rng)
+    return new, dsrl.with_zeros(metrics, names)
+
+
+def explore(
+    config: DSRLSACConfig, state: TrainState, observations: jax.Array, key: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Online collection: w ~ π(s), decoded once into a = π_dp(s, w); the buffer stores both."""
+    actions, noises = dsrl.steer(config, state, observations, key, deterministic=False)
+    return actions, {"noises": noises}
+
+
+def act(
+    config: DSRLSACConfig, state: TrainState, observations: jax.Array, key: jax.Array, deterministic: bool = False
+) -> jax.Array:
+    """a = π_dp(s, w), w ~ π(s), or w = m·tanh(μ(s)) when deterministic (evaluation, temperature 0)."""
+    return dsrl.steer(config, state, observations, key, deterministic)[0]
+
+
+base_policy = dsrl.base_policy
+with_base_policy = dsrl.with_base_policy

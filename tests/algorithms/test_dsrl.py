@@ -1,0 +1,312 @@
+"""DSRL-NA and DSRL-SAC (spec §10): losses on hand-computed cases, the noise bound, the noise critic's
+distillation, the base-pretraining schedule, and steering a bimodal BC flow policy to its rewarded mode
+without changing the policy."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from algo_helpers import ACT_DIM, OBS_DIM, bimodal_bandit, dense, np_batch, perturb, q_heads, set_dense
+
+from flowsteer.algorithms import dsrl, dsrl_na, dsrl_sac, flow_bc, make_update_chunk, to_device_dataset
+from flowsteer.algorithms.training import polyak, train_network
+from flowsteer.workers.learner import Learner
+from flowsteer.workers.rollout import Collector
+
+KEY = jax.random.PRNGKey(3)
+LINEAR = {"actor_hidden_dims": (), "value_hidden_dims": (), "base_hidden_dims": (), "num_critics": 2}
+# 3 Euler steps: decoding is unrolled into every update, and 10 steps compile much more slowly.
+SMALL = {
+    **{k: (16, 16) for k in ("actor_hidden_dims", "value_hidden_dims", "base_hidden_dims")},
+    "num_critics": 2,
+    "flow_steps": 3,
+}
+CONFIGS = {dsrl_na: dsrl_na.DSRLNAConfig, dsrl_sac: dsrl_sac.DSRLSACConfig}
+
+
+def leaves_equal(a, b) -> bool:
+    """Bitwise equality of two pytrees of arrays."""
+    pairs = zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in pairs)
+
+
+# ---- losses on linear networks -------------------------------------------------------------------------
+
+
+def linear_case(module, **overrides):
+    """Linear networks; a base whose velocity is +5 everywhere, so every noise decodes to the action 1."""
+    values = {**LINEAR, "noise_bound": 1.5, "discount": 0.9, "init_temperature": 0.3, **overrides}
+    if module is dsrl_na:
+        values.setdefault("base_steps", 0)
+    config = CONFIGS[module](**values)
+    state = module.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    params = dict(state.params)
+    kernel, _ = dense(params["bc_flow"], ("MLP_0", "Dense_0"))
+    params["bc_flow"] = set_dense(params["bc_flow"], ("MLP_0", "Dense_0"), np.zeros_like(kernel), np.full(ACT_DIM, 5.0))
+    params["noise_policy"] = perturb(params["noise_policy"], key=11, scale=1.0)
+    if "noise_critic" in params:
+        params["noise_critic"] = perturb(params["noise_critic"], key=12)
+    return config, params, {"critic": perturb(params["critic"])}
+
+
+def tanh_gaussian_np(policy_params: dict, obs: np.ndarray, key: jax.Array, bound: float):
+    """(w, log π(w|s)) of the linear noise policy, with the documented draw ε = normal(key), in numpy."""
+    k_mean, b_mean = dense(policy_params, ("Dense_0",))
+    k_std, b_std = dense(policy_params, ("Dense_1",))
+    mean, log_std = obs @ k_mean + b_mean, np.clip(obs @ k_std + b_std, -5.0, 2.0)
+    eps = np.asarray(jax.random.normal(key, mean.shape), np.float64)
+    u = mean + np.exp(log_std) * eps
+    gaussian = -0.5 * eps**2 - log_std - 0.5 * np.log(2 * np.pi)
+    return bound * np.tanh(u), np.sum(gaussian - np.log(1 - np.tanh(u) ** 2), axis=-1)
+
+
+def aggregate_np(qs: np.ndarray, q_agg: str) -> np.ndarray:
+    return qs.min(0) if q_agg == "min" else qs.mean(0) - 0.5 * qs.std(0)
+
+
+@pytest.mark.parametrize("q_agg", ["mean", "min"])
+@pytest.mark.parametrize("backup_entropy", [False, True])
+def test_dsrl_na_action_critic_td_loss(batch, q_agg, backup_entropy):
+    config, params, targets = linear_case(dsrl_na, q_agg=q_agg, q_std_penalty=0.5, backup_entropy=backup_entropy)
+    b = np_batch(batch)
+    _, next_log_prob = tanh_gaussian_np(params["noise_policy"], b["next_observations"], KEY, 1.5)
+    # a′ = π_dp(s′, w′) = 1 for every w′ (the base's velocity is +5, clipped after Euler).
+    next_q = aggregate_np(q_heads(targets["critic"], b["next_observations"], np.ones_like(b["actions"])), q_agg)
+    if backup_entropy:
+        next_q = next_q - 0.3 * next_log_prob
+    y = b["rewards"] + 0.9 * b["masks"] * next_q
+    expected = np.mean((q_heads(params["critic"], b["observations"], b["actions"]) - y) ** 2)
+    loss, _ = dsrl_na.critic_loss(config, params, targets, batch, KEY)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_dsrl_na_noise_critic_distils_each_action_critic_head(batch):
+    config, params, targets = linear_case(dsrl_na)
+    b = np_batch(batch)
+    noise = np.asarray(jax.random.normal(KEY, b["actions"].shape), np.float64)  # the documented draw
+    target = q_heads(params["critic"], b["observations"], np.ones_like(b["actions"]))
+    expected = np.mean((q_heads(params["noise_critic"], b["observations"], noise) - target) ** 2)
+    loss, _ = dsrl_na.noise_critic_loss(config, params, targets, batch["observations"], KEY, ACT_DIM)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("q_agg", ["mean", "min"])
+def test_noise_policy_and_temperature_losses(batch, q_agg):
+    config, params, _ = linear_case(dsrl_na, q_agg=q_agg)
+    b = np_batch(batch)
+    noise, log_prob = tanh_gaussian_np(params["noise_policy"], b["observations"], KEY, 1.5)
+    qs = q_heads(params["noise_critic"], b["observations"], noise)
+    q = qs.min(0) if q_agg == "min" else qs.mean(0)
+    loss, info = dsrl.actor_loss(config, params, "noise_critic", batch["observations"], KEY, ACT_DIM)
+    np.testing.assert_allclose(loss, np.mean(0.3 * log_prob - q), rtol=1e-5)
+    np.testing.assert_allclose(info["noise_policy/entropy"], -log_prob.mean(), rtol=1e-5)
+    # α·(H − H_target), H_target = −0.5·dim(w) by default.
+    t_loss, _ = dsrl.temperature_loss(config, params, info["noise_policy/entropy"], ACT_DIM)
+    np.testing.assert_allclose(t_loss, 0.3 * (-log_prob.mean() + 0.5 * ACT_DIM), rtol=1e-5)
+
+
+def test_dsrl_sac_critic_learns_on_the_stored_noise(batch):
+    config, params, targets = linear_case(dsrl_sac)
+    rng = np.random.default_rng(0)
+    batch = {**batch, "noises": jnp.asarray(rng.uniform(-1.5, 1.5, batch["actions"].shape), jnp.float32)}
+    b = np_batch(batch)
+    next_noise, next_log_prob = tanh_gaussian_np(params["noise_policy"], b["next_observations"], KEY, 1.5)
+    # The critic reads w′ itself (no decoding); min over heads and the entropy backup are the defaults.
+    next_q = q_heads(targets["critic"], b["next_observations"], next_noise).min(0) - 0.3 * next_log_prob
+    y = b["rewards"] + 0.9 * b["masks"] * next_q
+    expected = np.mean((q_heads(params["critic"], b["observations"], b["noises"]) - y) ** 2)
+    loss, _ = dsrl_sac.critic_loss(config, params, targets, batch, KEY)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+# ---- the noise bound, the base-pretraining schedule, a trainable base --------------------------------------
+
+
+@pytest.mark.parametrize("module", [dsrl_na, dsrl_sac])
+def test_noise_stays_in_the_bound_and_actions_in_the_box(module):
+    config = CONFIGS[module](**SMALL, noise_bound=1.5)
+    state = module.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    # A policy pushed far out (large weights, large observations), so tanh saturates and samples reach the bound.
+    state = state.replace(params={**state.params, "noise_policy": perturb(state.params["noise_policy"], scale=3.0)})
+    obs = 3.0 * jax.random.normal(jax.random.PRNGKey(1), (1000, OBS_DIM))
+    for deterministic in (False, True):
+        actions, noise = dsrl.steer(config, state, obs, KEY, deterministic)
+        assert np.abs(noise).max() <= 1.5
+        assert np.abs(noise).max() > 1.4  # the bound in use is 1.5, not the ±1 of the official DSRL-NA (dsrl#6)
+        assert np.abs(actions).max() <= 1.0
+        np.testing.assert_array_equal(actions, module.act(config, state, obs, KEY, deterministic))
+    if module is dsrl_sac:
+        # What the collector stores: the noise, and the action it decodes to (once: decoding it again differs).
+        actions, extra = dsrl_sac.explore(config, state, obs, KEY)
+        decoded = dsrl.decode_noise(config, state.params, state.target_params, obs, extra["noises"])
+        np.testing.assert_array_equal(actions, decoded)
+        twice = dsrl.decode_noise(config, state.params, state.target_params, obs, decoded)
+        assert np.abs(twice - decoded).max() > 1e-3
+
+
+def test_the_first_base_steps_updates_train_only_the_base(batch):
+    config = dsrl_na.DSRLNAConfig(**SMALL, base_steps=2)
+    step = jax.jit(lambda s: dsrl_na.update(config, s, batch))
+    states = [dsrl_na.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))]
+    metrics = []
+    for _ in range(3):
+        state, info = step(states[-1])
+        states.append(state)
+        metrics.append(info)
+    steering = ("critic", "noise_critic", "noise_policy", "log_alpha")
+    for before, after, info in zip(states[:2], states[1:3], metrics[:2], strict=True):  # pretraining
+        assert not leaves_equal(before.params["bc_flow"], after.params["bc_flow"])
+        assert all(leaves_equal(before.params[n], after.params[n]) for n in steering)
+        assert float(info["base/bc_flow_loss"]) > 0 and float(info["critic/critic_loss"]) == 0.0
+    before, after, info = states[2], states[3], metrics[2]  # steering: the base is frozen
+    assert leaves_equal(before.params["bc_flow"], after.params["bc_flow"])
+    assert all(not leaves_equal(before.params[n], after.params[n]) for n in steering)
+    assert float(info["base/bc_flow_loss"]) == 0.0 and float(info["critic/critic_loss"]) > 0
+    assert [int(s.step) for s in states] == [0, 1, 2, 3]
+
+
+def test_a_trainable_base_keeps_learning_and_is_decoded_through_its_ema(batch):
+    config = dsrl_na.DSRLNAConfig(**SMALL, base_steps=0, base_trainable=True, base_tau=0.1)
+    state = dsrl_na.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    new, _ = jax.jit(lambda s: dsrl_na.update(config, s, batch))(state)
+    assert not leaves_equal(new.params["bc_flow"], state.params["bc_flow"])
+    expected = polyak(new.params["bc_flow"], state.target_params["bc_flow"], 0.1)
+    for got, want in zip(
+        *(jax.tree_util.tree_leaves(t) for t in (new.target_params["bc_flow"], expected)), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    obs = batch["observations"]
+    noise = dsrl.noise_mode(config, new.params, obs, ACT_DIM)
+    net = dsrl.base_net(config, ACT_DIM)
+    via_ema = flow_bc.decode(net, new.target_params["bc_flow"], obs, noise, config.flow_steps)
+    np.testing.assert_allclose(dsrl_na.act(config, new, obs, KEY, deterministic=True), via_ema, rtol=1e-6)
+    via_online = flow_bc.decode(net, new.params["bc_flow"], obs, noise, config.flow_steps)
+    assert np.abs(via_online - via_ema).max() > 1e-6
+
+
+# ---- distillation --------------------------------------------------------------------------------------
+
+
+def test_noise_critic_matches_action_critic_after_distillation():
+    """After distillation against a fixed Q^A, Q^W(s, w) matches Q^A(s, π_dp(s, w)) on held-out noise and states:
+    the mean squared error is at most 5% of how much Q^A varies with the noise within a state."""
+    config = dsrl_na.DSRLNAConfig(**{**SMALL, "value_hidden_dims": (64, 64)}, base_steps=0, lr=1e-3)
+    state = dsrl_na.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    params = {**state.params, "critic": perturb(state.params["critic"], scale=0.5)}  # a rugged, fixed Q^A
+    obs = jax.random.normal(jax.random.PRNGKey(1), (4096, OBS_DIM))
+
+    @jax.jit
+    def distill(params: dict, opt_state: dict) -> tuple[dict, dict]:
+        def body(carry, key):
+            batch_key, noise_key = jax.random.split(key)
+            batch_obs = obs[jax.random.randint(batch_key, (256,), 0, obs.shape[0])]
+            p, o, _ = train_network(
+                dsrl.optimizer(config),
+                *carry,
+                "noise_critic",
+                lambda q: dsrl_na.noise_critic_loss(config, q, state.target_params, batch_obs, noise_key, ACT_DIM),
+            )
+            return (p, o), None
+
+        return jax.lax.scan(body, (params, opt_state), jax.random.split(jax.random.PRNGKey(2), 2000))[0]
+
+    trained, _ = distill(params, state.opt_state)
+    assert leaves_equal(trained["critic"], params["critic"])  # Q^A stayed fixed
+    held_out_obs = jnp.repeat(jax.random.normal(jax.random.PRNGKey(3), (20, OBS_DIM)), 100, axis=0)
+    held_out_noise = jax.random.normal(jax.random.PRNGKey(4), (2000, ACT_DIM))
+    critic = dsrl.critic_net(config)
+    actions = dsrl.decode_noise(config, trained, state.target_params, held_out_obs, held_out_noise)
+    q_a = np.asarray(critic.apply(trained["critic"], held_out_obs, actions)).reshape(2, 20, 100)
+    q_w = np.asarray(critic.apply(trained["noise_critic"], held_out_obs, held_out_noise)).reshape(2, 20, 100)
+    within_state_variance = q_a.var(axis=-1).mean()
+    assert within_state_variance > 1.0  # Q^A really depends on the noise, so matching it is not trivial
+    assert np.mean((q_w - q_a) ** 2) <= 0.05 * within_state_variance
+
+
+# ---- steering a bimodal base -----------------------------------------------------------------------------
+
+STEER = {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64), "base_hidden_dims": (64, 64)}
+# A low starting temperature: the bandit's reward range is 1, so α = 1 would keep the noise policy spread for
+# thousands of updates before the (tiny) Q differences could move its mode.
+STEER_HP = {**STEER, "num_critics": 2, "batch_size": 128, "init_temperature": 0.05}
+PROBE = jnp.linspace(-1, 1, 400)[:, None]
+
+
+@pytest.fixture(scope="module")
+def bandit_base():
+    """A flow BC policy trained on the bimodal bandit's data (both modes, only +0.5 rewarded)."""
+    config = flow_bc.FlowBCConfig(actor_hidden_dims=STEER["base_hidden_dims"], batch_size=128)
+    state = flow_bc.init(config, 1, 1, jax.random.PRNGKey(0))
+    chunk = make_update_chunk(flow_bc.update, config, 500)
+    data = to_device_dataset(bimodal_bandit())
+    for _ in range(4):
+        state, _ = chunk(state, data)
+    return config, state
+
+
+def test_a_bc_flow_policy_samples_both_modes(bandit_base):
+    config, state = bandit_base
+    actions = np.asarray(flow_bc.act(config, state, PROBE, jax.random.PRNGKey(1)))[:, 0]
+    assert np.mean(np.abs(actions - 0.5) < 0.25) > 0.25
+    assert np.mean(np.abs(actions + 0.5) < 0.25) > 0.25
+
+
+def test_dsrl_na_steers_the_base_to_the_rewarded_mode_offline(bandit_base):
+    base_config, base_state = bandit_base
+    net, base = flow_bc.base_policy(base_config, base_state)
+    config = dsrl_na.DSRLNAConfig(**STEER_HP, base_steps=0)
+    state = dsrl_na.with_base_policy(config, dsrl_na.init(config, 1, 1, jax.random.PRNGKey(0)), net, base)
+    chunk = make_update_chunk(dsrl_na.update, config, 500)
+    data = to_device_dataset(bimodal_bandit())
+    for _ in range(2):
+        state, _ = chunk(state, data)
+    actions = np.asarray(dsrl_na.act(config, state, PROBE, KEY, deterministic=True))[:, 0]
+    assert np.mean(actions > 0.25) >= 0.95
+    assert actions.mean() < 0.75  # on the base's rewarded mode, not beyond it: the noise bound keeps it there
+    assert leaves_equal(state.params["bc_flow"], base)
+
+
+class Bandit:
+    """The bandit as an environment: one step per episode, reward = action."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
+        self.obs = np.random.default_rng(seed).uniform(-1, 1, 1).astype(np.float32)
+        return self.obs, {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        return self.obs, float(action[0]), True, False, {"success": float(action[0] > 0.25)}
+
+
+def test_dsrl_sac_steers_its_pretrained_base_to_the_rewarded_mode_online():
+    """The learner and collector of a real run: the offline phase pretrains the base, the online phase steers it
+    with noise-labelled transitions only."""
+    config = dsrl_sac.DSRLSACConfig(**STEER_HP)
+    learner = Learner("dsrl_sac", config, bimodal_bandit(), seed=0, chunk_size=500)
+    learner.train(2000)
+    base = jax.device_get(learner.state.params["bc_flow"])
+    before = np.asarray(dsrl_sac.act(config, learner.state, PROBE, KEY, deterministic=True))[:, 0]
+    assert np.mean(before > 0.25) < 0.5  # the unsteered base is not already there
+
+    learner.start_online(buffer_size=1000, utd=1)
+    collector = Collector(Bandit(), "dsrl_sac", config, seed=3)
+    for t in range(400):
+        collector.reset(t)
+        transition, _ = collector.step(learner.state, t)
+        learner.online_step(transition, learner.next_index(t))
+
+    actions = np.asarray(dsrl_sac.act(config, learner.state, PROBE, KEY, deterministic=True))[:, 0]
+    assert np.mean(actions > 0.25) >= 0.95
+    assert actions.mean() < 0.75
+    assert leaves_equal(learner.state.params["bc_flow"], base)
+    # The buffer holds online transitions only, each with its noise and the action that noise decoded to.
+    assert learner.size == 400
+    rows = {k: v[:400] for k, v in learner.data.items()}
+    assert np.abs(rows["noises"]).max() <= config.noise_bound
+    decoded = dsrl.decode_noise(config, learner.state.params, {}, rows["observations"], rows["noises"])
+    np.testing.assert_allclose(rows["actions"], decoded, atol=1e-6)
