@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from flowsteer.datasets import OfflineTask, load_task
 from flowsteer.platform import checkpoint
+from flowsteer.platform.base_policy import BasePolicy, load_base_policy
 from flowsteer.platform.evaluation import Evaluator
 from flowsteer.platform.rundir import RunDirectory, RunDirectoryError
 from flowsteer.platform.spec import RunSpec
@@ -78,11 +79,18 @@ def run(
             f"(flowsteer train ... --resume), or delete the directory to start over."
         )
     task = load_task(spec.task, progress=progress, **dataclasses.asdict(spec.data))
+    try:
+        base = _base_policy(config, task)  # before any work: a bad base_run fails here
+    except BaseException:
+        task.env.close()
+        raise
     tracker = MlflowSync(run_dir, spec.resolved_tracking_uri(), spec.experiment, spec.run_id, _tags(spec))
     tracker.start(_flat_params(spec, config))
-    run_dir.write_protocol(protocol(spec, config, task))
+    run_dir.write_protocol(protocol(spec, config, task) | ({"base_policy": base.provenance} if base else {}))
     run_dir.set_status("running", step=0 if last is None else json.loads((last / "meta.json").read_text())["step"])
     loop = _Loop(spec, config, run_dir, task, tracker, progress, on_evaluation)
+    if base is not None:
+        loop.learner.set_base_policy(base.network, base.params)  # a checkpoint restored below holds the same
     try:
         with loop.evaluator:
             loop.restore(last)
@@ -109,6 +117,15 @@ def run(
     run_dir.set_status("finished", step=loop.step, last_eval=loop.last_eval)
     tracker.finish("FINISHED")
     return RunResult(run_dir.path, "finished", loop.step, loop.last_eval, time.perf_counter() - started)
+
+
+def _base_policy(config: Any, task: OfflineTask) -> BasePolicy | None:
+    """The pretrained base policy a DSRL config names in `base_run`, if any."""
+    base_run = getattr(config, "base_run", None)
+    if base_run is None:
+        return None
+    train = task.train
+    return load_base_policy(base_run, train["observations"].shape[-1], train["actions"].shape[-1])
 
 
 def _tags(spec: RunSpec) -> dict[str, str]:
@@ -291,7 +308,7 @@ class _Loop:
         if spec.online_steps == 0:
             return
         end = spec.offline_steps + spec.online_steps
-        if self.learner.capacity == self.learner.offline_size:  # not restored into the online phase
+        if not self.learner.online:  # not restored into the online phase
             self.learner.start_online(spec.buffer_size, spec.utd)
         collector = Collector(self.task.env, spec.algo, self.config, _stream_seed(spec.seed, _ONLINE_STREAM))
         collector.reset(self.episode)

@@ -119,7 +119,10 @@ class RunSpec:
         setting = "offline-to-online" if self.online_steps > 0 else "offline"
         canonical = dataclasses.replace(self, task=task, setting=setting)
         try:
-            canonical.algo_config()
+            config = canonical.algo_config()
+            check_run = ALGORITHMS[self.algo].check_run  # e.g. DSRL: a base policy must exist before steering
+            if check_run is not None:
+                check_run(config, self.offline_steps, self.online_steps)
         except (ValueError, TypeError) as exc:
             raise RunSpecError(f"hyperparameters: {exc}") from None
         return canonical

@@ -13,12 +13,23 @@ from flowsteer.platform.spec import RunSpec
 TASK = "cube-single-play-singletask-task2-v0"
 
 # Small networks keep compilation and updates fast; the algorithms' logic is unchanged.
+TINY_DSRL = {
+    "actor_hidden_dims": [32, 32],
+    "value_hidden_dims": [32, 32],
+    "base_hidden_dims": [32, 32],
+    "num_critics": 2,
+    "batch_size": 32,
+    "flow_steps": 3,  # decoding is unrolled into every DSRL update; 3 Euler steps compile much faster than 10
+}
 TINY: dict[str, dict[str, Any]] = {
     "bc": {"actor_hidden_dims": [32, 32], "batch_size": 32},
     "iql": {"actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32], "batch_size": 32},
     "rebrac": {"actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32], "batch_size": 32},
     "ifql": {"actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32], "batch_size": 32, "num_samples": 4},
     "fql": {"actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32], "batch_size": 32},
+    "flow_bc": {"actor_hidden_dims": [32, 32], "batch_size": 32},
+    "dsrl_na": {**TINY_DSRL, "base_steps": 30},
+    "dsrl_sac": TINY_DSRL,
     "idql": {
         "value_hidden_dims": [32, 32],
         "actor_hidden_dim": 32,

@@ -1,0 +1,62 @@
+"""DSRL's `base_run`: the BC flow policy of a finished earlier run, read from its last checkpoint, so one
+pretrained policy can be steered by many runs. Any learner that can lend a BC flow (`Algorithm.base_policy`:
+flow_bc, fql, ifql, dsrl_na, dsrl_sac) can be the base run."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from flowsteer.algorithms.registry import ALGORITHMS, get_algorithm, make_config
+from flowsteer.platform import checkpoint
+from flowsteer.platform.rundir import read_json
+from flowsteer.platform.spec import RunSpecError
+
+
+@dataclass(frozen=True)
+class BasePolicy:
+    """A pretrained BC flow: its network, its parameters (host arrays) and where they came from."""
+
+    network: Any
+    params: Any
+    provenance: dict[str, Any]
+
+
+def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int) -> BasePolicy:
+    """The BC flow of the finished run in `run_dir`, for observations and actions of the given sizes."""
+    path = Path(run_dir).expanduser().absolute()
+    config = read_json(path / "config.json")
+    if config is None:
+        raise RunSpecError(f"base_run {path} is not a flowsteer run directory (no config.json)")
+    state = read_json(path / "status.json", {}).get("state", "new")
+    if state != "finished":
+        raise RunSpecError(f"base_run {path} is {state}, not finished: steer a policy that no longer changes")
+    algo = config["run"]["algo"]
+    alg = get_algorithm(algo)
+    if alg.base_policy is None:
+        capable = [name for name, a in ALGORITHMS.items() if a.base_policy is not None]
+        raise RunSpecError(f"base_run {path} is a {algo} run, which has no BC flow; use a run of {capable}")
+    algo_config = make_config(algo, overrides=config["algo_config"])
+    last = checkpoint.latest(path / "checkpoints")
+    if last is None:
+        raise RunSpecError(f"base_run {path} has no checkpoint")
+    template = alg.init(algo_config, obs_dim, act_dim, jax.random.PRNGKey(0))
+    try:
+        trees, meta = checkpoint.load(last, {"state": template})
+    except ValueError as exc:
+        raise RunSpecError(f"base_run {path} does not fit this task's observations and actions: {exc}") from None
+    network, params = alg.base_policy(algo_config, trees["state"])
+    provenance = {
+        "run_dir": str(path),
+        "run_id": config["run_id"],
+        "algo": algo,
+        "task": config["run"]["task"],
+        "checkpoint": last.name,
+        "step": meta["step"],
+        "arrays_sha256": hashlib.sha256((last / "arrays.npz").read_bytes()).hexdigest(),
+    }
+    return BasePolicy(network, params, provenance)

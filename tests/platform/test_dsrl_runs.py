@@ -1,0 +1,120 @@
+"""DSRL runs end to end on the generated OGBench smoke dataset: a base policy pretrained inside the run or
+loaded from an earlier run (`base_run`), offline and online steps, evaluation, and resume from a checkpoint.
+
+Resume here restarts from the checkpoint before the last one, with the directory left as a run killed right
+after that checkpoint leaves it (later CSV rows and checkpoint written, status `running`); test_resume.py
+kills a real process with SIGKILL for the mechanics common to all learners.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from flowsteer.cli import main
+from flowsteer.platform import checkpoint
+from flowsteer.platform.loop import RunResult, run
+from flowsteer.platform.rundir import RunDirectory
+from flowsteer.platform.spec import RunSpecError
+
+
+def resume_from_the_checkpoint_before_the_last(spec) -> RunResult:
+    """Roll the finished run back to its second-to-last checkpoint, resume it, and check it ends identically."""
+    files = RunDirectory(spec.run_dir)
+    finished = {name: (spec.run_dir / name).read_text() for name in ("train.csv", "eval.csv")}
+    earlier, last = sorted(files.checkpoints.glob("step_*"))
+    final_arrays = (last / "arrays.npz").read_bytes()
+    shutil.rmtree(last)
+    (files.checkpoints / checkpoint.LATEST).write_text(earlier.name)
+    files.set_status("running")
+
+    resumed = run(spec, resume=True, progress=False)
+    assert resumed.status == "finished"
+    for name, text in finished.items():
+        assert (spec.run_dir / name).read_text() == text, name
+    assert (checkpoint.latest(files.checkpoints) / "arrays.npz").read_bytes() == final_arrays
+    return resumed
+
+
+def arrays(run_dir: Path) -> dict[str, np.ndarray]:
+    with np.load(checkpoint.latest(run_dir / "checkpoints") / "arrays.npz") as stored:
+        return dict(stored)
+
+
+def test_dsrl_na_pretrains_its_base_then_steers_offline_and_online(make_spec, tmp_path: Path) -> None:
+    # TINY: the first 30 of the 60 offline updates pretrain the base.
+    spec = make_spec("dsrl_na", offline_steps=60, online_steps=20, checkpoint_interval=40)
+    config = tmp_path / "dsrl_na.yaml"
+    config.write_text(yaml.safe_dump(spec.to_dict()))
+    assert main(["train", "--config", str(config), "--quiet"]) == 0
+
+    files = RunDirectory(spec.run_dir)
+    train = files.rows("train.csv")
+    assert [int(r["step"]) for r in train] == [20, 40, 60, 80]
+    pretraining, steering = train[0], train[1:]
+    assert pretraining["base/bc_flow_loss"] > 0 and pretraining["critic/critic_loss"] == 0
+    assert all(r["base/bc_flow_loss"] == 0 and r["critic/critic_loss"] > 0 for r in steering)
+    assert all(np.isfinite(v) for row in train for v in row.values())
+    evals = files.rows("eval.csv")
+    assert [int(r["step"]) for r in evals] == [60, 80]
+    assert all(0.0 <= r["success"] <= 1.0 and r["episodes"] == 2 for r in evals)
+    assert "base_policy" not in json.loads((spec.run_dir / "protocol.json").read_text())
+
+    resume_from_the_checkpoint_before_the_last(spec)  # from step 60 (end of the offline phase) to 80
+
+
+def test_dsrl_sac_steers_a_flow_bc_run_online_without_changing_it(make_spec) -> None:
+    base = run(make_spec("flow_bc", output="base", offline_steps=40, eval_interval=40), progress=False)
+    # Online checkpoints come at episode ends (200 steps on cube-single): one at 200, the last at 250.
+    hyperparameters = {**make_spec("dsrl_sac").hyperparameters, "base_run": str(base.run_dir)}
+    spec = make_spec(
+        "dsrl_sac",
+        offline_steps=0,
+        online_steps=250,
+        eval_interval=125,
+        log_interval=50,
+        checkpoint_interval=100,
+        hyperparameters=hyperparameters,
+    )
+    result = run(spec, progress=False)
+    assert result.status == "finished" and result.step == 250
+    assert [int(r["step"]) for r in RunDirectory(result.run_dir).rows("eval.csv")] == [125, 250]
+
+    provenance = json.loads((result.run_dir / "protocol.json").read_text())["base_policy"]
+    assert provenance["run_id"] == base.run_dir.name and provenance["algo"] == "flow_bc"
+    assert provenance["step"] == 40
+    steered, pretrained = arrays(result.run_dir), arrays(base.run_dir)
+    base_keys = [k for k in pretrained if k.startswith("state/.params['bc_flow']")]
+    assert base_keys and all(np.array_equal(steered[k], pretrained[k]) for k in base_keys)  # bitwise unchanged
+    # The replay buffer holds the 250 online transitions only, with their noise inside the bound.
+    noises = steered["online_buffer/['noises']"]
+    assert noises.shape[0] == 250 and 0 < np.abs(noises).max() <= 1.0
+
+    resume_from_the_checkpoint_before_the_last(spec)  # from the online checkpoint at 200 to 250
+
+
+@pytest.mark.parametrize(
+    ("algo", "fields", "message"),
+    [
+        ("dsrl_na", {"hyperparameters": {"base_steps": 0}}, "would never be trained"),
+        ("dsrl_na", {"online_steps": 10, "hyperparameters": {"base_steps": 100}}, "still be pretraining"),
+        ("dsrl_na", {"hyperparameters": {"base_run": "runs/x", "base_steps": 10}}, "leave it unset"),
+        ("dsrl_sac", {"offline_steps": 0, "online_steps": 10}, "no base policy"),
+        ("dsrl_sac", {"hyperparameters": {"base_run": "runs/x"}}, "set offline_steps to 0"),
+        ("dsrl_na", {"hyperparameters": {"noise_bound": 0.0}}, "noise_bound must be > 0"),
+    ],
+)
+def test_a_dsrl_run_without_a_usable_base_fails_before_any_work(make_spec, algo, fields, message) -> None:
+    with pytest.raises(RunSpecError, match=message):
+        make_spec(algo, **fields)
+
+
+def test_base_run_must_be_a_finished_run(make_spec, tmp_path: Path) -> None:
+    spec = make_spec("dsrl_sac", offline_steps=0, online_steps=10, hyperparameters={"base_run": str(tmp_path)})
+    with pytest.raises(RunSpecError, match="not a flowsteer run directory"):
+        run(spec, progress=False)
