@@ -399,8 +399,9 @@ def write_sweep_report(spec: SweepSpec, outcome: SweepOutcome, write: Writer) ->
                                   formats=settings.formats, stats=settings.stats, plots=settings.plots,
                                   runs=set(final["run_id"]))[1]  # fmt: skip
             if spec.mode != "grid":
+                tried = finished[finished["stage"] != "broadcast"]
                 files += write_report(spec.runs_dir, spec.directory / "report" / "tuning", layouts=["task"],
-                                      formats=["csv", "md"], runs=set(finished["run_id"]))[1]  # fmt: skip
+                                      formats=["csv", "md"], runs=set(tried["run_id"]))[1]  # fmt: skip
     except ReportError as exc:
         write(f"report not written: {exc}")
     return files
