@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -44,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunDiverged as exc:
         print(f"flowsteer: error: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
+    except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("flowsteer: interrupted; nothing partial was kept.", file=sys.stderr)
         return EXIT_INTERRUPTED
