@@ -1,25 +1,12 @@
 #!/usr/bin/env bash
-# The main job on local defaults: set up (idempotent), generate a small OGBench dataset with the scripted
-# oracles, run BC and FQL with 2 seeds each (short runs, small networks; Ray Tune sweeps come later), and end
-# with the results table beside the published numbers. About 3-5 minutes on 2 cores; finished runs are reused.
+# The main job on local defaults: set up (idempotent), then run the quickstart sweep (examples/quickstart.yaml:
+# BC and FQL, 2 seeds each, short runs with small networks on a small dataset generated here with OGBench's
+# scripted oracles) on a private local Ray cluster, ending in the results table beside the published numbers.
+# About 3-4 minutes on 2 cores; rerun it and finished trials are reused, interrupted ones resumed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-flowsteer=.venv/bin/flowsteer
-task=cube-single-play-singletask-v0
 out=flowsteer-out
-$flowsteer data generate "$task" --episodes smoke --workers 2
-$flowsteer data info "$task" --episodes smoke --stats
-small_actor=(--hp "actor_hidden_dims=[256, 256]")
-small_critic=(--hp "value_hidden_dims=[256, 256]")
-for seed in 0 1; do
-    for algo in bc fql; do
-        sizes=("${small_actor[@]}")
-        [ "$algo" = bc ] || sizes+=("${small_critic[@]}")
-        $flowsteer train --algo "$algo" --task "$task" --seed "$seed" --episodes smoke \
-            --offline-steps 3000 --eval-interval 1000 --eval-episodes 10 --log-interval 500 \
-            --checkpoint-interval 1000 "${sizes[@]}" --quiet \
-            --output-dir "$out/runs" --tracking-uri "sqlite:///$PWD/$out/mlflow.db" --resume
-    done
-done
-$flowsteer report "$out/runs" --out "$out/report" --layout task,published
+.venv/bin/flowsteer sweep examples/quickstart.yaml --storage "$out" --resume "$@"
+echo
+cat "$out/quickstart/report/report-published.md"

@@ -10,17 +10,12 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flowsteer.datasets.catalog import parse_task
 from flowsteer.platform.rundir import read_json
 from flowsteer.platform.spec import RunSpec
 from flowsteer.sweeps.spec import SweepSpec
-
-# Run states as status.json records them, plus 'new' for a trial without a directory.
-DONE_STATES = ("finished",)
-RETRY_STATES = ("running", "failed", "interrupted", "created")
 
 
 @dataclass(frozen=True)
@@ -87,10 +82,6 @@ def broadcast_trials(spec: SweepSpec, best: dict[tuple[str, str], dict[str, Any]
 
 def trial_from_config(config: dict[str, Any]) -> Trial:
     return Trial(config["stage"], RunSpec.from_dict(config["run"]))
-
-
-def run_dir_of(runs_dir: Path, run_id: str) -> Path:
-    return runs_dir / run_id
 
 
 def _unique(trials: list[Trial]) -> list[Trial]:
