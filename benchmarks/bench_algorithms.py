@@ -2,7 +2,8 @@
 
 Prints, in one run:
   1. the float32 matmul peak (jitted 2048×2048 @ 2048×2048, best of several timed repeats);
-  2. per algorithm (default config: 4×512 MLPs, batch 256; IDQL: its own network and batch 512): updates/s,
+  2. per algorithm (default config: 4×512 MLPs, batch 256; IDQL: its own network and batch 512; DSRL-NA:
+     its steering update, 10 critic heads for Q^A and for Q^W; DSRL-SAC: its online update): updates/s,
      FLOPs of one update (XLA's compiled cost analysis of one jitted update, batch sampling included),
      achieved GFLOP/s and the share of the peak;
   3. FQL updates/s against the scan chunk size (updates per dispatch);
@@ -37,6 +38,8 @@ from flowsteer.algorithms import (
 from flowsteer.algorithms.training import train_step
 
 OBS_DIM, ACT_DIM, DATASET_SIZE = 28, 5, 100_000
+# Time what each learner spends its run on: DSRL-NA's steering updates, not the base pretraining before them.
+OVERRIDES: dict[str, dict[str, Any]] = {"dsrl_na": {"base_steps": 0}}
 
 
 def random_dataset(n: int = DATASET_SIZE) -> dict[str, jax.Array]:
@@ -51,6 +54,14 @@ def random_dataset(n: int = DATASET_SIZE) -> dict[str, jax.Array]:
             "terminals": np.zeros(n),
         }
     )
+
+
+def dataset_for(algo: str, dataset: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """DSRL-SAC learns from online transitions labelled with the noise they were decoded from; give it that
+    column (without it, its update is a base-pretraining step)."""
+    if get_algorithm(algo).online_columns:
+        return dataset | {name: dataset["actions"] for name in get_algorithm(algo).online_columns}
+    return dataset
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5, trials: int = 2) -> float:
@@ -146,11 +157,14 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     rows = []
     for name in algos:
-        config = make_config(name)
-        flops = update_flops(name, config, dataset)
-        ups = measure(name, lambda c=config, n=name: throughput(n, c, dataset, chunk, seconds, args.trials))
+        config = make_config(name, overrides=OVERRIDES.get(name))
+        data = dataset_for(name, dataset)
+        flops = update_flops(name, config, data)
+        ups = measure(name, lambda c=config, n=name, d=data: throughput(n, c, d, chunk, seconds, args.trials))
         nets = getattr(config, "actor_hidden_dims", None)
         nets = f"{len(nets)}×{nets[0]}" if nets else f"resnet {config.actor_num_blocks}×{config.actor_hidden_dim}"
+        if hasattr(config, "num_critics"):
+            nets += f", {config.num_critics} critic heads"
         rows.append((name, nets, config.batch_size, ups, flops))
 
     chunk_rows, seed_rows = [], []
