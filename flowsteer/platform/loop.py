@@ -30,7 +30,7 @@ from flowsteer.platform import checkpoint
 from flowsteer.platform.base_policy import BasePolicy, load_base_policy
 from flowsteer.platform.evaluation import Evaluator
 from flowsteer.platform.rundir import RunDirectory, RunDirectoryError
-from flowsteer.platform.spec import RunSpec
+from flowsteer.platform.spec import RunSpec, RunSpecError
 from flowsteer.platform.tracking import MlflowSync
 from flowsteer.workers.learner import DivergedError, Learner
 from flowsteer.workers.rollout import Collector
@@ -89,9 +89,9 @@ def run(
     run_dir.write_protocol(protocol(spec, config, task) | ({"base_policy": base.provenance} if base else {}))
     run_dir.set_status("running", step=0 if last is None else json.loads((last / "meta.json").read_text())["step"])
     loop = _Loop(spec, config, run_dir, task, tracker, progress, on_evaluation)
-    if base is not None:
-        loop.learner.set_base_policy(base.network, base.params)  # a checkpoint restored below holds the same
     try:
+        if base is not None:
+            loop.install_base_policy(base)
         with loop.evaluator:
             loop.restore(last)
             loop.offline_phase()
@@ -222,6 +222,13 @@ class _Loop:
         self.bar = tqdm(total=total, desc=spec.run_id, unit="step", disable=not progress, dynamic_ncols=True)
 
     # ------------------------------------------------------------------ checkpoints
+
+    def install_base_policy(self, base: BasePolicy) -> None:
+        """DSRL's `base_run` (a checkpoint restored afterwards holds the same base)."""
+        try:
+            self.learner.set_base_policy(base.network, base.params)
+        except ValueError as exc:
+            raise RunSpecError(f"base_run {base.provenance['run_dir']}: {exc}") from None
 
     def restore(self, path: Path | None) -> None:
         if path is None:

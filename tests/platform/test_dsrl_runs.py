@@ -97,6 +97,12 @@ def test_dsrl_sac_steers_a_flow_bc_run_online_without_changing_it(make_spec) -> 
 
     resume_from_the_checkpoint_before_the_last(spec)  # from the online checkpoint at 200 to 250
 
+    other_shape = make_spec(
+        "dsrl_sac", offline_steps=0, online_steps=10, hyperparameters=hyperparameters | {"base_hidden_dims": [16]}
+    )
+    with pytest.raises(RunSpecError, match="differs from this config's base_hidden_dims"):
+        run(other_shape, progress=False)
+
 
 @pytest.mark.parametrize(
     ("algo", "fields", "message"),
