@@ -126,6 +126,8 @@ DSRL_NOISE_BOUND: dict[str, float] = {
     "puzzle-3x3-play": 1.0,
     "scene-play": 0.4,
     "cube-double-play": 1.0,
+    "cube-triple-play": 1.4,
+    "cube-quadruple-play": 1.4,  # QAM used the 100M-transition dataset here
     "antmaze-large-navigate": 0.8,
     "humanoidmaze-medium-navigate": 0.6,
     "puzzle-4x4-play": 1.0,
