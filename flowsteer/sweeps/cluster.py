@@ -122,6 +122,7 @@ def connect(spec: SweepSpec, address: str | None = None) -> Iterator[ClusterInfo
 
     env = worker_env(spec.resources)
     os.environ.update({k: v for k, v in env.items() if k.startswith(("RAY_", "TUNE_"))})  # read by the driver too
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the sweep's own live summary replaces Tune's tables
     cleaned: list[int] = []
     if address:
         ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False, configure_logging=False)

@@ -143,7 +143,7 @@ def _refuse_interrupted(spec: SweepSpec) -> None:
         stale = [t.id for t in trials if t.status() not in ("new", *FINAL_STATES)]
     if stale:
         raise RunDirectoryError(
-            f"sweep {spec.name} was interrupted: {len(stale)} trial(s) or searches are unfinished "
+            f"sweep {spec.name} was interrupted: {len(stale)} trial(s) or searches are unfinished (stopped or failed) "
             f"({', '.join(stale[:3])}{' ...' if len(stale) > 3 else ''}). Continue with --resume (each from its "
             f"last checkpoint), or delete {spec.directory} to start over."
         )
@@ -168,9 +168,17 @@ def prepare_datasets(spec: SweepSpec, write: Writer = print) -> None:
 
 
 def _create_experiment(spec: SweepSpec) -> None:
-    """Create the MLflow experiment once here: trials creating it at the same moment would race."""
+    """Create the MLflow experiment once here: trials creating it at the same moment would race.
+    Wrong credentials fail here, before any trial (TrackingAuthError); an unreachable server only warns."""
     from mlflow.tracking import MlflowClient
 
+    from flowsteer.platform.tracking import check_access
+
+    unreachable = check_access(spec.tracking_uri, spec.name)
+    if unreachable:  # skip MLflow's own minutes of retries; runs sync when the server is back
+        warnings.warn(f"MLflow at {spec.tracking_uri} is unreachable ({unreachable}); runs will sync when it is "
+                      "back.", stacklevel=2)  # fmt: skip
+        return
     try:
         client = MlflowClient(spec.tracking_uri)
         if client.get_experiment_by_name(spec.name) is None:

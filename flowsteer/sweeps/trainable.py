@@ -40,6 +40,7 @@ def run_trial(config: dict[str, Any], sweep: SweepSpec) -> None:
 
     trial = trial_of(config.get("trial", config), sweep)
     spec = trial.spec
+    use_compilation_cache(sweep.directory / "jax-cache")
 
     def report(step: int, results: dict[str, float]) -> None:
         # 'score' in every result: searchers (Optuna) read the metric from each report.
@@ -59,6 +60,15 @@ def run_trial(config: dict[str, Any], sweep: SweepSpec) -> None:
     _log_attempt(spec, "finished")
     score = final_score(result.run_dir)
     tune.report({"step": result.step, "score": score, "state": "finished", "run_dir": str(result.run_dir)})
+
+
+def use_compilation_cache(directory: Path) -> None:
+    """Share compiled programs between the trials of a sweep: seeds of one setting compile the same program, and
+    on the shared sweep storage every node reuses it (compilation is seconds per trial; see bench_sweeps)."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def final_score(run_dir: Path) -> float:
