@@ -13,6 +13,7 @@ from flowsteer.datasets.errors import DatasetError
 from flowsteer.platform.loop import RunDiverged
 from flowsteer.platform.rundir import RunDirectoryError
 from flowsteer.platform.spec import RunSpecError
+from flowsteer.platform.tracking import TrackingAuthError
 from flowsteer.sweeps.spec import SweepSpecError
 
 EXIT_USAGE = 2
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
-    except (DatasetError, RunSpecError, RunDirectoryError, SweepSpecError) as exc:
+    except (DatasetError, RunSpecError, RunDirectoryError, SweepSpecError, TrackingAuthError) as exc:
         print(f"flowsteer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RunDiverged as exc:

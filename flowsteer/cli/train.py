@@ -12,7 +12,7 @@ from flowsteer.cli.data import episodes_arg
 from flowsteer.platform.loop import run
 from flowsteer.platform.rundir import RunDirectory, read_json
 from flowsteer.platform.spec import RunSpec, RunSpecError
-from flowsteer.platform.tracking import MlflowSync
+from flowsteer.platform.tracking import MlflowSync, check_access
 
 # CLI flag -> RunSpec field, for the flags that map one to one.
 _RUN_FLAGS = [
@@ -108,6 +108,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"run {spec.run_id}: {spec.algo} on {spec.task}, seed {spec.seed}, {spec.setting}")
     print(f"  directory {spec.run_dir}")
     print(f"  MLflow    {spec.resolved_tracking_uri()} (experiment {spec.experiment})")
+    check_access(spec.resolved_tracking_uri(), spec.experiment)  # wrong credentials stop here, not mid-run
     result = run(spec, resume=args.resume, progress=not args.quiet)
     evals = RunDirectory(result.run_dir).rows("eval.csv")
     print(f"{result.status} at step {result.step:,} in {result.seconds:.0f} s")

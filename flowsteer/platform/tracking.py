@@ -18,6 +18,48 @@ from typing import Any
 from flowsteer.platform.rundir import RunDirectory, read_json, write_json_atomic
 
 _BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
+CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+class TrackingAuthError(Exception):
+    """The tracking server refused the credentials (401) or the user's permissions (403)."""
+
+
+def check_access(uri: str, experiment: str, timeout: float = 10.0) -> str | None:
+    """Fail fast on wrong credentials: one request, without retries, to an HTTP(S) tracking server.
+
+    Raises TrackingAuthError on 401/403 (otherwise every run would only warn while it trains). Returns None
+    when the server answered, or the reason it could not be reached: callers go on and sync later, as runs do.
+    Local stores (sqlite, files) have no authentication and are not probed.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return None
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    creds = get_default_host_creds(uri)
+    try:
+        # MLflow's own client retries for minutes on a dead server; one try is enough to tell.
+        response = http_request(creds, "/api/2.0/mlflow/experiments/get-by-name", "GET", max_retries=0,
+                                timeout=timeout, params={"experiment_name": experiment})  # fmt: skip
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if response.status_code in (401, 403):
+        raise TrackingAuthError(auth_error_message(uri, response.status_code, experiment, creds.username))
+    return None
+
+
+def auth_error_message(uri: str, status: int, experiment: str, username: str | None) -> str:
+    """What went wrong and what to set; the credentials come from the environment, never from files."""
+    user, password = CREDENTIAL_ENV
+    if status == 401 and not username:
+        why = f"asks for a login and none was given. Set {user} and {password} in the environment"
+    elif status == 401:
+        why = f"refused the login of user {username!r} (wrong user name or password). Check {user} and {password}"
+    else:
+        why = (f"denies user {username!r} access to experiment {experiment!r}. Ask an MLflow admin for EDIT "
+               f"permission on it, or log to another experiment")  # fmt: skip
+    return f"MLflow at {uri} {why} (HTTP {status}); nothing was started."
 
 
 class MlflowSync:

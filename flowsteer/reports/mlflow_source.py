@@ -27,15 +27,31 @@ def _evaluation_steps(interval: int, offline: int, online: int) -> list[int]:
     return sorted(steps)
 
 
+def _refusal(uri: str, experiment: str, exc: Exception) -> str:
+    """A clear message for a server that refused us (401/403) or could not be read."""
+    code = getattr(exc, "error_code", "")
+    if code == "UNAUTHENTICATED":
+        return (f"MLflow at {uri} refused the login (HTTP 401). Set MLFLOW_TRACKING_USERNAME and "
+                f"MLFLOW_TRACKING_PASSWORD in the environment to a user of that server.")  # fmt: skip
+    if code == "PERMISSION_DENIED":
+        return (f"MLflow at {uri} denies this user access to experiment {experiment!r} (HTTP 403). Ask an MLflow "
+                f"admin for READ permission on it.")  # fmt: skip
+    return f"MLflow at {uri} could not be read: {str(exc)[:300]}"
+
+
 def load_mlflow(tracking_uri: str, experiment: str, cache_dir: Path | None = None) -> pd.DataFrame:
     """Every flowsteer run of ``experiment`` as a tidy table; cached as Parquet in ``cache_dir`` once all ended."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient  # slow to import; only this source needs it
 
     client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        raise ReportError(f"MLflow at {tracking_uri} has no experiment {experiment!r}. Check --tracking-uri.")
-    runs = client.search_runs([found.experiment_id], filter_string="tags.flowsteer = 'run'", max_results=50_000)
+    try:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise ReportError(f"MLflow at {tracking_uri} has no experiment {experiment!r}. Check --tracking-uri.")
+        runs = client.search_runs([found.experiment_id], filter_string="tags.flowsteer = 'run'", max_results=50_000)
+    except MlflowException as exc:
+        raise ReportError(_refusal(tracking_uri, experiment, exc)) from None
     if not runs:
         raise ReportError(f"MLflow experiment {experiment!r} at {tracking_uri} holds no flowsteer runs.")
     ended = all(r.info.status != "RUNNING" for r in runs)
