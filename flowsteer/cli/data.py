@@ -1,9 +1,10 @@
-"""``flowsteer data generate|list|info``: OGBench datasets on this machine."""
+"""``flowsteer data generate|list|info|verify``: OGBench datasets on this machine (or a cluster's shared storage)."""
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from flowsteer.datasets.catalog import OFFICIAL_EPISODE_STEPS, DatasetInfo
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.datasets.generate import SIZES, GenerationSpec
 from flowsteer.datasets.load import load_task
+from flowsteer.datasets.npzfile import sha256
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -42,6 +44,25 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     _add_copy_options(info)
     info.add_argument("--stats", action="store_true", help="load the copy (never generating) and print its statistics")
     info.set_defaults(run=_info)
+
+    verify = sub.add_parser(
+        "verify",
+        help="check every dataset copy by checksum (official files against SHA256SUMS, generated ones against "
+        "their provenance)",
+        description="Hash every official file in the data directories and compare it with the directory's "
+        "SHA256SUMS manifest, and every generated copy in the cache with the checksums recorded when it was "
+        "built. After placing official files once on shared storage, run it with --write-manifest: from then on "
+        "every run and sweep checks those files against the manifest before it starts. Exit status 1 if any "
+        "file fails.",
+    )
+    verify.add_argument("names", nargs="*", metavar="NAME", help="only these datasets (default: all found)")
+    verify.add_argument(
+        "--write-manifest",
+        action="store_true",
+        help="record official files missing from SHA256SUMS (never overwrites an entry: a mismatch stays a failure)",
+    )
+    _add_dir_options(verify)
+    verify.set_defaults(run=_verify)
 
 
 def _add_dir_options(parser: argparse.ArgumentParser) -> None:
@@ -243,3 +264,58 @@ def _print_stats(task_name: str, args: argparse.Namespace) -> None:
             f"mean |action| {np.abs(data['actions']).mean():.3f}"
         )
     task.env.close()
+
+
+def _verify(args: argparse.Namespace) -> int:
+    wanted = {catalog.get_dataset(name).name for name in args.names}
+    rows: list[list[str]] = []
+    for directory in store.official_dirs(args.data_dir):
+        rows += _verify_official(directory.absolute(), wanted, args.write_manifest)
+    for files in store.list_generated(args.cache_dir):
+        if wanted and files.info.name not in wanted:
+            continue
+        for split, path in (("train", files.train), ("val", files.val)):
+            expected = files.provenance["files"][split]["sha256"]
+            state = "ok" if sha256(path) == expected else "MISMATCH (regenerate it)"
+            rows.append([files.info.name, "generated", path.name, state, str(path.parent)])
+    if not rows:
+        print("No dataset copies found here (see `flowsteer data list --all`).")
+        return 1 if wanted else 0
+    _print_table(["dataset", "source", "file", "check", "where"], rows)
+    failed = sum(not row[3].startswith(("ok", "recorded")) for row in rows)
+    print(f"{len(rows) - failed} of {len(rows)} file(s) passed" + (f"; {failed} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+def _verify_official(directory: Path, wanted: set[str], write: bool) -> list[list[str]]:
+    """One row per official file in ``directory``; with ``write``, unlisted files are added to the manifest."""
+    if not directory.is_dir():
+        return []
+    manifest = store.read_manifest(directory)
+    entries = dict(manifest or {})
+    rows = []
+    for info in catalog.DATASETS.values():
+        if wanted and info.name not in wanted:
+            continue
+        for name in (f"{info.name}.npz", f"{info.name}-val.npz"):
+            path = directory / name
+            if not path.exists():
+                continue
+            digest = sha256(path)
+            try:
+                store.check_files(info, path, path)
+                problem = None
+            except DatasetError as exc:
+                problem = f"UNUSABLE ({str(exc).splitlines()[0][:80]})"
+            if problem:
+                state = problem
+            elif name not in entries and write:
+                entries[name], state = digest, "recorded in SHA256SUMS"
+            elif name not in entries:
+                state = "no manifest entry (add it with --write-manifest)"
+            else:
+                state = "ok" if entries[name] == digest else "MISMATCH with SHA256SUMS (copy it again)"
+            rows.append([info.name, "official", name, state, str(directory)])
+    if write and entries != (manifest or {}):
+        print(f"wrote {store.write_manifest(directory, entries)}")
+    return rows

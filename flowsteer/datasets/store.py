@@ -5,7 +5,10 @@ Resolution order for a dataset (DESIGN.md, shared/spec/ogbench.md §7):
 2. the official files in ``~/.ogbench/data`` (where ``ogbench.download_datasets`` puts them),
 3. flowsteer's cache of generated datasets (``--cache-dir``, ``FLOWSTEER_CACHE_DIR``, ``~/.cache/flowsteer``),
 4. generation on demand, for the datasets that OGBench's scripted oracles can produce.
-Every copy is checked (keys, dtypes, shapes) before it is used, and comes with its provenance.
+Every copy is checked (keys, dtypes, shapes) before it is used, and comes with its provenance. When a run or a
+sweep resolves a dataset, its files are also checked by checksum: official files against the ``SHA256SUMS``
+manifest of their directory when it has one (written once by ``flowsteer data verify --write-manifest``, e.g.
+after placing the files on a cluster's shared storage), generated copies against their provenance.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ DATA_DIR_ENV = "FLOWSTEER_OGBENCH_DIR"
 CACHE_DIR_ENV = "FLOWSTEER_CACHE_DIR"
 OGBENCH_DEFAULT_DIR = Path("~/.ogbench/data")
 OFFICIAL_URL = "https://rail.eecs.berkeley.edu/datasets/ogbench"
+MANIFEST_FILE = "SHA256SUMS"  # sha256sum's format, so `sha256sum -c SHA256SUMS` checks the same files
 Source = Literal["auto", "official", "generated"]
 
 
@@ -71,14 +75,60 @@ def find_official(info: DatasetInfo, data_dir: str | Path | None = None, checksu
                 f"Copy the missing file there (from {OFFICIAL_URL}/{missing.name})."
             )
         check_files(info, train, val)
-        provenance = {
-            "source": "official",
-            "dataset": info.name,
-            "directory": str(directory.absolute()),
-            "files": {split: _file_record(path, checksums) for split, path in (("train", train), ("val", val))},
-        }
+        files = {split: _file_record(path, checksums) for split, path in (("train", train), ("val", val))}
+        if checksums:
+            _check_manifest(directory, files)
+        where = str(directory.absolute())
+        provenance = {"source": "official", "dataset": info.name, "directory": where, "files": files}
         return DatasetFiles(info, train, val, provenance)
     return None
+
+
+def read_manifest(directory: Path) -> dict[str, str] | None:
+    """File name -> sha256 from ``directory/SHA256SUMS``; None when the directory has no manifest."""
+    path = directory / MANIFEST_FILE
+    if not path.exists():
+        return None
+    entries = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        digest, _, name = line.partition("  ")
+        if len(digest) != 64 or not name:
+            raise CorruptDatasetError(f"{path}, line {number}: expected '<sha256>  <file name>', got {line!r}.")
+        entries[name.lstrip("*")] = digest.lower()
+    return entries
+
+
+def write_manifest(directory: Path, entries: dict[str, str]) -> Path:
+    """Write ``directory/SHA256SUMS`` atomically (a half-written manifest would fail every check)."""
+    path = directory / MANIFEST_FILE
+    scratch = directory / f".{MANIFEST_FILE}.tmp-{os.getpid()}"
+    scratch.write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items())))
+    os.replace(scratch, path)
+    return path
+
+
+def _check_manifest(directory: Path, files: dict[str, dict[str, Any]]) -> None:
+    manifest = read_manifest(directory)
+    if manifest is None:
+        return
+    for record in files.values():
+        expected = manifest.get(record["file"])
+        if expected is None:
+            raise CorruptDatasetError(
+                f"{directory / record['file']} is not listed in {directory / MANIFEST_FILE}, so it cannot be "
+                f"checked. Add it with `flowsteer data verify --data-dir {directory} --write-manifest`."
+            )
+        if expected != record["sha256"]:
+            raise CorruptDatasetError(checksum_message(directory / record["file"], expected, record["sha256"]))
+
+
+def checksum_message(path: Path, expected: str, actual: str) -> str:
+    return (
+        f"{path} has sha256 {actual[:16]}..., but {expected[:16]}... was recorded for it: the file changed or is "
+        f"damaged (a partial copy?). Copy it again; nothing was started."
+    )
 
 
 def _file_record(path: Path, checksum: bool = True) -> dict[str, Any]:
@@ -86,13 +136,16 @@ def _file_record(path: Path, checksum: bool = True) -> dict[str, Any]:
     return record | {"sha256": sha256(path)} if checksum else record
 
 
-def find_generated(spec: GenerationSpec, cache_dir: str | Path | None = None) -> DatasetFiles | None:
-    """The cached, complete copy of ``spec``, checked; None if it was never generated."""
+def find_generated(
+    spec: GenerationSpec, cache_dir: str | Path | None = None, checksums: bool = False
+) -> DatasetFiles | None:
+    """The cached, complete copy of ``spec``, checked (headers; with ``checksums`` also the sha256 of both files
+    against its provenance); None if it was never generated."""
     directory = cache_root(cache_dir) / "ogbench" / spec.cache_key
-    return _generated_files(directory) if directory.exists() else None
+    return _generated_files(directory, checksums) if directory.exists() else None
 
 
-def _generated_files(directory: Path) -> DatasetFiles:
+def _generated_files(directory: Path, checksums: bool = False) -> DatasetFiles:
     provenance_path = directory / PROVENANCE_FILE
     try:
         provenance = json.loads(provenance_path.read_text())
@@ -104,6 +157,13 @@ def _generated_files(directory: Path) -> DatasetFiles:
         ) from exc
     train, val = directory / TRAIN_FILE, directory / VAL_FILE
     check_files(info, train, val)
+    if checksums:
+        for split, path in (("train", train), ("val", val)):
+            expected, actual = provenance["files"][split]["sha256"], sha256(path)
+            if expected != actual:
+                raise CorruptDatasetError(
+                    checksum_message(path, expected, actual) + f" Or delete {directory} and generate it again."
+                )
     return DatasetFiles(info, train, val, {**provenance, "directory": str(directory)})
 
 
@@ -184,7 +244,7 @@ def resolve(
         if source == "official" or not info.generatable:
             raise MissingOfficialDataError(missing_official_message(info, data_dir))
     spec = GenerationSpec(info.name, episodes=episodes, seed=seed, episode_steps=episode_steps)
-    cached = find_generated(spec, cache_dir)
+    cached = find_generated(spec, cache_dir, checksums=True)
     if cached is not None:
         return cached
     if not generate:
