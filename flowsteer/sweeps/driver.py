@@ -63,8 +63,8 @@ def run_sweep(
         write_json_atomic(spec.directory / "sweep.json", _spec_record(spec))
         if not resume:
             _refuse_interrupted(spec)
+        _create_experiment(spec)  # first: wrong credentials fail before minutes of dataset generation
         prepare_datasets(spec, write)
-        _create_experiment(spec)
         if spec.mode == "grid":
             outcome.trials = grid_trials(spec)
         if outcome.trials and all(t.status() in FINAL_STATES for t in outcome.trials):
