@@ -68,9 +68,9 @@ def _trial_on_worker_with_checkpoint(trials, worker: Path, driver: subprocess.Po
         for trial in trials:
             attempts = read_attempts(trial.spec.run_dir)
             running = read_json(trial.spec.run_dir / "status.json", {}).get("state") == "running"
-            if attempts and attempts[-1]["pid"] in on_worker and running:
-                if list((trial.spec.run_dir / "checkpoints").glob("step_*")):
-                    return trial
+            checkpointed = bool(list((trial.spec.run_dir / "checkpoints").glob("step_*")))
+            if attempts and attempts[-1]["pid"] in on_worker and running and checkpointed:
+                return trial
         time.sleep(0.05)
     raise AssertionError("no trial reached a checkpoint on the worker node in time")
 
