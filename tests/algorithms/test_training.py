@@ -24,6 +24,12 @@ from flowsteer.algorithms import (
 from flowsteer.algorithms.training import train_step
 
 RTOL, ATOL = 1e-5, 1e-6
+TINY_DSRL = {
+    **{k: (16, 16) for k in ("actor_hidden_dims", "value_hidden_dims", "base_hidden_dims")},
+    "num_critics": 2,
+    "batch_size": 16,
+    "flow_steps": 3,
+}
 TINY = {
     "bc": {"actor_hidden_dims": (16, 16), "batch_size": 16},
     "iql": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16},
@@ -31,6 +37,10 @@ TINY = {
     "ifql": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16, "num_samples": 4},
     "idql": {"actor_hidden_dim": 16, "value_hidden_dims": (16, 16), "batch_size": 16, "critic_batch_size": 8},
     "fql": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16},
+    "flow_bc": {"actor_hidden_dims": (16, 16), "batch_size": 16},
+    # base_steps=2: the 4-update chunk crosses from base pretraining to steering.
+    "dsrl_na": {**TINY_DSRL, "base_steps": 2},
+    "dsrl_sac": TINY_DSRL,  # dataset batches carry no noise: its offline (base-pretraining) update
 }
 
 
