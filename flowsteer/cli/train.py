@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from flowsteer.algorithms.registry import ALGORITHMS
 from flowsteer.cli.data import episodes_arg
 from flowsteer.platform.loop import run
 from flowsteer.platform.rundir import RunDirectory, read_json
@@ -43,7 +44,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "checkpoints) is the source of truth; metrics also go to MLflow.",
     )
     parser.add_argument("--config", type=Path, help="a YAML or JSON RunSpec; flags given too override it")
-    parser.add_argument("--algo", help="bc, iql, rebrac, ifql, idql or fql")
+    parser.add_argument("--algo", help=", ".join(ALGORITHMS))
     parser.add_argument("--task", help="e.g. cube-single-play-singletask-task2-v0")
     for name, kind, text in _RUN_FLAGS:
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=text)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowsteer.algorithms.registry import ALGORITHMS, make_config
+from flowsteer.algorithms.registry import ALGORITHMS, get_algorithm, make_config
 from flowsteer.datasets.catalog import parse_task
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.datasets.generate import SIZES
@@ -117,8 +117,12 @@ class RunSpec:
         if not isinstance(self.hyperparameters, dict):
             raise RunSpecError(f"hyperparameters must be a mapping, got {type(self.hyperparameters).__name__}.")
         setting = "offline-to-online" if self.online_steps > 0 else "offline"
-        canonical = dataclasses.replace(self, task=task, setting=setting)
+        hyperparameters = dict(self.hyperparameters)
+        if isinstance(hyperparameters.get("base_run"), str):  # DSRL: Ray trials change directory, keep it absolute
+            hyperparameters["base_run"] = str(Path(hyperparameters["base_run"]).expanduser().absolute())
+        canonical = dataclasses.replace(self, task=task, setting=setting, hyperparameters=hyperparameters)
         try:
+            _check_types(self.algo, hyperparameters)
             config = canonical.algo_config()
             check_run = ALGORITHMS[self.algo].check_run  # e.g. DSRL: a base policy must exist before steering
             if check_run is not None:
@@ -164,6 +168,29 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _check_types(algo: str, values: dict[str, Any]) -> None:
+    """Each override must have the type of the hyperparameter's default (an int where an int is expected, ...)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(get_algorithm(algo).config_cls)}
+    for key, value in values.items():
+        default = defaults.get(key, dataclasses.MISSING)
+        if default is dataclasses.MISSING or default is None:
+            continue  # unknown names are reported by make_config; None defaults take several types
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        elif isinstance(default, tuple):
+            ok = isinstance(value, list | tuple)
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            expected = {tuple: "a list", int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+            expected = expected.get(type(default), f"a {type(default).__name__}")
+            raise ValueError(f"{key} must be {expected} (default {default!r}), got {value!r}")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

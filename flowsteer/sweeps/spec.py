@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from flowsteer.algorithms.registry import ALGORITHMS, get_algorithm, hyperparameter_names
+from flowsteer.algorithms.registry import ALGORITHMS, hyperparameter_names
 from flowsteer.datasets.catalog import DATASETS, NUM_TASKS, DatasetInfo, parse_task
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.platform.spec import RunSpec, RunSpecError
@@ -407,7 +407,6 @@ def _check_trials(spec: SweepSpec) -> None:
         points = algo.grid_points() if spec.mode != "optuna" else [algo.hyperparameters | _search_probe(algo)]
         for point, task in itertools.product(points, spec.tasks):
             try:
-                _check_types(algo.name, point)
                 spec.run_spec(algo.name, task, spec.seeds[0], point)
             except RunSpecError as exc:
                 where = f"algorithms.{algo.name} on {task}" if "hyperparameters" in str(exc) else "run"
@@ -419,28 +418,6 @@ def _check_trials(spec: SweepSpec) -> None:
                 f"mode tune-then-broadcast tunes a grid on each dataset's default task, but "
                 f"{', '.join(untuned)} has no grid; give algorithms.<name>.grid or use mode: grid."
             )
-
-
-def _check_types(algo: str, values: dict[str, Any]) -> None:
-    """Each value must have the type of the hyperparameter's default (an int where an int is expected, ...)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(get_algorithm(algo).config_cls)}
-    for key, value in values.items():
-        default = defaults.get(key, dataclasses.MISSING)
-        if default is dataclasses.MISSING or default is None:
-            continue
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = _is_number(value)
-        elif isinstance(default, tuple):
-            ok = isinstance(value, list | tuple)
-        else:
-            ok = isinstance(value, type(default))
-        if not ok:
-            expected = "a list" if isinstance(default, tuple) else f"a {type(default).__name__}"
-            raise RunSpecError(f"hyperparameters: {key} must be {expected} (default {default!r}), got {value!r}")
 
 
 def _search_probe(algo: AlgorithmSweep) -> dict[str, Any]:

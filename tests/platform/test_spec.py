@@ -35,6 +35,9 @@ def test_defaults_follow_the_fql_paper_protocol() -> None:
         ({"hyperparameters": {"alpah": 3}}, "hyperparameters: unknown hyperparameter(s) for fql: 'alpah'"),
         ({"data": {"episode": 3}}, "unknown data field 'episode'. Did you mean episodes"),
         ({"data": {"source": "web"}}, "data.source must be one of auto, official, generated"),
+        ({"hyperparameters": {"batch_size": "big"}}, "hyperparameters: batch_size must be an integer (default 256)"),
+        ({"hyperparameters": {"alpha": True}}, "hyperparameters: alpha must be a number"),
+        ({"hyperparameters": {"actor_hidden_dims": 512}}, "hyperparameters: actor_hidden_dims must be a list"),
     ],
 )
 def test_bad_input_names_the_field_and_what_it_accepts(values: dict, message: str) -> None:
@@ -58,3 +61,9 @@ def test_relative_sqlite_uris_become_absolute(tmp_path, monkeypatch) -> None:
     assert RunSpec.from_dict(BASE).resolved_tracking_uri() == f"sqlite:///{tmp_path}/mlflow.db"
     relative = RunSpec.from_dict(BASE | {"tracking_uri": "sqlite:///store/m.db"})
     assert relative.resolved_tracking_uri() == f"sqlite:///{tmp_path}/store/m.db"
+
+
+def test_a_relative_base_run_becomes_absolute(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = RunSpec(algo="dsrl_na", task="cube-single-play-singletask-v0", hyperparameters={"base_run": "runs/base"})
+    assert spec.validate().hyperparameters["base_run"] == str(tmp_path / "runs" / "base")
