@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from flowsteer.datasets.catalog import parse_task
 from flowsteer.datasets.store import resolve
 from flowsteer.platform.rundir import RunDirectoryError, read_json, write_json_atomic
 from flowsteer.sweeps import cluster
@@ -336,7 +337,7 @@ def choose_settings(spec: SweepSpec, tuned: list[Trial]) -> tuple[Choice, dict[s
     record: dict[str, Any] = {}
     by_setting: dict[tuple[str, str, str], list[Trial]] = {}
     for trial in tuned:
-        dataset = trial.spec.task.split("-singletask")[0] + "-v0"
+        dataset = parse_task(trial.spec.task).dataset.name
         by_setting.setdefault((trial.spec.algo, dataset, trial.setting), []).append(trial)
     for (algo, dataset, _), group in by_setting.items():
         if any(t.status() != "finished" for t in group):
