@@ -1,0 +1,37 @@
+"""Two changes to how XLA compiles our updates on CPU; neither changes a single number.
+
+1. Random numbers. JAX lowers its Threefry hash on CPU as a rolled 5-iteration while loop (it compiles faster).
+   XLA's CPU runtime executes every loop iteration as a dozen tiny kernels plus copies of the loop state, and
+   an FQL update draws random numbers 13 times: about 580 of the 1,270 kernels of one update were Threefry
+   loops, all of them on the critical path before the first matmul. The unrolled lowering, which JAX already
+   uses on GPU, computes the same bits in one fused kernel.
+2. Copies in the scanned update. Without region analysis, XLA's copy insertion copies most of the carried
+   state (parameters, Adam moments) at every iteration of the chunk's loop; with it, those copies go.
+
+benchmarks/bench_algorithms.py measures the effect (about 3% on an FQL update at the paper's sizes).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+# Passed to jax.jit; a DebugOptions field, so other backends accept and ignore it.
+CPU_COMPILER_OPTIONS: dict[str, bool] = {"xla_cpu_copy_insertion_use_region_analysis": True}
+
+
+def unroll_threefry_on_cpu() -> bool:
+    """Lower Threefry on CPU with JAX's unrolled rule. Returns whether it took effect; JAX moves private
+    modules between versions, so a missing one only warns and leaves the (equally correct) rolled loop."""
+    try:
+        from jax._src.interpreters import mlir
+        from jax._src.random import threefry2x32
+    except ImportError as exc:  # pragma: no cover - depends on the installed JAX
+        warnings.warn(f"flowsteer: keeping JAX's rolled Threefry on CPU ({exc})", stacklevel=2)
+        return False
+    rule = getattr(threefry2x32, "_threefry2x32_lowering_rule", None)
+    primitive = getattr(threefry2x32, "threefry2x32_p", None)
+    if rule is None or primitive is None:  # pragma: no cover - depends on the installed JAX
+        warnings.warn("flowsteer: keeping JAX's rolled Threefry on CPU (its lowering moved)", stacklevel=2)
+        return False
+    mlir.register_lowering(primitive, rule, platform="cpu")
+    return True
