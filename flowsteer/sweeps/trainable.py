@@ -3,7 +3,8 @@
 The run directory (on storage every node sees) is the trial's checkpoint: whenever Tune starts a trial, for
 the first time, after a failure, or when a sweep is resumed, ``run(..., resume=True)`` continues from the
 directory's last checkpoint, skips the run if it has finished, and reattaches to the run's one MLflow run.
-Each start is appended to ``attempts.jsonl`` in the run directory (node, pid, step resumed from).
+Each start is appended to ``attempts.jsonl`` in the run directory (node, pid, cores, step resumed from).
+A trial that reserves whole CPUs runs pinned to cores no other trial on its node holds (see cores.py).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import math
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from flowsteer.platform import checkpoint
 from flowsteer.platform.loop import RunDiverged, run
 from flowsteer.platform.spec import RunSpec
+from flowsteer.sweeps.cores import pinned_cores
 from flowsteer.sweeps.spec import SweepSpec
 from flowsteer.sweeps.trials import Trial
 
@@ -46,7 +49,15 @@ def run_trial(config: dict[str, Any], sweep: SweepSpec) -> None:
         # 'score' in every result: searchers (Optuna) read the metric from each report.
         tune.report({"step": step, "success": results["success"], "score": 100.0 * results["success"]})
 
-    _log_attempt(spec, "start")
+    # Pinned before the run first touches JAX, so that XLA sizes its thread pool to the trial's cores.
+    with pinned_cores(sweep.resources.cpu) as cores:
+        _run_and_report(spec, cores, report)
+
+
+def _run_and_report(spec: RunSpec, cores: list[int], report: Callable[[int, dict[str, float]], None]) -> None:
+    from ray import tune
+
+    _log_attempt(spec, "start", cores)
     try:
         result = run(spec, resume=True, progress=False, on_evaluation=report)
     except RunDiverged as exc:
@@ -88,7 +99,7 @@ def final_score(run_dir: Path) -> float:
     return 0.0 if math.isnan(score) else score
 
 
-def _log_attempt(spec: RunSpec, event: str) -> None:
+def _log_attempt(spec: RunSpec, event: str, cores: list[int] | None = None) -> None:
     last = checkpoint.latest(spec.run_dir / "checkpoints")
     record = {
         "time": time.time(),
@@ -96,6 +107,7 @@ def _log_attempt(spec: RunSpec, event: str) -> None:
         "host": socket.gethostname(),
         "node": _node_id(),
         "pid": os.getpid(),
+        "cores": cores or [],
         "checkpoint_step": json.loads((last / "meta.json").read_text())["step"] if last else 0,
     }
     spec.run_dir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import mlflow
 import pandas as pd
@@ -36,6 +37,8 @@ def test_a_grid_of_2_algorithms_x_2_tasks_x_2_seeds_runs_each_trial_once(write_s
         assert [int(r["step"]) for r in evals] == [20, 40, 60]
         assert [a["event"] for a in read_attempts(trial.spec.run_dir)] == ["start", "finished"]
 
+    _assert_concurrent_trials_had_their_own_cores([read_attempts(t.spec.run_dir) for t in outcome.trials])
+
     mlflow.set_tracking_uri(spec.tracking_uri)
     runs = mlflow.search_runs(experiment_names=[spec.name])
     assert sorted(runs["tags.run_id"]) == sorted(t.id for t in outcome.trials)
@@ -57,3 +60,14 @@ def test_a_grid_of_2_algorithms_x_2_tasks_x_2_seeds_runs_each_trial_once(write_s
         assert len(read_attempts(trial.spec.run_dir)) == 2
     scores = json.loads(summary.to_json(orient="records"))
     assert all(0.0 <= row["score"] <= 100.0 for row in scores)
+
+
+def _assert_concurrent_trials_had_their_own_cores(attempts: list[list[dict]]) -> None:
+    """Each 1-CPU trial ran pinned to one core, and two trials that ran at the same time never shared one."""
+    if len(os.sched_getaffinity(0)) < 2:
+        return  # a 1-core machine: a 1-CPU trial is the whole node and is not pinned
+    spans = [(a[0]["time"], a[-1]["time"], a[0]["cores"]) for a in attempts]
+    assert all(len(cores) == 1 for _, _, cores in spans), spans
+    overlapping = [(x, y) for i, x in enumerate(spans) for y in spans[i + 1 :] if x[0] < y[1] and y[0] < x[1]]
+    assert overlapping, "the sweep ran its trials one at a time; pinning was not exercised"
+    assert all(x[2] != y[2] for x, y in overlapping), overlapping
