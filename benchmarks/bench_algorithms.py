@@ -7,7 +7,10 @@ Prints, in one run:
      FLOPs of one update (XLA's compiled cost analysis of one jitted update, batch sampling included),
      achieved GFLOP/s and the share of the peak;
   3. FQL updates/s against the scan chunk size (updates per dispatch);
-  4. FQL updates/s against the number of seeds trained together with jax.vmap.
+  4. FQL updates/s against the number of seeds trained together with jax.vmap;
+  5. FQL with one learner per CPU core: one process per core, each pinned to its core (so XLA gives it one
+     thread), all timed over the same seconds; the machine's throughput is their sum, as in a sweep that runs
+     one trial per core.
 
 Usage: python benchmarks/bench_algorithms.py [--quick] [--algos fql,iql] [--seconds 10]
 The data are random transitions shaped like OGBench cube (obs 28, action 5); throughput does not depend on
@@ -17,6 +20,7 @@ the values. This is a benchmark, not a test: nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import time
@@ -130,6 +134,35 @@ def throughput(algo: str, config: Any, dataset: dict, chunk: int, seconds: float
     return timed_updates_per_second(run, state, per_call, 0.0 if big else seconds, 1 if big else trials, not big)
 
 
+def _pinned_learner(core: int, algo: str, seconds: float, trials: int, start: Any, results: Any) -> None:
+    """Child process: pin to `core` before JAX starts its thread pool (XLA sizes it from the affinity mask),
+    compile, wait for every sibling, then time the chunked update like `throughput`."""
+    os.sched_setaffinity(0, {core})
+    config = make_config(algo, overrides=OVERRIDES.get(algo))
+    alg = get_algorithm(algo)
+    data = dataset_for(algo, random_dataset())
+    state = alg.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(core))
+    compiled = make_update_chunk(alg.update, config, 10).lower(state, data).compile()
+    state, _ = compiled(state, data)
+    jax.block_until_ready(state)
+    start.wait()
+    results.put(timed_updates_per_second(lambda s: compiled(s, data), state, 10, seconds, trials, warm_up=False))
+
+
+def per_core_throughput(algo: str, seconds: float, trials: int) -> list[float]:
+    """Updates/s of each of os.cpu_count() concurrent single-core learners (spawned, so each has its own XLA)."""
+    cores = sorted(os.sched_getaffinity(0))
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Barrier(len(cores)), ctx.Queue()
+    procs = [ctx.Process(target=_pinned_learner, args=(c, algo, seconds, trials, start, results)) for c in cores]
+    for proc in procs:
+        proc.start()
+    rates = [results.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short timings, chunk sizes ≤ 100, seeds ≤ 4")
@@ -167,7 +200,7 @@ def main() -> None:
             nets += f", {config.num_critics} critic heads"
         rows.append((name, nets, config.batch_size, ups, flops))
 
-    chunk_rows, seed_rows = [], []
+    chunk_rows, seed_rows, per_core = [], [], []
     if "fql" in algos:
         config = make_config("fql")
         fql_flops = next(r[4] for r in rows if r[0] == "fql")
@@ -182,6 +215,10 @@ def main() -> None:
                 lambda n=seeds: throughput("fql", config, dataset, 10, seconds, args.trials, seeds=n),
             )
             seed_rows.append((seeds, ups))
+        if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+            peaks.append(matmul_peak())
+            per_core = per_core_throughput("fql", seconds, args.trials)
+            print(f"  fql one learner per core: {sum(per_core):.2f} updates/s", file=sys.stderr, flush=True)
 
     peak = max(peaks)
     print(f"# flowsteer algorithm throughput: {os.cpu_count()} CPUs, jax {jax.__version__} ({jax.default_backend()})")
@@ -209,6 +246,14 @@ def main() -> None:
         print("|---|---|---|---|")
         for seeds, ups in seed_rows:
             print(f"| {seeds} | {ups:.2f} | {ups / seeds:.2f} | {100 * fql_flops * ups / 1e9 / peak:.0f}% |")
+    if per_core:
+        total = sum(per_core)
+        print(f"\n## FQL with one learner per core ({len(per_core)} processes, each pinned to its core, chunk 10)\n")
+        print("| learners | updates/s each | updates/s (machine) | GFLOP/s | % of matmul peak |")
+        print("|---|---|---|---|---|")
+        each = " / ".join(f"{r:.2f}" for r in per_core)
+        gflops = fql_flops * total / 1e9
+        print(f"| {len(per_core)} | {each} | {total:.2f} | {gflops:.1f} | {100 * gflops / peak:.0f}% |")
 
 
 if __name__ == "__main__":
