@@ -134,7 +134,7 @@ def throughput(algo: str, config: Any, dataset: dict, chunk: int, seconds: float
     return timed_updates_per_second(run, state, per_call, 0.0 if big else seconds, 1 if big else trials, not big)
 
 
-def _pinned_learner(core: int, algo: str, seconds: float, trials: int, start: Any, results: Any) -> None:
+def _pinned_learner(core: int, algo: str, chunk: int, seconds: float, trials: int, start: Any, results: Any) -> None:
     """Child process: pin to `core` before JAX starts its thread pool (XLA sizes it from the affinity mask),
     compile, wait for every sibling, then time the chunked update like `throughput`."""
     os.sched_setaffinity(0, {core})
@@ -142,19 +142,19 @@ def _pinned_learner(core: int, algo: str, seconds: float, trials: int, start: An
     alg = get_algorithm(algo)
     data = dataset_for(algo, random_dataset())
     state = alg.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(core))
-    compiled = make_update_chunk(alg.update, config, 10).lower(state, data).compile()
+    compiled = make_update_chunk(alg.update, config, chunk).lower(state, data).compile()
     state, _ = compiled(state, data)
     jax.block_until_ready(state)
     start.wait()
-    results.put(timed_updates_per_second(lambda s: compiled(s, data), state, 10, seconds, trials, warm_up=False))
+    results.put(timed_updates_per_second(lambda s: compiled(s, data), state, chunk, seconds, trials, warm_up=False))
 
 
-def per_core_throughput(algo: str, seconds: float, trials: int) -> list[float]:
+def per_core_throughput(algo: str, chunk: int, seconds: float, trials: int) -> list[float]:
     """Updates/s of each of os.cpu_count() concurrent single-core learners (spawned, so each has its own XLA)."""
     cores = sorted(os.sched_getaffinity(0))
     ctx = multiprocessing.get_context("spawn")
     start, results = ctx.Barrier(len(cores)), ctx.Queue()
-    procs = [ctx.Process(target=_pinned_learner, args=(c, algo, seconds, trials, start, results)) for c in cores]
+    procs = [ctx.Process(target=_pinned_learner, args=(c, algo, chunk, seconds, trials, start, results)) for c in cores]
     for proc in procs:
         proc.start()
     rates = [results.get() for _ in procs]
@@ -217,7 +217,7 @@ def main() -> None:
             seed_rows.append((seeds, ups))
         if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
             peaks.append(matmul_peak())
-            per_core = per_core_throughput("fql", seconds, args.trials)
+            per_core = per_core_throughput("fql", chunk, seconds, args.trials)
             print(f"  fql one learner per core: {sum(per_core):.2f} updates/s", file=sys.stderr, flush=True)
 
     peak = max(peaks)
@@ -248,7 +248,7 @@ def main() -> None:
             print(f"| {seeds} | {ups:.2f} | {ups / seeds:.2f} | {100 * fql_flops * ups / 1e9 / peak:.0f}% |")
     if per_core:
         total = sum(per_core)
-        print(f"\n## FQL with one learner per core ({len(per_core)} processes, each pinned to its core, chunk 10)\n")
+        print(f"\n## FQL with one learner per core ({len(per_core)} processes, each pinned, chunk {chunk})\n")
         print("| learners | updates/s each | updates/s (machine) | GFLOP/s | % of matmul peak |")
         print("|---|---|---|---|---|")
         each = " / ".join(f"{r:.2f}" for r in per_core)
