@@ -3,7 +3,7 @@
 Ray reserves `resources.cpu` CPUs per trial but does not say which, and XLA sizes its thread pool from the
 process's affinity mask: two 1-CPU trials on a 2-core node each start two compute threads, four threads on
 two cores. Pinned, each learner has one core and one thread: FQL trains about 4% faster per machine
-(benchmarks/bench_algorithms.py, "one learner per core").
+(benchmarks/bench_algorithms_results.md).
 
 Which cores are free is agreed through lock files in a node-local directory: a trial holds an exclusive
 `flock` on one file per core for as long as it runs. The kernel drops a lock when its process dies, SIGKILL
@@ -46,9 +46,11 @@ def _take(cores: list[int], count: int, directory: Path) -> list[tuple[int, int]
 
 @contextlib.contextmanager
 def pinned_cores(cpus: float, directory: Path | None = None) -> Iterator[list[int]]:
-    """Pin this process to `cpus` free cores while the block runs; yields them ([] when it does not pin).
+    """Pin the calling thread, and the threads it starts, to `cpus` free cores while the block runs; yields them
+    ([] when it does not pin).
 
-    Call it before JAX first uses its CPU backend, or XLA's threads already exist and only share the cores.
+    Call it before JAX first uses its CPU backend: XLA starts its threads then, inheriting the mask and sizing its
+    pool to it. Called later, XLA's threads already exist and keep running on every core.
     It does not pin a fractional or whole-node request, or when too few cores are free (another program's
     trials, or more trials than cores); the trial then runs unpinned, as it would without this.
     """
