@@ -14,6 +14,7 @@ import hashlib
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,18 @@ def connect(spec: SweepSpec, address: str | None = None) -> Iterator[ClusterInfo
         yield info
     finally:
         ray.shutdown()
+        if not address:
+            _reap(local_temp_dir(spec.directory))
+
+
+def _reap(temp_dir: Path, timeout: float = 10.0) -> None:
+    """ray.shutdown() signals the private cluster's processes but does not wait for them to exit; wait, then
+    SIGKILL stragglers, so that nothing of the cluster outlives the sweep (a CI run once caught a Ray process
+    still exiting after run_sweep had returned)."""
+    deadline = time.monotonic() + timeout
+    while processes_using(temp_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop_leftovers(temp_dir)
 
 
 def _describe(address: str, cleaned: list[int]) -> ClusterInfo:
