@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 from flowsteer.algorithms import bc, dsrl_na, dsrl_sac, flow_bc, fql, idql, ifql, iql, presets, rebrac
+from flowsteer.algorithms.hyperparameters import check_overrides, check_ranges
 
 
 @dataclass(frozen=True)
@@ -90,15 +91,19 @@ def hyperparameter_names(algo: str) -> list[str]:
 def make_config(
     algo: str, task: str | None = None, overrides: Mapping[str, Any] | None = None, setting: str = "offline"
 ) -> Any:
-    """Defaults, then the paper's settings for `task` (if given), then `overrides`."""
+    """Defaults, then the paper's settings for `task` (if given), then `overrides`; ValueError naming the field
+    for an unknown name, a wrong type or a value out of range."""
     alg = get_algorithm(algo)
     names = hyperparameter_names(algo)
     overrides = dict(overrides or {})
     unknown = [k for k in overrides if k not in names]
     if unknown:
         raise _unknown(f"hyperparameter(s) for {algo}:", unknown, names)
+    check_overrides(alg.config_cls, overrides)
     values = presets.task_hyperparameters(algo, task, setting) if task is not None else {}
     values = {k: v for k, v in values.items() if k in names} | overrides
     # YAML and JSON give lists; the configs are frozen and hashable, so sizes are tuples.
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return alg.config_cls(**values)
+    config = alg.config_cls(**values)
+    check_ranges(config)
+    return config

@@ -1,24 +1,39 @@
-"""The ``flowsteer`` command: ``flowsteer data|train|sweep|report ...``."""
+"""The ``flowsteer`` command: ``flowsteer data|train|sync|sweep|report ...``."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from flowsteer import __version__
 from flowsteer.cli import data, report, sweep, train
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.platform.loop import RunDiverged
-from flowsteer.platform.rundir import RunDirectoryError
 from flowsteer.platform.spec import RunSpecError
 from flowsteer.platform.tracking import TrackingAuthError
+from flowsteer.reports.load import ReportError, ReportWarning
+from flowsteer.rundir import RunDirectoryError, RunWarning
 from flowsteer.sweeps.spec import SweepSpecError
+from flowsteer.trackinguri import CredentialsInUriError, redact
+from flowsteer.yamlfile import YamlInputError
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
+# Errors that mean "this input cannot be run": one line, exit code 2, nothing started or changed.
+USAGE_ERRORS = (
+    DatasetError,
+    RunSpecError,
+    RunDirectoryError,
+    SweepSpecError,
+    TrackingAuthError,
+    CredentialsInUriError,
+    YamlInputError,
+    ReportError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,13 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """flowsteer's own warnings as one line each; everybody else's as Python prints them."""
+    if issubclass(category, RunWarning | ReportWarning):
+        print(f"flowsteer: warning: {redact(str(message))}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; errors print one clear message, not a traceback."""
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return args.run(args) or 0
-    except (DatasetError, RunSpecError, RunDirectoryError, SweepSpecError, TrackingAuthError) as exc:
-        print(f"flowsteer: error: {exc}", file=sys.stderr)
+    except USAGE_ERRORS as exc:
+        print(f"flowsteer: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except RunDiverged as exc:
         print(f"flowsteer: error: {exc}", file=sys.stderr)
@@ -52,6 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flowsteer: interrupted; nothing partial was kept.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:  # a file or directory the command cannot read or write
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"flowsteer: error: cannot use{where}: {exc.strerror or exc}.", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        warnings.showwarning = _python_show_warning
 
 
 if __name__ == "__main__":

@@ -6,14 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from flowsteer.algorithms.registry import ALGORITHMS
 from flowsteer.cli.data import episodes_arg
 from flowsteer.platform.loop import run
-from flowsteer.platform.rundir import RunDirectory, read_json
 from flowsteer.platform.spec import RunSpec, RunSpecError
-from flowsteer.platform.tracking import MlflowSync, check_access
+from flowsteer.platform.tracking import check_access, sync_run
+from flowsteer.rundir import EVAL_LOG, PROTOCOL, TRAIN_LOG, RunDirectory
+from flowsteer.trackinguri import check_no_password
+from flowsteer.yamlfile import YamlInputError, parse_yaml, read_yaml
 
 # CLI flag -> RunSpec field, for the flags that map one to one.
 _RUN_FLAGS = [
@@ -62,24 +62,35 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=_train)
 
-    sync = commands.add_parser("sync", help="send run directories' metrics that MLflow has not received")
+    sync = commands.add_parser(
+        "sync",
+        help="send run directories' metrics that MLflow has not received",
+        description="Send the rows of train.csv and eval.csv that MLflow has not received (the tracking server was "
+        "down or wrong while the run trained), stamped with the time each row was measured.",
+    )
     sync.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    sync.add_argument("--tracking-uri", help="send to this MLflow URI instead of the one the run recorded (its rows "
+                      "then go to a new MLflow run there)")  # fmt: skip
     sync.set_defaults(run=_sync)
 
 
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
     """The RunSpec of a `flowsteer train` command line (config file first, then flags)."""
     values: dict[str, Any] = _read_config(args.config) if args.config else {}
-    data = dict(values.pop("data", {}) or {})
+    where = f"{args.config}: " if args.config else ""
+    data = _mapping(values.pop("data", None), f"{where}data", "data settings (source, episodes, seed, ...)")
     for name in ("algo", "task", "use_ray", *(flag for flag, _, _ in _RUN_FLAGS)):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
-    hyperparameters = dict(values.pop("hyperparameters", {}) or {})
+    hyperparameters = _mapping(values.pop("hyperparameters", None), f"{where}hyperparameters", "NAME: VALUE pairs")
     for item in args.hp:
         name, sep, text = item.partition("=")
         if not sep or not name:
             raise RunSpecError(f"--hp expects NAME=VALUE (e.g. --hp alpha=30), got {item!r}")
-        hyperparameters[name.strip()] = yaml.safe_load(text)
+        try:
+            hyperparameters[name.strip()] = parse_yaml(text, f"--hp {item}")
+        except YamlInputError as exc:
+            raise RunSpecError(f"{exc} (lists look like [64, 64])") from None
     values["hyperparameters"] = hyperparameters
     for flag, field in (("episodes", "episodes"), ("data_seed", "seed"), ("source", "source")):
         if getattr(args, flag) is not None:
@@ -96,12 +107,20 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise RunSpecError(f"cannot read run config {path}: {exc}") from None
+        loaded = read_yaml(path, "run config")
+    except YamlInputError as exc:
+        raise RunSpecError(str(exc)) from None
     if not isinstance(loaded, dict):
         raise RunSpecError(f"{path} must hold a mapping of RunSpec fields")
     return loaded
+
+
+def _mapping(value: Any, where: str, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RunSpecError(f"{where} must be a mapping of {what}, got {value!r}.")
+    return dict(value)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -111,27 +130,25 @@ def _train(args: argparse.Namespace) -> int:
     print(f"  MLflow    {spec.resolved_tracking_uri()} (experiment {spec.experiment})")
     check_access(spec.resolved_tracking_uri(), spec.experiment)  # wrong credentials stop here, not mid-run
     result = run(spec, resume=args.resume, progress=not args.quiet)
-    evals = RunDirectory(result.run_dir).rows("eval.csv")
+    evals = RunDirectory(result.run_dir).rows(EVAL_LOG)
     print(f"{result.status} at step {result.step:,} in {result.seconds:.0f} s")
     if evals:
         last = evals[-1]
         print(f"  last evaluation (step {int(last['step']):,}): success {last['success']:.3f}, "
               f"return {last['episode_return']:.1f} over {int(last['episodes'])} episodes")  # fmt: skip
-    print(f"  results in {result.run_dir} (eval.csv, train.csv, protocol.json)")
+    elif spec.eval_episodes == 0:
+        print("  no evaluations (eval_episodes 0)")
+    files = ", ".join(name for name in (EVAL_LOG, TRAIN_LOG, PROTOCOL) if (result.run_dir / name).exists())
+    print(f"  results in {result.run_dir} ({files})")
     return 0
 
 
 def _sync(args: argparse.Namespace) -> int:
+    if args.tracking_uri:
+        check_no_password(args.tracking_uri, "--tracking-uri")
     failed = 0
     for path in args.run_dirs:
-        state = read_json(path / "tracking.json")
-        config = read_json(path / "config.json")
-        if state is None or config is None:
-            print(f"{path}: not a flowsteer run directory (no tracking.json / config.json)")
-            failed += 1
-            continue
-        tracker = MlflowSync(RunDirectory(path), state["tracking_uri"], state["experiment"], config["run_id"], {})
-        ok = tracker.sync()
-        print(f"{path}: {'in sync' if ok else 'MLflow unreachable, nothing lost'}")
-        failed += not ok
+        outcome = sync_run(RunDirectory(path), args.tracking_uri)
+        print(f"{path}: {outcome.message}")
+        failed += not outcome.ok
     return 1 if failed else 0

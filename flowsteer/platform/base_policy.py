@@ -4,7 +4,6 @@ flow_bc, fql, ifql, dsrl_na, dsrl_sac) can be the base run."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,10 @@ from typing import Any
 import jax
 
 from flowsteer.algorithms.registry import ALGORITHMS, get_algorithm, make_config
+from flowsteer.datasets.npzfile import sha256
 from flowsteer.platform import checkpoint
-from flowsteer.platform.rundir import read_json
 from flowsteer.platform.spec import RunSpecError
+from flowsteer.rundir import RunFileError, read_json
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,13 @@ class BasePolicy:
 def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int) -> BasePolicy:
     """The BC flow of the finished run in `run_dir`, for observations and actions of the given sizes."""
     path = Path(run_dir).expanduser().absolute()
-    config = read_json(path / "config.json")
+    try:
+        config = read_json(path / "config.json")
+        state = (read_json(path / "status.json") or {}).get("state", "new")
+    except RunFileError as exc:
+        raise RunSpecError(f"base_run {path}: {exc}") from None
     if config is None:
         raise RunSpecError(f"base_run {path} is not a flowsteer run directory (no config.json)")
-    state = read_json(path / "status.json", {}).get("state", "new")
     if state != "finished":
         raise RunSpecError(f"base_run {path} is {state}, not finished: steer a policy that no longer changes")
     algo = config["run"]["algo"]
@@ -41,9 +44,16 @@ def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int) -> BasePol
         capable = [name for name, a in ALGORITHMS.items() if a.base_policy is not None]
         raise RunSpecError(f"base_run {path} is a {algo} run, which has no BC flow; use a run of {capable}")
     algo_config = make_config(algo, overrides=config["algo_config"])
-    last = checkpoint.latest(path / "checkpoints")
-    if last is None:
+    found = checkpoint.candidates(path / "checkpoints")
+    if not found:
         raise RunSpecError(f"base_run {path} has no checkpoint")
+    last = found[0]  # the finished policy; an earlier checkpoint would silently steer another one
+    try:
+        checkpoint.verify(last)
+    except RunFileError as exc:
+        raise RunSpecError(
+            f"base_run {path}: its final checkpoint is unreadable: {exc} Restore it, or train the base run again."
+        ) from None
     template = alg.init(algo_config, obs_dim, act_dim, jax.random.PRNGKey(0))
     try:
         trees, meta = checkpoint.load(last, {"state": template})
@@ -57,6 +67,6 @@ def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int) -> BasePol
         "task": config["run"]["task"],
         "checkpoint": last.name,
         "step": meta["step"],
-        "arrays_sha256": hashlib.sha256((last / "arrays.npz").read_bytes()).hexdigest(),
+        "arrays_sha256": sha256(last / "arrays.npz"),
     }
     return BasePolicy(network, params, provenance)

@@ -5,6 +5,10 @@ saved pytrees, keyed by its path, loaded with ``allow_pickle=False``) and ``meta
 offsets, anything JSON). It is written under a hidden name and renamed into place, then ``LATEST`` is
 switched to it with an atomic replace: a run killed at any moment finds either the old or the new
 checkpoint, never half of one.
+
+Readers do not trust ``LATEST`` alone: the newest ``step_*`` directory whose files read back whole is the
+checkpoint to resume from. A missing or dangling ``LATEST``, or a newest checkpoint damaged after it was
+written, falls back to the one before (two are kept), with a warning.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +25,7 @@ import jax
 import numpy as np
 
 from flowsteer.datasets.npzfile import fsync, write_npz
+from flowsteer.rundir import RunFileError, RunWarning, read_json
 
 LATEST = "LATEST"
 _KEEP = 2  # checkpoints kept on disk (the newest and the one before, in case the newest is unreadable)
@@ -48,23 +55,80 @@ def save(directory: Path, step: int, trees: dict[str, Any], meta: dict[str, Any]
     pointer.write_text(final.name)
     os.replace(pointer, directory / LATEST)
     fsync(directory)
-    for old in sorted(directory.glob("step_*"))[:-_KEEP]:
+    for old in candidates(directory)[_KEEP:]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
+def candidates(directory: Path) -> list[Path]:
+    """Every checkpoint directory, newest first (hidden ``.tmp-*`` builds are not checkpoints)."""
+    if not directory.is_dir():
+        return []
+    return sorted((p for p in directory.glob("step_*") if p.is_dir()), key=step_of, reverse=True)
+
+
+def step_of(path: Path) -> int:
+    """The step of checkpoint ``path``, from its name (``step_000000200`` -> 200)."""
+    return int(path.name.removeprefix("step_"))
+
+
 def latest(directory: Path) -> Path | None:
-    """The newest complete checkpoint, or None."""
-    pointer = directory / LATEST
-    if not pointer.exists():
-        return None
-    path = directory / pointer.read_text().strip()
-    return path if (path / "meta.json").exists() else None
+    """The newest checkpoint whose meta.json reads back, or None (its arrays are checked by ``newest_readable``)."""
+    for path in candidates(directory):
+        try:
+            read_meta(path)
+        except RunFileError:
+            continue
+        return path
+    return None
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    meta = read_json(path / "meta.json")
+    if not isinstance(meta, dict) or "step" not in meta:
+        raise RunFileError(f"{path / 'meta.json'} is missing or holds no step.")
+    return meta
+
+
+def verify(path: Path) -> None:
+    """Read every byte of a checkpoint back (meta.json parses, every array member passes its CRC); RunFileError
+    naming the file otherwise."""
+    read_meta(path)
+    try:
+        with zipfile.ZipFile(path / "arrays.npz") as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise RunFileError(f"{path / 'arrays.npz'} is damaged ({type(exc).__name__}: {exc}).") from None
+    if bad is not None:
+        raise RunFileError(f"{path / 'arrays.npz'} is damaged: member {bad} fails its CRC check.")
+
+
+def newest_readable(directory: Path) -> Path | None:
+    """The newest checkpoint that reads back whole; earlier damaged ones are skipped with a RunWarning. None when
+    there is no checkpoint; RunFileError, listing each one's damage, when none of them is readable."""
+    found = candidates(directory)
+    problems = []
+    for path in found:
+        try:
+            verify(path)
+        except RunFileError as exc:
+            problems.append(str(exc))
+            continue
+        for problem in problems:
+            warnings.warn(f"{problem} Skipped: resuming from the previous checkpoint, {path.name}.", RunWarning,
+                          stacklevel=2)  # fmt: skip
+        return path
+    if problems:
+        raise RunFileError(
+            f"no checkpoint in {directory} can be read: {' '.join(problems)} Restore them, or move the run "
+            f"directory away to start the run over."
+        )
+    return None
 
 
 def load(path: Path, templates: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read a checkpoint into pytrees shaped like ``templates``; every leaf must be present and match."""
-    meta = json.loads((path / "meta.json").read_text())
+    meta = read_meta(path)
     with np.load(path / "arrays.npz", allow_pickle=False) as stored:
         trees = {}
         for name, template in templates.items():

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import platform
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -29,9 +31,9 @@ from flowsteer.datasets import OfflineTask, load_task
 from flowsteer.platform import checkpoint
 from flowsteer.platform.base_policy import BasePolicy, load_base_policy
 from flowsteer.platform.evaluation import Evaluator
-from flowsteer.platform.rundir import RunDirectory, RunDirectoryError
-from flowsteer.platform.spec import RunSpec, RunSpecError
-from flowsteer.platform.tracking import MlflowSync
+from flowsteer.platform.spec import RunSpec, RunSpecError, identity_of
+from flowsteer.platform.tracking import MlflowSync, flat_params
+from flowsteer.rundir import RunDirectory, RunDirectoryError, RunFileError, RunWarning, schedule
 from flowsteer.workers.learner import DivergedError, Learner
 from flowsteer.workers.rollout import Collector
 
@@ -59,45 +61,68 @@ def run(
     resume: bool = False,
     progress: bool = True,
     on_evaluation: Callable[[int, dict[str, float]], None] | None = None,
+    lock_wait: float = 0.0,
 ) -> RunResult:
     """Execute ``spec`` (resuming from its last checkpoint if ``resume``); returns a RunResult.
 
-    ``on_evaluation(step, results)`` is called after each evaluation (a sweep reports it to Ray Tune).
+    ``on_evaluation(step, results)`` is called after each evaluation (a sweep reports it to Ray Tune). The run
+    directory has one owner at a time: another process running the same run raises RunBusyError at once, or
+    after ``lock_wait`` seconds (a sweep's retry waits for a lost node's lock to expire).
     """
     spec = spec.validate()
     started = time.perf_counter()
     run_dir = RunDirectory(spec.run_dir)
     config = spec.algo_config()
-    run_dir.create({"run": spec.to_dict(), "run_id": spec.run_id, "algo_config": dataclasses.asdict(config)})
-    status = run_dir.status()
-    if status["state"] == "finished":
-        return RunResult(run_dir.path, "finished", status.get("step", 0), status.get("last_eval", {}), 0.0)
-    last = checkpoint.latest(run_dir.checkpoints)
-    if last is not None and not resume:
-        raise RunDirectoryError(
-            f"{run_dir.path} holds an unfinished run (checkpoint {last.name}). Resume it with --resume "
-            f"(flowsteer train ... --resume), or delete the directory to start over."
-        )
-    task = load_task(spec.task, progress=progress, **dataclasses.asdict(spec.data))
-    try:
-        base = _base_policy(config, task)  # before any work: a bad base_run fails here
-    except BaseException:
-        task.env.close()
-        raise
+    record = _record(spec, config)
+    _check_writable(run_dir.path.parent)
+    with run_dir.owned(spec.run_id, wait=lock_wait):
+        _check_same_run(run_dir, record)
+        status = _status(run_dir)
+        if status["state"] == "finished":
+            return RunResult(run_dir.path, "finished", status.get("step", 0), status.get("last_eval", {}), 0.0)
+        start = _starting_checkpoint(run_dir, resume)
+        task = load_task(spec.task, progress=progress, **dataclasses.asdict(spec.data))
+        try:
+            base = _base_policy(config, task)  # before any work: a bad base_run fails here
+        except BaseException:
+            task.env.close()
+            raise
+        run_dir.write_config(record)  # only now: an attempt that failed on its data leaves nothing behind
+        return _execute(spec, config, run_dir, task, base, start, progress, on_evaluation, started)
+
+
+def _execute(
+    spec: RunSpec,
+    config: Any,
+    run_dir: RunDirectory,
+    task: OfflineTask,
+    base: BasePolicy | None,
+    start: Path | None,
+    progress: bool,
+    on_evaluation: Callable[[int, dict[str, float]], None] | None,
+    started: float,
+) -> RunResult:
+    """Train from ``start`` (a checkpoint, or None for step 0) to the end; whatever stops it is recorded."""
     tracker = MlflowSync(run_dir, spec.resolved_tracking_uri(), spec.experiment, spec.run_id, _tags(spec))
-    tracker.start(_flat_params(spec, config))
-    run_dir.write_protocol(protocol(spec, config, task) | ({"base_policy": base.provenance} if base else {}))
-    run_dir.set_status("running", step=0 if last is None else json.loads((last / "meta.json").read_text())["step"])
-    loop = _Loop(spec, config, run_dir, task, tracker, progress, on_evaluation)
+    loop: _Loop | None = None
+    step = 0 if start is None else checkpoint.step_of(start)
     try:
+        facts = protocol(spec, config, task) | ({"base_policy": base.provenance} if base else {})
+        tracker.start(flat_params(json.loads(json.dumps(_record(spec, config), default=str)), facts))
+        run_dir.write_protocol(facts)
+        if start is None:
+            run_dir.reset_logs()  # never append a new run's rows to an earlier attempt's
+        run_dir.set_status("running", step=step)
+        loop = _Loop(spec, config, run_dir, task, tracker, progress, on_evaluation)  # may fail: OOM, shapes
         if base is not None:
             loop.install_base_policy(base)
         with loop.evaluator:
-            loop.restore(last)
+            loop.restore(start)
             loop.offline_phase()
             loop.online_phase()
             loop.save_final_checkpoint()
     except DivergedError as exc:
+        assert loop is not None
         good = checkpoint.latest(run_dir.checkpoints)
         message = (
             f"run {spec.run_id} diverged between steps {loop.step} and {loop.step + loop.last_span}: {exc}. "
@@ -108,15 +133,93 @@ def run(
         tracker.finish("FAILED")
         raise RunDiverged(message) from None
     except BaseException as exc:
-        run_dir.set_status("failed" if isinstance(exc, Exception) else "interrupted", step=loop.step, message=repr(exc))
+        state = "failed" if isinstance(exc, Exception) else "interrupted"
+        run_dir.set_status(state, step=loop.step if loop else step, message=f"{type(exc).__name__}: {exc}"[:2000])
         tracker.finish("FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
     finally:
-        loop.bar.close()
+        if loop is not None:
+            loop.bar.close()
         task.env.close()
     run_dir.set_status("finished", step=loop.step, last_eval=loop.last_eval)
     tracker.finish("FINISHED")
     return RunResult(run_dir.path, "finished", loop.step, loop.last_eval, time.perf_counter() - started)
+
+
+def _record(spec: RunSpec, config: Any) -> dict[str, Any]:
+    """config.json: the RunSpec, its id and the algorithm config it resolved to."""
+    return {"run": spec.to_dict(), "run_id": spec.run_id, "algo_config": dataclasses.asdict(config)}
+
+
+def _check_writable(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirectoryError(
+            f"cannot create run directories in {output_dir} ({exc.strerror or exc}); choose a writable --output-dir."
+        ) from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise RunDirectoryError(f"cannot write to {output_dir} (permission denied); choose a writable --output-dir.")
+
+
+def _check_same_run(run_dir: RunDirectory, record: dict[str, Any]) -> None:
+    """The directory named by this run's id must hold this run: same identity, same algorithm config. Where and
+    how it runs (output_dir, tracking, workers, cache) may change between attempts."""
+    try:
+        existing = run_dir.config()
+    except RunFileError as exc:
+        raise RunFileError(f"{exc} It records which run the directory holds: restore it, or move "
+                           f"{run_dir.path} away to start the run over.") from None  # fmt: skip
+    if existing is None:
+        return
+    stored = json.loads(json.dumps(existing, default=str))
+    wanted = json.loads(json.dumps(record, default=str))
+    ours = identity_of(wanted["run"]) | {"algo_config": wanted["algo_config"]}
+    theirs = identity_of(stored.get("run") or {}) | {"algo_config": stored.get("algo_config")}
+    differing = _differences(theirs, ours)
+    if differing:
+        shown = "; ".join(f"{key}: {old!r} there, {new!r} now" for key, old, new in differing[:4])
+        raise RunDirectoryError(
+            f"{run_dir.path} holds a different run than its name says ({shown}). Its config.json was edited or "
+            f"written by another flowsteer version (an algorithm default or preset changed). Finish it with "
+            f"that version, or move the directory away to start this run over."
+        )
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    found = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append((f"{prefix}{key}", a, b))
+    return found
+
+
+def _status(run_dir: RunDirectory) -> dict[str, Any]:
+    """status.json, or 'unknown' (with a warning) when it is damaged: the checkpoints still tell where to go on."""
+    try:
+        return run_dir.status()
+    except RunFileError as exc:
+        warnings.warn(f"{exc} Treating the run as unfinished.", RunWarning, stacklevel=3)
+        return {"state": "unknown"}
+
+
+def _starting_checkpoint(run_dir: RunDirectory, resume: bool) -> Path | None:
+    """Where the run starts: None (step 0) when it has no checkpoint, else its newest readable checkpoint, whose
+    logs must still hold what the run had written by then. Without ``resume`` an unfinished run is refused."""
+    found = checkpoint.candidates(run_dir.checkpoints)
+    if found and not resume:
+        raise RunDirectoryError(
+            f"{run_dir.path} holds an unfinished run (checkpoint {found[0].name}). Resume it with --resume "
+            f"(flowsteer train ... --resume), or move the directory away to start over."
+        )
+    start = checkpoint.newest_readable(run_dir.checkpoints)
+    if start is not None:
+        meta = checkpoint.read_meta(start)
+        run_dir.check_logs(meta["offsets"], meta.get("log_sha256"), start.name)
+    return start
 
 
 def _base_policy(config: Any, task: OfflineTask) -> BasePolicy | None:
@@ -133,12 +236,6 @@ def _tags(spec: RunSpec) -> dict[str, str]:
     return tags | ({"sweep": spec.sweep} if spec.sweep else {})
 
 
-def _flat_params(spec: RunSpec, config: Any) -> dict[str, Any]:
-    flat = {f"run.{k}": v for k, v in spec.identity().items() if k not in ("hyperparameters", "data")}
-    flat |= {f"data.{k}": v for k, v in dataclasses.asdict(spec.data).items()}
-    return flat | {f"algo.{k}": v for k, v in dataclasses.asdict(config).items()}
-
-
 def protocol(spec: RunSpec, config: Any, task: OfflineTask) -> dict[str, Any]:
     """How the numbers of this run were made: versions, data provenance, seeds, evaluation schedule."""
     packages = ["flowsteer", "jax", "jaxlib", "flax", "optax", "ogbench", "mujoco", "gymnasium", "numpy"]
@@ -152,9 +249,10 @@ def protocol(spec: RunSpec, config: Any, task: OfflineTask) -> dict[str, Any]:
             "learner": f"PRNGKey({spec.seed})",
             "evaluation": f"episode k at step s: reset seed S(S({spec.seed}, {_EVAL_STREAM}), s) + k, "
             f"policy noise fold_in(fold_in(PRNGKey(that seed - k), k), t)",
-            "online": f"episode e: reset seed S(S({spec.seed}, {_ONLINE_STREAM}), e); noise at online step t: "
+            "online": f"episode e: reset seed T(S({spec.seed}, {_ONLINE_STREAM}), e); noise at online step t: "
             f"fold_in(PRNGKey(S({spec.seed}, {_ONLINE_STREAM})), t)",
-            "S": "numpy SeedSequence([a, b]).generate_state(1)[0], modulo 2**30 where a seed feeds a reset",
+            "S": "S(a, b) = numpy SeedSequence([a, b]).generate_state(1)[0] modulo 2**30",
+            "T": "T(a, b) = numpy SeedSequence([a, b]).generate_state(1)[0] (32 bits, no modulo)",
         },
         "offline_steps": spec.offline_steps,
         "online_steps": spec.online_steps,
@@ -166,7 +264,8 @@ def protocol(spec: RunSpec, config: Any, task: OfflineTask) -> dict[str, Any]:
             "policy": "deterministic where the algorithm defines it (temperature 0), as the FQL evaluation",
             "success": "info['success'] at the last step of each episode",
         },
-        "success_timing": "pre",
+        # When OGBench computes success: 'pre' (before the action, ogbench >= 1.2's single-task default) or 'post'.
+        "success_timing": getattr(task.env.unwrapped, "_success_timing", "unknown"),
         "dataset": task.provenance,
         "algo_config": dataclasses.asdict(config),
         "versions": {name: version(name) for name in packages},
@@ -179,10 +278,7 @@ def protocol(spec: RunSpec, config: Any, task: OfflineTask) -> dict[str, Any]:
 
 def evaluation_steps(spec: RunSpec) -> list[int]:
     """Global steps at which the run evaluates: every eval_interval, and at the end of each phase."""
-    total = spec.offline_steps + spec.online_steps
-    steps = set(range(spec.eval_interval, total + 1, spec.eval_interval))
-    steps |= {s for s in (spec.offline_steps, total) if s > 0}
-    return sorted(steps)
+    return schedule.evaluation_steps(spec.eval_interval, spec.offline_steps, spec.online_steps)
 
 
 def _git_sha() -> str | None:
@@ -211,7 +307,6 @@ class _Loop:
         self.on_evaluation = on_evaluation
         self.learner = Learner(spec.algo, config, task.train, spec.seed, spec.chunk_size)
         self.evaluator = Evaluator(spec, config)
-        self.eval_steps = set(evaluation_steps(spec))
         self.step = 0
         self.online_transitions = 0
         self.episode = 0
@@ -233,7 +328,7 @@ class _Loop:
     def restore(self, path: Path | None) -> None:
         if path is None:
             return
-        meta = checkpoint.load(path, {})[1]
+        meta = checkpoint.read_meta(path)
         if meta["phase"] == "online" or meta["online_transitions"] > 0:
             self.learner.start_online(self.spec.buffer_size, self.spec.utd)
         templates = self.learner.checkpoint_trees(meta["online_transitions"])
@@ -241,7 +336,7 @@ class _Loop:
         self.learner.restore(trees, meta["online_transitions"])
         self.step, self.online_transitions, self.episode = meta["step"], meta["online_transitions"], meta["episode"]
         self.last_eval = meta.get("last_eval", {})
-        self.run_dir.truncate(meta["offsets"])
+        self.run_dir.cut_logs(meta["offsets"])
         self.bar.update(self.step)
 
     def save_checkpoint(self, phase: str) -> None:
@@ -249,7 +344,7 @@ class _Loop:
             "phase": phase,
             "online_transitions": self.online_transitions,
             "episode": self.episode,
-            "offsets": self.run_dir.offsets(),
+            **self.run_dir.log_state(),
             "last_eval": self.last_eval,
             "run_id": self.spec.run_id,
         }
@@ -262,7 +357,7 @@ class _Loop:
     def save_final_checkpoint(self) -> None:
         """The finished run's state, also when the run ended inside an online episode."""
         last = checkpoint.latest(self.run_dir.checkpoints)
-        if last is None or json.loads((last / "meta.json").read_text())["step"] != self.step:
+        if last is None or checkpoint.step_of(last) != self.step:
             self.save_checkpoint("final")
 
     # ------------------------------------------------------------------ offline
@@ -289,7 +384,7 @@ class _Loop:
         end = spec.offline_steps if phase == "offline" else spec.offline_steps + spec.online_steps
         if self.step % spec.log_interval == 0 or self.step == end:
             self.run_dir.append_row("train.csv", {"step": self.step, **metrics})
-        if self.step in self.eval_steps:
+        if schedule.is_evaluation_step(self.step, spec.eval_interval, spec.offline_steps, spec.online_steps):
             self._evaluate()
         if phase == "offline" and (self.step % spec.checkpoint_interval == 0 or self.step == end):
             self.save_checkpoint(phase)

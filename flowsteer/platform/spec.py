@@ -17,12 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowsteer.algorithms.registry import ALGORITHMS, get_algorithm, make_config
+from flowsteer.algorithms.registry import ALGORITHMS, make_config
 from flowsteer.datasets.catalog import parse_task
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.datasets.generate import SIZES
+from flowsteer.rundir import schedule
+from flowsteer.trackinguri import CredentialsInUriError, check_no_password
 
 SOURCES = ("auto", "official", "generated")
+# Where and how a run executes: not part of its identity (see identity_of).
+EXECUTION_FIELDS = ("output_dir", "tracking_uri", "experiment", "use_ray", "eval_workers", "eval_envs", "sweep")
+EXECUTION_DATA_FIELDS = ("data_dir", "cache_dir")
+# Upper bounds that catch typos (1e30 steps) before any work; each far above any protocol in the papers.
+MAX_EPISODES = 100_000  # evaluation episodes, generated dataset episodes
+MAX_EPISODE_STEPS = 100_000
+MAX_WORKERS = 1_024  # rollout workers, environments per worker
 
 
 class RunSpecError(ValueError):
@@ -93,36 +102,60 @@ class RunSpec:
             task = parse_task(str(self.task)).name
         except DatasetError as exc:
             raise RunSpecError(f"task: {exc}") from None
-        for name, minimum in [
-            ("seed", 0),
-            ("offline_steps", 0),
-            ("online_steps", 0),
-            ("utd", 1),
-            ("buffer_size", 1),
-            ("eval_interval", 1),
-            ("eval_episodes", 0),
-            ("eval_workers", 1),
-            ("eval_envs", 1),
-            ("log_interval", 1),
-            ("checkpoint_interval", 1),
-            ("chunk_size", 1),
+        for name, minimum, maximum in [
+            ("seed", 0, schedule.MAX_SEED),
+            ("offline_steps", 0, schedule.MAX_UPDATES),
+            ("online_steps", 0, schedule.MAX_UPDATES),
+            ("utd", 1, schedule.MAX_UPDATES),
+            ("buffer_size", 1, schedule.MAX_UPDATES),
+            ("eval_interval", 1, None),
+            ("eval_episodes", 0, MAX_EPISODES),
+            ("eval_workers", 1, MAX_WORKERS),
+            ("eval_envs", 1, MAX_WORKERS),
+            ("log_interval", 1, None),
+            ("checkpoint_interval", 1, None),
+            ("chunk_size", 1, None),
         ]:
-            _check_int(name, getattr(self, name), minimum)
+            _check_int(name, getattr(self, name), minimum, maximum)
         if self.offline_steps + self.online_steps == 0:
             raise RunSpecError("offline_steps and online_steps are both 0: the run would do nothing.")
+        updates = self.offline_steps + self.online_steps * self.utd
+        if updates > schedule.MAX_UPDATES:
+            raise RunSpecError(
+                f"offline_steps + online_steps x utd is {updates:,} updates; learners count updates in 32 bits, "
+                f"so at most {schedule.MAX_UPDATES:,}."
+            )
+        evaluations = schedule.count_evaluations(self.eval_interval, self.offline_steps, self.online_steps)
+        if evaluations > schedule.MAX_EVALUATIONS:
+            least = -(-(self.offline_steps + self.online_steps) // schedule.MAX_EVALUATIONS)  # ceiling
+            while schedule.count_evaluations(least, self.offline_steps, self.online_steps) > schedule.MAX_EVALUATIONS:
+                least += 1  # the phase ends may add one or two
+            raise RunSpecError(
+                f"eval_interval {self.eval_interval:,} schedules {evaluations:,} evaluations; at most "
+                f"{schedule.MAX_EVALUATIONS:,} are allowed: raise eval_interval to {least:,} or more."
+            )
         if self.data.source not in SOURCES:
             raise RunSpecError(f"data.source must be one of {', '.join(SOURCES)}, got {self.data.source!r}.")
-        for name, minimum in [("episodes", 1), ("seed", 0), ("episode_steps", 2)]:
-            _check_int(f"data.{name}", getattr(self.data, name), minimum)
+        for name, minimum, maximum in [("episodes", 1, MAX_EPISODES), ("seed", 0, None),
+                                       ("episode_steps", 2, MAX_EPISODE_STEPS)]:  # fmt: skip
+            _check_int(f"data.{name}", getattr(self.data, name), minimum, maximum)
         if not isinstance(self.hyperparameters, dict):
             raise RunSpecError(f"hyperparameters must be a mapping, got {type(self.hyperparameters).__name__}.")
         setting = "offline-to-online" if self.online_steps > 0 else "offline"
         hyperparameters = dict(self.hyperparameters)
         if isinstance(hyperparameters.get("base_run"), str):  # DSRL: Ray trials change directory, keep it absolute
             hyperparameters["base_run"] = str(Path(hyperparameters["base_run"]).expanduser().absolute())
-        canonical = dataclasses.replace(self, task=task, setting=setting, hyperparameters=hyperparameters)
+        if not isinstance(self.output_dir, str) or not self.output_dir:
+            raise RunSpecError(f"output_dir must be a directory name, got {self.output_dir!r}.")
+        output_dir = str(Path(self.output_dir).expanduser().absolute())  # the same run from any directory
+        if self.tracking_uri is not None:
+            if not isinstance(self.tracking_uri, str):
+                raise RunSpecError(f"tracking_uri must be a string (an MLflow URI), got {self.tracking_uri!r}.")
+            _check_no_password(self.tracking_uri, "tracking_uri")
+        canonical = dataclasses.replace(
+            self, task=task, setting=setting, hyperparameters=hyperparameters, output_dir=output_dir
+        )
         try:
-            _check_types(self.algo, hyperparameters)
             config = canonical.algo_config()
             check_run = ALGORITHMS[self.algo].check_run  # e.g. DSRL: a base policy must exist before steering
             if check_run is not None:
@@ -139,12 +172,7 @@ class RunSpec:
 
     def identity(self) -> dict[str, Any]:
         """What determines the run's results (not where they are written or tracked)."""
-        ident = dataclasses.asdict(self)
-        for key in ("output_dir", "tracking_uri", "experiment", "use_ray", "eval_workers", "eval_envs", "sweep"):
-            ident.pop(key)
-        for key in ("data_dir", "cache_dir"):
-            ident["data"].pop(key)
-        return ident
+        return identity_of(dataclasses.asdict(self))
 
     @property
     def run_id(self) -> str:
@@ -160,6 +188,8 @@ class RunSpec:
     def resolved_tracking_uri(self) -> str:
         """MLflow URI with an absolute path: Ray workers change directory, relative sqlite paths would break."""
         uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if uri:
+            _check_no_password(uri, "tracking_uri" if self.tracking_uri else "MLFLOW_TRACKING_URI")
         if not uri:
             return f"sqlite:///{Path.cwd().absolute() / 'mlflow.db'}"
         if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
@@ -170,32 +200,25 @@ class RunSpec:
         return dataclasses.asdict(self)
 
 
-def _check_types(algo: str, values: dict[str, Any]) -> None:
-    """Each override must have the type of the hyperparameter's default (an int where an int is expected, ...)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(get_algorithm(algo).config_cls)}
-    for key, value in values.items():
-        default = defaults.get(key, dataclasses.MISSING)
-        if default is dataclasses.MISSING or default is None:
-            continue  # unknown names are reported by make_config; None defaults take several types
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-        elif isinstance(default, tuple):
-            ok = isinstance(value, list | tuple)
-        else:
-            ok = isinstance(value, type(default))
-        if not ok:
-            expected = {tuple: "a list", int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-            expected = expected.get(type(default), f"a {type(default).__name__}")
-            raise ValueError(f"{key} must be {expected} (default {default!r}), got {value!r}")
+def _check_no_password(uri: str, where: str) -> None:
+    try:
+        check_no_password(uri, where)
+    except CredentialsInUriError as exc:
+        raise RunSpecError(str(exc)) from None
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
+def identity_of(run: dict[str, Any]) -> dict[str, Any]:
+    """The identity part of a run's fields (a RunSpec as plain data): what determines its results."""
+    ident = {k: v for k, v in run.items() if k not in EXECUTION_FIELDS}
+    ident["data"] = {k: v for k, v in (run.get("data") or {}).items() if k not in EXECUTION_DATA_FIELDS}
+    return ident
+
+
+def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise RunSpecError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    if maximum is not None and value > maximum:
+        raise RunSpecError(f"{name} must be at most {maximum:,}, got {value:,}.")
 
 
 def _reject_unknown(kind: str, values: dict[str, Any], valid: list[str]) -> None:

@@ -11,8 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flowsteer.cli import main
-from flowsteer.platform.rundir import RunDirectory
 from flowsteer.platform.tracking import TrackingAuthError, check_access
+from flowsteer.rundir import RunDirectory
 from flowsteer.sweeps.cluster import local_temp_dir
 from flowsteer.sweeps.driver import run_sweep
 from flowsteer.sweeps.spec import load_sweep

@@ -19,14 +19,14 @@ import yaml
 from flowsteer.cli import main
 from flowsteer.platform import checkpoint
 from flowsteer.platform.loop import RunResult, run
-from flowsteer.platform.rundir import RunDirectory
 from flowsteer.platform.spec import RunSpecError
+from flowsteer.rundir import RunDirectory, measurements
 
 
 def resume_from_the_checkpoint_before_the_last(spec) -> RunResult:
     """Roll the finished run back to its second-to-last checkpoint, resume it, and check it ends identically."""
     files = RunDirectory(spec.run_dir)
-    finished = {name: (spec.run_dir / name).read_text() for name in ("train.csv", "eval.csv")}
+    finished = {name: measurements(spec.run_dir / name) for name in ("train.csv", "eval.csv")}
     earlier, last = sorted(files.checkpoints.glob("step_*"))
     final_arrays = (last / "arrays.npz").read_bytes()
     shutil.rmtree(last)
@@ -36,7 +36,7 @@ def resume_from_the_checkpoint_before_the_last(spec) -> RunResult:
     resumed = run(spec, resume=True, progress=False)
     assert resumed.status == "finished"
     for name, text in finished.items():
-        assert (spec.run_dir / name).read_text() == text, name
+        assert measurements(spec.run_dir / name) == text, name
     assert (checkpoint.latest(files.checkpoints) / "arrays.npz").read_bytes() == final_arrays
     return resumed
 

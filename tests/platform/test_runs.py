@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from flowsteer.platform import checkpoint
 from flowsteer.platform.loop import run
-from flowsteer.platform.rundir import RunDirectory
+from flowsteer.rundir import RunDirectory
 
 ALGOS = ["bc", "iql", "rebrac", "ifql", "idql", "fql"]
 

@@ -46,6 +46,35 @@ def test_bad_input_names_the_field_and_what_it_accepts(values: dict, message: st
     assert message in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"offline_steps": 10**30}, "offline_steps must be at most 2,147,483,647"),
+        ({"online_steps": 2**31 - 1, "utd": 4}, "learners count updates in 32 bits"),
+        ({"seed": 2**32}, "seed must be at most 4,294,967,295"),  # PRNGKey(2**32) would equal PRNGKey(0)
+        ({"eval_interval": 1}, "schedules 1,000,000 evaluations; at most 10,000 are allowed: raise eval_interval to 100 or"),
+        ({"eval_episodes": 10**9}, "eval_episodes must be at most 100,000"),
+        ({"buffer_size": 10**12}, "buffer_size must be at most 2,147,483,647"),
+        ({"data": {"episodes": 10**8}}, "data.episodes must be at most 100,000"),
+        ({"hyperparameters": {"batch_size": 0}}, "hyperparameters: batch_size must be an integer >= 1, got 0"),
+        ({"hyperparameters": {"flow_steps": 0}}, "hyperparameters: flow_steps must be an integer >= 1, got 0"),
+        ({"hyperparameters": {"actor_hidden_dims": [-64]}}, "actor_hidden_dims must be a non-empty list of integers"),
+        ({"hyperparameters": {"value_hidden_dims": ["a", "b"]}}, "value_hidden_dims must be a non-empty list"),
+        ({"hyperparameters": {"actor_hidden_dims": []}}, "actor_hidden_dims must be a non-empty list of integers"),
+        ({"hyperparameters": {"alpha": float("nan")}}, "alpha must be a finite number, got nan"),
+        ({"hyperparameters": {"alpha": -1.0}}, "alpha must be a number >= 0, got -1.0"),
+        ({"hyperparameters": {"lr": 0.0}}, "lr must be a number > 0, got 0.0"),
+        ({"hyperparameters": {"discount": 1.5}}, "discount must be a number in (0, 1], got 1.5"),
+        ({"hyperparameters": {"tau": 0.0}}, "tau must be a number in (0, 1], got 0.0"),
+        ({"tracking_uri": "http://alice:S3cret@host:5000"}, "holds a password"),
+    ],
+)
+def test_absurd_values_fail_before_any_work_with_one_line(values: dict, message: str) -> None:
+    with pytest.raises(RunSpecError) as error:
+        RunSpec.from_dict(BASE | values)
+    assert message in str(error.value)
+
+
 def test_run_id_depends_on_what_changes_results_only() -> None:
     spec = RunSpec.from_dict(BASE)
     assert spec.run_id == RunSpec.from_dict(BASE | {"output_dir": "elsewhere", "eval_workers": 2}).run_id

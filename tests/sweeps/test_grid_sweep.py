@@ -8,7 +8,7 @@ import os
 import mlflow
 import pandas as pd
 
-from flowsteer.platform.rundir import RunDirectory
+from flowsteer.rundir import RunDirectory
 from flowsteer.sweeps.cluster import local_temp_dir, processes_using
 from flowsteer.sweeps.driver import run_sweep
 from flowsteer.sweeps.spec import load_sweep

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 
 from flowsteer.platform import checkpoint
-from flowsteer.platform.rundir import RunDirectory, read_json
+from flowsteer.rundir import RunDirectory, read_json
 from flowsteer.sweeps.cluster import local_temp_dir, processes_using
 from flowsteer.sweeps.spec import load_sweep
 from flowsteer.sweeps.trainable import read_attempts

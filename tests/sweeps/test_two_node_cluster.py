@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from flowsteer.platform.rundir import RunDirectory, read_json
+from flowsteer.rundir import RunDirectory, read_json
 from flowsteer.sweeps.cluster import processes_using
 from flowsteer.sweeps.spec import load_sweep
 from flowsteer.sweeps.trainable import read_attempts
