@@ -11,7 +11,7 @@ import numpy as np
 from flowsteer.datasets import catalog, store
 from flowsteer.datasets.build import build_dataset
 from flowsteer.datasets.catalog import OFFICIAL_EPISODE_STEPS, DatasetInfo
-from flowsteer.datasets.errors import DatasetError
+from flowsteer.datasets.errors import CorruptDatasetError, DatasetError
 from flowsteer.datasets.generate import SIZES, GenerationSpec
 from flowsteer.datasets.load import load_task
 from flowsteer.datasets.npzfile import sha256
@@ -105,7 +105,12 @@ def _generate(args: argparse.Namespace) -> int:
         raise DatasetError(store.missing_official_message(info, args.data_dir))
     spec = GenerationSpec(info.name, episodes=args.episodes, seed=args.seed, episode_steps=args.episode_steps)
     root = store.cache_root(args.cache_dir)
-    existing = store.find_generated(spec, args.cache_dir)
+    try:
+        existing = store.find_generated(spec, args.cache_dir)
+    except CorruptDatasetError:
+        if not args.force:
+            raise
+        existing = None  # rebuilt below; the damaged copy is replaced only once the new one is complete
     if existing is not None and not args.force:
         print(f"{info.name}: already generated at {existing.train.parent} (use --force to regenerate)")
         return 0
@@ -142,7 +147,10 @@ def _list(args: argparse.Namespace) -> int:
             have.add(info.name)
             size = sum(f["bytes"] for f in official.provenance["files"].values())
             rows.append([info.name, "official", "", "", _megabytes(size), str(official.train.parent)])
-    for files in store.list_generated(args.cache_dir):
+    generated, damaged = store.scan_generated(args.cache_dir)
+    for copy in damaged:
+        rows.append([_dataset_of(copy.directory), "generated (DAMAGED)", "", "", "", _first_line(copy.reason)])
+    for files in generated:
         have.add(files.info.name)
         gen = files.provenance["generator"]
         size = sum(f["bytes"] for f in files.provenance["files"].values())
@@ -170,6 +178,16 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     _print_table(["dataset", "source", "episodes", "seed", "size", "where"], rows)
     return 0
+
+
+def _dataset_of(directory: Path) -> str:
+    """The dataset a cache directory holds, from its name (cube-single-play__generated-n5-s0)."""
+    return directory.name.split("__", 1)[0] + "-v0"
+
+
+def _first_line(text: str, width: int = 160) -> str:
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= width else line[: width - 3] + "..."
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
@@ -226,7 +244,12 @@ def _print_copies(info: DatasetInfo, args: argparse.Namespace) -> None:
     if official is not None:
         found = True
         print(f"  official   {official.train.parent}")
-    for files in store.list_generated(args.cache_dir):
+    generated, damaged = store.scan_generated(args.cache_dir)
+    for copy in damaged:
+        if _dataset_of(copy.directory) == info.name:
+            found = True
+            print(f"  generated  DAMAGED: {_first_line(copy.reason)}")
+    for files in generated:
         if files.info.name == info.name:
             found = True
             gen = files.provenance["generator"]
@@ -271,7 +294,12 @@ def _verify(args: argparse.Namespace) -> int:
     rows: list[list[str]] = []
     for directory in store.official_dirs(args.data_dir):
         rows += _verify_official(directory.absolute(), wanted, args.write_manifest)
-    for files in store.list_generated(args.cache_dir):
+    generated, damaged = store.scan_generated(args.cache_dir)
+    for copy in damaged:
+        if not wanted or _dataset_of(copy.directory) in wanted:
+            state = f"DAMAGED ({_first_line(copy.reason, 100)}; rebuild it with data generate --force)"
+            rows.append([_dataset_of(copy.directory), "generated", "-", state, str(copy.directory)])
+    for files in generated:
         if wanted and files.info.name not in wanted:
             continue
         for split, path in (("train", files.train), ("val", files.val)):

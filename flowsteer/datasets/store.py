@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from flowsteer.datasets.build import PROVENANCE_FILE, TRAIN_FILE, VAL_FILE, build_dataset
 from flowsteer.datasets.catalog import OFFICIAL_EPISODE_STEPS, DatasetInfo, get_dataset
-from flowsteer.datasets.errors import CorruptDatasetError, DatasetError, MissingOfficialDataError
+from flowsteer.datasets.errors import CorruptDatasetError, DatasetError, MissingOfficialDataError, NotWritableError
 from flowsteer.datasets.generate import GenerationSpec
 from flowsteer.datasets.npzfile import read_headers, sha256
 
@@ -89,8 +89,12 @@ def read_manifest(directory: Path) -> dict[str, str] | None:
     path = directory / MANIFEST_FILE
     if not path.exists():
         return None
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptDatasetError(f"{path} is not a checksum list (not UTF-8 text); restore it or delete it.") from None
     entries = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         digest, _, name = line.partition("  ")
@@ -104,8 +108,14 @@ def write_manifest(directory: Path, entries: dict[str, str]) -> Path:
     """Write ``directory/SHA256SUMS`` atomically (a half-written manifest would fail every check)."""
     path = directory / MANIFEST_FILE
     scratch = directory / f".{MANIFEST_FILE}.tmp-{os.getpid()}"
-    scratch.write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items())))
-    os.replace(scratch, path)
+    try:
+        scratch.write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items())))
+        os.replace(scratch, path)
+    except OSError as exc:
+        raise NotWritableError(
+            f"cannot write {path} ({exc.strerror or exc}); run `flowsteer data verify --write-manifest` as a user "
+            f"who can write to {directory}, or without --write-manifest to only check."
+        ) from None
     return path
 
 
@@ -142,7 +152,18 @@ def find_generated(
     """The cached, complete copy of ``spec``, checked (headers; with ``checksums`` also the sha256 of both files
     against its provenance); None if it was never generated."""
     directory = cache_root(cache_dir) / "ogbench" / spec.cache_key
-    return _generated_files(directory, checksums) if directory.exists() else None
+    if not directory.exists():
+        return None
+    try:
+        return _generated_files(directory, checksums)
+    except CorruptDatasetError as exc:
+        raise CorruptDatasetError(f"{exc} Rebuild it: {regenerate_command(spec)}") from None
+
+
+def regenerate_command(spec: GenerationSpec) -> str:
+    """The command that replaces a damaged generated copy (atomically: the old one stays until the new one is done)."""
+    steps = "" if spec.episode_steps == OFFICIAL_EPISODE_STEPS else f" --episode-steps {spec.episode_steps}"
+    return f"flowsteer data generate {spec.dataset} --episodes {spec.episodes} --seed {spec.seed}{steps} --force"
 
 
 def _generated_files(directory: Path, checksums: bool = False) -> DatasetFiles:
@@ -151,9 +172,10 @@ def _generated_files(directory: Path, checksums: bool = False) -> DatasetFiles:
         provenance = json.loads(provenance_path.read_text())
         info = get_dataset(provenance["dataset"])
     except (OSError, ValueError, KeyError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise CorruptDatasetError(
-            f"{provenance_path} is missing or unreadable ({exc}); the cached dataset in {directory} cannot "
-            f"be trusted. Delete that directory and generate it again."
+            f"{provenance_path} is missing or unreadable ({reason}); the cached dataset in {directory} cannot "
+            f"be trusted."
         ) from exc
     train, val = directory / TRAIN_FILE, directory / VAL_FILE
     check_files(info, train, val)
@@ -161,25 +183,41 @@ def _generated_files(directory: Path, checksums: bool = False) -> DatasetFiles:
         for split, path in (("train", train), ("val", val)):
             expected, actual = provenance["files"][split]["sha256"], sha256(path)
             if expected != actual:
-                raise CorruptDatasetError(
-                    checksum_message(path, expected, actual) + f" Or delete {directory} and generate it again."
-                )
+                raise CorruptDatasetError(checksum_message(path, expected, actual))
     return DatasetFiles(info, train, val, {**provenance, "directory": str(directory)})
 
 
+@dataclass(frozen=True)
+class DamagedCopy:
+    """A generated copy in the cache that cannot be used, and why."""
+
+    directory: Path
+    reason: str
+
+
 def list_generated(cache_dir: str | Path | None = None) -> list[DatasetFiles]:
-    """Every complete generated dataset in the cache (builds in progress are hidden)."""
+    """Every usable generated dataset in the cache (builds in progress are hidden; see ``damaged_generated``)."""
+    return scan_generated(cache_dir)[0]
+
+
+def damaged_generated(cache_dir: str | Path | None = None) -> list[DamagedCopy]:
+    """Generated copies that cannot be used (a file cut short or missing, no provenance), for listings to show."""
+    return scan_generated(cache_dir)[1]
+
+
+def scan_generated(cache_dir: str | Path | None = None) -> tuple[list[DatasetFiles], list[DamagedCopy]]:
+    """Every generated copy in the cache: the usable ones and the damaged ones (checked by headers)."""
     parent = cache_root(cache_dir) / "ogbench"
     if not parent.is_dir():
-        return []
-    found = []
+        return [], []
+    found, damaged = [], []
     for directory in sorted(parent.iterdir()):
         if directory.is_dir() and not directory.name.startswith("."):
             try:
                 found.append(_generated_files(directory))
-            except DatasetError:
-                continue  # `flowsteer data list` reports it separately as unusable
-    return found
+            except DatasetError as exc:
+                damaged.append(DamagedCopy(directory, str(exc)))
+    return found, damaged
 
 
 def check_files(info: DatasetInfo, train: Path, val: Path) -> None:
@@ -215,6 +253,50 @@ def _check_headers(info: DatasetInfo, path: Path, headers: dict) -> None:
             raise CorruptDatasetError(f"{path}: '{key}' has dtype {dtype}, expected a numeric array.")
     if rows == 0:
         raise CorruptDatasetError(f"{path} holds no rows. Generate or download the dataset again.")
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """Which copy of a dataset a run or sweep will use, found without generating or hashing anything."""
+
+    info: DatasetInfo
+    source: str  # 'official', 'generated' (a cached copy) or 'generate' (built on first use)
+    where: Path  # the copy's directory, or the cache it will be generated into
+    spec: GenerationSpec | None = None  # the generated copy ('generated', 'generate')
+
+    def describe(self) -> str:
+        if self.source == "generate":
+            assert self.spec is not None
+            return f"to generate ({self.spec.episodes} episodes, seed {self.spec.seed}) into {self.where}"
+        return f"{'official files' if self.source == 'official' else 'generated copy'} in {self.where}"
+
+
+def plan(
+    dataset: str,
+    *,
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    source: Source = "auto",
+    episodes: int = 1000,
+    seed: int = 0,
+    episode_steps: int = OFFICIAL_EPISODE_STEPS,
+) -> DatasetPlan:
+    """The copy ``resolve`` will use (same order), checked by headers only: cheap enough to run for every dataset
+    of a sweep before anything is generated. MissingOfficialDataError when no copy can be had here."""
+    info = get_dataset(dataset)
+    if source not in ("auto", "official", "generated"):
+        raise DatasetError(f"source must be 'auto', 'official' or 'generated', not {source!r}.")
+    if source in ("auto", "official"):
+        official = find_official(info, data_dir, checksums=False)
+        if official is not None:
+            return DatasetPlan(info, "official", official.train.parent)
+        if source == "official" or not info.generatable:
+            raise MissingOfficialDataError(missing_official_message(info, data_dir))
+    spec = GenerationSpec(info.name, episodes=episodes, seed=seed, episode_steps=episode_steps)
+    cached = find_generated(spec, cache_dir)
+    if cached is not None:
+        return DatasetPlan(info, "generated", cached.train.parent, spec)
+    return DatasetPlan(info, "generate", cache_root(cache_dir) / "ogbench", spec)
 
 
 def resolve(

@@ -197,5 +197,6 @@ def test_a_cached_copy_with_damaged_provenance_is_not_trusted(tmp_path: Path, sm
     copy = tmp_path / "ogbench" / spec.cache_key
     shutil.copytree(smoke_dir, copy)
     (copy / "provenance.json").write_text("{ not json")
-    with pytest.raises(CorruptDatasetError, match="Delete that directory"):
+    rebuild = r"Rebuild it: flowsteer data generate .* --episode-steps 201 --force"
+    with pytest.raises(CorruptDatasetError, match=rebuild):
         resolve(CUBE, cache_dir=tmp_path, **SMALL)
