@@ -12,13 +12,15 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from flowsteer.datasets.catalog import get_dataset
-from flowsteer.reports.load import ReportError
+from flowsteer.reports.load import PROTOCOL_SETTINGS, ReportError, ReportWarning, SkippedRun, read_run
 
 OFFLINE, ONLINE = "offline", "online"  # the two phases of an offline-to-online cell
 
@@ -41,18 +43,42 @@ PAPER = Aggregation()  # the FQL paper's OGBench protocol
 
 
 def method_labels(runs: pd.DataFrame) -> pd.Series:
-    """The column a run belongs to: its algorithm, plus the hyperparameters that differ within its cell."""
+    """The column a run belongs to: its algorithm, plus what differs within its (algorithm, task, setting):
+    hyperparameters, and protocol settings (budget, evaluation) that change what a run measures. Runs that differ
+    in a protocol setting are never averaged into one cell; a ReportWarning says which were split."""
     labels = runs["algorithm"].copy()
-    for _, group in runs.groupby(["algorithm", "task", "setting"]):
-        if group["hyperparameters"].nunique() < 2:
+    for (algorithm, task, _), group in runs.groupby(["algorithm", "task", "setting"]):
+        described = {i: _description(group.loc[i]) for i in group.index}
+        keys = sorted({k for d in described.values() for k in d})
+        varying = [k for k in keys if len({json.dumps(d.get(k), sort_keys=True) for d in described.values()}) > 1]
+        if not varying:
             continue
-        parsed = {i: json.loads(h) for i, h in group["hyperparameters"].items()}
-        keys = sorted({k for hp in parsed.values() for k in hp})
-        varying = [k for k in keys if len({json.dumps(hp.get(k), sort_keys=True) for hp in parsed.values()}) > 1]
-        for i, hp in parsed.items():
-            detail = ", ".join(f"{k}={hp.get(k)}" for k in varying)
-            labels[i] = f"{runs.at[i, 'algorithm']} ({detail})"
+        for i, description in described.items():
+            detail = ", ".join(f"{k}={description.get(k)}" for k in varying)
+            labels[i] = f"{algorithm} ({detail})"
+        split = [k for k in varying if k in PROTOCOL_SETTINGS]
+        if split:
+            values = "; ".join(f"{k} {sorted({d.get(k) for d in described.values()})}" for k in split)
+            warnings.warn(f"{algorithm} on {task}: runs differ in {values}; they are shown as separate columns, "
+                          "never averaged together.", ReportWarning, stacklevel=3)  # fmt: skip
     return labels
+
+
+def _description(run: pd.Series) -> dict:
+    """What makes a run's column: its hyperparameter overrides and its protocol settings."""
+    return json.loads(run["hyperparameters"]) | {k: int(run[k]) for k in PROTOCOL_SETTINGS if k in run}
+
+
+def check_unique_seeds(scores: pd.DataFrame) -> None:
+    """A cell counts each seed once: two runs of one seed in one column are refused, never averaged."""
+    runs = scores.drop_duplicates("run")
+    for (method, task, setting, seed), group in runs.groupby(["method", "task", "setting", "seed"]):
+        if len(group) > 1:
+            raise ReportError(
+                f"{method} on {task} ({setting}) has seed {seed} in {len(group)} runs: {', '.join(group['run'])}. "
+                f"They differ only in settings that do not change the column (log, checkpoint or chunk "
+                f"intervals?); keep one of them in the report's folder."
+            )
 
 
 def run_scores(tidy: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
@@ -61,7 +87,7 @@ def run_scores(tidy: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
     if metric.empty:
         raise ReportError(f"No evaluation rows with metric {agg.metric!r}; eval.csv files lack that column.")
     run_columns = ["run", "algorithm", "task", "dataset", "category", "default_task", "seed", "hyperparameters"]
-    run_columns += ["setting", "offline_steps", "online_steps", "eval_steps", "eval_episodes", "status", "provenance"]
+    run_columns += ["setting", *PROTOCOL_SETTINGS, "eval_steps", "status", "provenance"]
     runs = metric.drop_duplicates("run").set_index("run")[run_columns[1:]]
     values = {run: dict(zip(g["step"], g["value"], strict=True)) for run, g in metric.groupby("run")}
     rows = []
@@ -83,7 +109,18 @@ def run_scores(tidy: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
             rows[-1]["incomplete"] = reason
     scores = pd.DataFrame(rows)
     scores["method"] = method_labels(scores)
+    check_unique_seeds(scores)
     return scores
+
+
+def score_run(run_dir: Path, agg: Aggregation = PAPER) -> float:
+    """A run's score exactly as its report cell counts it: the final phase (online for offline-to-online runs),
+    NaN when the run lacks an evaluation of its window. A sweep chooses settings by this number."""
+    try:
+        tidy = read_run(run_dir)
+    except SkippedRun as exc:
+        raise ReportError(str(exc)) from None
+    return float(run_scores(tidy, agg)["score"].iloc[-1])
 
 
 def check_provenance(scores: pd.DataFrame, keys: list[str]) -> None:

@@ -1,9 +1,11 @@
 """Run directories into one tidy table: one row per (run, evaluation step, metric).
 
 A run directory (written by the run loop) holds config.json, protocol.json, eval.csv and status.json.
-This module reads those files only; it never imports the training code. The table is cached as
-Parquet next to the runs, keyed by the size and modification time of every file it was built from,
-so a changed or added run rebuilds it.
+This module reads those files through flowsteer.rundir, the same readers the run loop uses; it never imports
+the training code. A run directory that cannot be read (a damaged file, a run stopped before its first
+evaluation, a run trained without evaluations) is left out with a ReportWarning that says why: one broken
+run never stops a report. The table is cached as Parquet next to the runs, keyed by the size and modification
+time of every file it was built from, so a changed or added run rebuilds it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import pandas as pd
 
 from flowsteer.datasets.catalog import parse_task
 from flowsteer.datasets.errors import UnknownNameError
+from flowsteer.rundir import CONFIG, EVAL_LOG, PROTOCOL, STATUS, RunFileError, read_json, read_log
 
-RUN_FILES = ("config.json", "protocol.json", "eval.csv")
+RUN_FILES = (CONFIG, PROTOCOL, EVAL_LOG)
 CACHE_DIR = ".flowsteer-report-cache"
+# Settings that change what a run measures: runs that differ in them are different columns (see method_labels).
+PROTOCOL_SETTINGS = ("offline_steps", "online_steps", "utd", "buffer_size", "eval_interval", "eval_episodes")
 COLUMNS = [
     "run",
     "algorithm",
@@ -32,16 +37,16 @@ COLUMNS = [
     "seed",
     "hyperparameters",
     "setting",
-    "offline_steps",
-    "online_steps",
+    *PROTOCOL_SETTINGS,
     "eval_steps",
-    "eval_episodes",
     "status",
     "provenance",
     "step",
     "metric",
     "value",
 ]
+# Package versions that can change a number; a cell never mixes runs that differ in one of them.
+_VERSIONED = ("flowsteer", "jax", "jaxlib", "flax", "optax", "numpy", "ogbench", "mujoco", "gymnasium")
 
 
 class ReportError(ValueError):
@@ -52,16 +57,20 @@ class ReportWarning(UserWarning):
     """Something was left out of a report; the message says what."""
 
 
+class SkippedRun(Exception):
+    """A run directory left out of a report; the message says why."""
+
+
 def find_run_dirs(source: Path) -> list[Path]:
-    """Every run directory at or below ``source`` (a directory holding config.json and eval.csv)."""
+    """Every run directory at or below ``source`` (a directory holding config.json)."""
     source = Path(source)
     if not source.exists():
         raise ReportError(f"{source} does not exist. Pass a run directory or a folder of run directories.")
-    if (source / "config.json").exists():
+    if (source / CONFIG).exists():
         return [source]
     runs = []
     for folder, subfolders, names in os.walk(source):
-        if "config.json" in names:
+        if CONFIG in names:
             runs.append(Path(folder))
             subfolders.clear()  # a run's own folders (checkpoints/) hold no runs
         subfolders[:] = [d for d in subfolders if d != CACHE_DIR]
@@ -75,7 +84,8 @@ def find_run_dirs(source: Path) -> list[Path]:
 
 
 def provenance_key(protocol: dict[str, Any]) -> str:
-    """What must agree for two runs to share a table cell: data origin, generator, package versions."""
+    """What must agree for two runs to share a table cell: the data (origin, generator, file checksums), the
+    code (flowsteer version and commit, versions of the packages that compute), and how success is read."""
     dataset = protocol.get("dataset") or {}
     versions = protocol.get("versions") or {}
     parts = [f"data={dataset.get('source', 'unknown')}"]
@@ -83,40 +93,63 @@ def provenance_key(protocol: dict[str, Any]) -> str:
     if dataset.get("source") == "generated" and generator:
         gen = {k: generator.get(k) for k in ("episodes", "seed", "episode_steps", "generator_version", "recipe")}
         parts.append("generator=" + json.dumps(gen, sort_keys=True, separators=(",", ":")))
-    for package in ("ogbench", "jax"):
-        parts.append(f"{package}={versions.get(package, 'unknown')}")
+    files = dataset.get("files") or {}
+    digest = (files.get("train") or {}).get("sha256") if isinstance(files, dict) else None
+    if digest:
+        parts.append(f"train_sha256={digest[:16]}")
+    for package in _VERSIONED:
+        if package in versions or package in ("ogbench", "jax"):
+            parts.append(f"{package}={versions.get(package, 'unknown')}")
+    if "git_sha" in protocol:
+        parts.append(f"commit={(protocol['git_sha'] or 'unknown')[:12]}")
     parts.append(f"success_timing={protocol.get('success_timing', 'unknown')}")
     return " ".join(parts)
 
 
+def _read(path: Path, name: str) -> Any:
+    try:
+        return read_json(path / name)
+    except RunFileError as exc:
+        raise SkippedRun(str(exc)) from None
+
+
 def read_run(path: Path) -> pd.DataFrame:
-    """One run directory as tidy rows; duplicate (step, metric) rows from resumed runs keep the last."""
-    for name in RUN_FILES:
-        if not (path / name).exists():
-            raise ReportError(
-                f"{path} is not a complete run directory: {name} is missing. Remove it from the report's source "
-                f"or finish the run (flowsteer train ... --resume)."
-            )
-    config = json.loads((path / "config.json").read_text())
-    protocol = json.loads((path / "protocol.json").read_text())
-    status = json.loads((path / "status.json").read_text()) if (path / "status.json").exists() else {}
-    spec = config.get("run")
+    """One run directory as tidy rows; SkippedRun (with the reason) when it cannot be part of a report."""
+    config, protocol = _read(path, CONFIG), _read(path, PROTOCOL)
+    status = _read(path, STATUS) or {}
+    spec = config.get("run") if isinstance(config, dict) else None
     if not isinstance(spec, dict) or "algo" not in spec or "task" not in spec:
-        raise ReportError(f"{path / 'config.json'} has no 'run' section with 'algo' and 'task'; it is not a run.")
+        raise SkippedRun(f"{path / CONFIG} has no 'run' section with 'algo' and 'task'; it is not a run.")
+    state = status.get("state", "unknown") if isinstance(status, dict) else "unknown"
+    if protocol is None or not (path / EVAL_LOG).exists():
+        if state == "finished" and spec.get("eval_episodes") == 0:
+            raise SkippedRun(f"{path} was trained without evaluations (eval_episodes 0): it has no score.")
+        if state == "finished":
+            missing = PROTOCOL if protocol is None else EVAL_LOG
+            raise SkippedRun(f"{path} is finished but its {missing} is missing; restore it from a copy.")
+        raise SkippedRun(f"{path} has no evaluations yet ({state}).")
     try:
         task = parse_task(spec["task"])
-    except UnknownNameError as exc:
-        raise ReportError(f"{path}: {exc}") from None
+        log = read_log(path / EVAL_LOG)
+    except (UnknownNameError, RunFileError) as exc:
+        raise SkippedRun(str(exc)) from None
+    if log.partial is not None:
+        warnings.warn(
+            f"{log.path} ends in an incomplete row without its newline ({log.partial[:60]!r}); that row is left "
+            f"out (cut short by a crash or an editor?).",
+            ReportWarning,
+            stacklevel=3,
+        )
     evaluation = protocol.get("evaluation") or {}
-    wide = pd.read_csv(path / "eval.csv")
-    if "step" not in wide.columns:
-        raise ReportError(f"{path / 'eval.csv'} has no 'step' column; it was not written by flowsteer.")
-    tidy = wide.melt(id_vars="step", var_name="metric", value_name="value")
-    try:
-        tidy["step"] = tidy["step"].astype("int64")
-        tidy["value"] = tidy["value"].astype("float64")
-    except (TypeError, ValueError) as exc:
-        raise ReportError(f"{path / 'eval.csv'} holds a value that is not a number ({exc}).") from None
+    metrics = log.metrics
+    steps = [int(row["step"]) for row in log.rows]
+    tidy = pd.DataFrame(
+        {
+            "step": [s for s in steps for _ in metrics],
+            "metric": metrics * len(steps),
+            "value": [row[m] for row in log.rows for m in metrics],
+        }
+    )
     tidy = tidy.drop_duplicates(subset=["step", "metric"], keep="last")
     info = {
         "run": config.get("run_id", path.name),
@@ -130,9 +163,12 @@ def read_run(path: Path) -> pd.DataFrame:
         "setting": protocol.get("setting", spec.get("setting", "offline")),
         "offline_steps": int(spec.get("offline_steps", 0)),
         "online_steps": int(spec.get("online_steps", 0)),
-        "eval_steps": json.dumps(evaluation.get("steps") or sorted(tidy["step"].unique().tolist())),
+        "utd": int(spec.get("utd", 1)),
+        "buffer_size": int(spec.get("buffer_size", 0)) if spec.get("online_steps") else 0,
+        "eval_interval": int(evaluation.get("interval", spec.get("eval_interval", 0))),
         "eval_episodes": int(evaluation.get("episodes", spec.get("eval_episodes", 0))),
-        "status": status.get("state", "unknown"),
+        "eval_steps": json.dumps(evaluation.get("steps") or sorted(set(steps))),
+        "status": state,
         "provenance": provenance_key(protocol),
     }
     for column, value in info.items():
@@ -143,44 +179,50 @@ def read_run(path: Path) -> pd.DataFrame:
 def _fingerprint(runs: list[Path]) -> str:
     digest = hashlib.sha256()
     for run in runs:
-        for name in (*RUN_FILES, "status.json"):
+        for name in (*RUN_FILES, STATUS):
             file = run / name
             stat = file.stat() if file.exists() else None
             digest.update(f"{file}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1}\n".encode())
     return digest.hexdigest()[:20]
 
 
-def _without_evaluations(run: Path) -> bool:
-    """A run that stopped (failed, diverged, interrupted) or is running before its first evaluation."""
-    if all((run / name).exists() for name in RUN_FILES) or not (run / "status.json").exists():
-        return False
-    return json.loads((run / "status.json").read_text()).get("state") != "finished"
+def _summarize(reasons: list[str], limit: int = 5) -> str:
+    shown = "; ".join(reasons[:limit])
+    return shown + (f"; and {len(reasons) - limit} more" if len(reasons) > limit else "")
 
 
 def load_runs(source: Path, *, cache: bool = True) -> pd.DataFrame:
     """All runs under ``source`` as one tidy table (see COLUMNS), from the Parquet cache when it is current.
 
-    Runs that have not evaluated yet (running, or stopped early) are left out with a warning; their seeds then
-    show as missing in the tables. A finished run without its files is an error.
+    Runs that cannot be reported (no evaluations yet, trained without evaluations, damaged files) are left out
+    with a ReportWarning naming each and why; their seeds then show as missing in the tables. ReportError when
+    no run is left.
     """
     source = Path(source)
     runs = find_run_dirs(source)
-    early = [run for run in runs if _without_evaluations(run)]
-    if early:
-        names = ", ".join(run.name for run in early[:5]) + (f" and {len(early) - 5} more" if len(early) > 5 else "")
-        warnings.warn(f"{len(early)} run(s) without evaluations yet are left out: {names}", ReportWarning, stacklevel=2)
-        runs = [run for run in runs if run not in early]
-        if not runs:
-            raise ReportError(f"No run under {source} has evaluations yet ({len(early)} started).")
     cache_file = None
     if cache:
         base = source if source.is_dir() else source.parent
         cache_file = base / CACHE_DIR / f"runs-{_fingerprint(runs)}.parquet"
         if cache_file.exists():
             return pd.read_parquet(cache_file)
-    frames = [read_run(run) for run in runs]
+    frames, kept, skipped = [], [], []
+    with warnings.catch_warnings(record=True) as noted:
+        warnings.simplefilter("always", ReportWarning)
+        for run in runs:
+            try:
+                frames.append(read_run(run))
+                kept.append(run)
+            except SkippedRun as exc:
+                skipped.append(str(exc))
+    for note in noted:  # again, outside the recorder, for the caller to see
+        warnings.warn(note.message, note.category, stacklevel=2)
+    if skipped:
+        warnings.warn(f"{len(skipped)} run(s) left out: {_summarize(skipped)}", ReportWarning, stacklevel=2)
+    if not frames:
+        raise ReportError(f"No run under {source} can be reported: {_summarize(skipped)}")
     seen: dict[str, Path] = {}
-    for run, frame in zip(runs, frames, strict=True):
+    for run, frame in zip(kept, frames, strict=True):
         run_id = frame["run"].iat[0] if len(frame) else run.name
         if run_id in seen:
             raise ReportError(
@@ -188,7 +230,7 @@ def load_runs(source: Path, *, cache: bool = True) -> pd.DataFrame:
             )
         seen[run_id] = run
     table = pd.concat(frames, ignore_index=True)
-    if cache_file is not None:
+    if cache_file is not None and not skipped and not noted:  # so that every later report warns again
         try:
             cache_file.parent.mkdir(exist_ok=True)
             for old in cache_file.parent.glob("runs-*.parquet"):

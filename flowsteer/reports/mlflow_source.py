@@ -1,30 +1,32 @@
 """An MLflow experiment into the same tidy table as run directories (flowsteer.reports.load.COLUMNS).
 
-MLflow is a view of the runs (DESIGN.md): it holds each run's tags (algo, task, seed, run_id), its parameters
-(run.*, data.*, algo.*) and its metrics (evaluation/*), but not protocol.json. So the evaluation schedule is
-recomputed from run.eval_interval, run.offline_steps and run.online_steps as the run loop does, and the
-provenance is the requested data source only: package versions are not in MLflow, and the key says so.
-Prefer the run directories when they are at hand.
+MLflow is a view of the runs: it holds each run's tags (algo, task, seed, run_id), its parameters (run.*, data.*,
+algo.*, and protocol.*: the versions, commit and data checksums that the provenance key compares) and its metrics
+(evaluation/*), but not protocol.json itself. So the evaluation schedule is recomputed from run.eval_interval,
+run.offline_steps and run.online_steps with the run loop's own rule (flowsteer.rundir.schedule), after checking
+them against the bounds every run has: a run whose parameters no flowsteer run can have is left out with a
+warning. Runs logged by flowsteer versions that did not record protocol.* parameters get the provenance
+"versions=not-in-mlflow". Prefer the run directories when they are at hand.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from flowsteer.datasets.catalog import parse_task
-from flowsteer.reports.load import COLUMNS, ReportError
+from flowsteer.datasets.errors import UnknownNameError
+from flowsteer.reports.load import COLUMNS, ReportError, ReportWarning, SkippedRun, provenance_key
+from flowsteer.rundir import schedule
+from flowsteer.trackinguri import redact
 
 PREFIX = "evaluation/"
-
-
-def _evaluation_steps(interval: int, offline: int, online: int) -> list[int]:
-    total = offline + online
-    steps = set(range(interval, total + 1, interval)) | {s for s in (offline, total) if s > 0}
-    return sorted(steps)
+PROTOCOL_PREFIX = "protocol."
 
 
 def _refusal(uri: str, experiment: str, exc: Exception) -> str:
@@ -36,7 +38,7 @@ def _refusal(uri: str, experiment: str, exc: Exception) -> str:
     if code == "PERMISSION_DENIED":
         return (f"MLflow at {uri} denies this user access to experiment {experiment!r} (HTTP 403). Ask an MLflow "
                 f"admin for READ permission on it.")  # fmt: skip
-    return f"MLflow at {uri} could not be read: {str(exc)[:300]}"
+    return redact(f"MLflow at {uri} could not be read: {str(exc)[:300]}")
 
 
 def load_mlflow(tracking_uri: str, experiment: str, cache_dir: Path | None = None) -> pd.DataFrame:
@@ -61,43 +63,97 @@ def load_mlflow(tracking_uri: str, experiment: str, cache_dir: Path | None = Non
     cache_file = cache_dir / f"mlflow-{key}.parquet" if cache_dir is not None and ended else None
     if cache_file is not None and cache_file.exists():
         return pd.read_parquet(cache_file)
-    frames = []
+    frames, skipped = [], []
     for run in runs:
-        params, tags = run.data.params, run.data.tags
-        task = parse_task(tags["task"])
-        offline, online = int(params.get("run.offline_steps", 0)), int(params.get("run.online_steps", 0))
-        steps = _evaluation_steps(int(params.get("run.eval_interval", 1)), offline, online)
-        algo_config = {k.removeprefix("algo."): v for k, v in params.items() if k.startswith("algo.")}
-        info = {
-            "run": tags.get("run_id", run.info.run_name),
-            "algorithm": tags["algo"],
-            "task": task.name,
-            "dataset": task.dataset.name,
-            "category": task.dataset.category,
-            "default_task": task.is_default_task,
-            "seed": int(tags.get("seed", params.get("run.seed", 0))),
-            "hyperparameters": json.dumps(algo_config, sort_keys=True),
-            "setting": params.get("run.setting", "offline-to-online" if online else "offline"),
-            "offline_steps": offline,
-            "online_steps": online,
-            "eval_steps": json.dumps(steps),
-            "eval_episodes": int(params.get("run.eval_episodes", 0)),
-            "status": run.info.status.lower(),
-            "provenance": f"data={params.get('data.source', 'unknown')} versions=not-in-mlflow",
-        }
-        rows = []
-        for name in run.data.metrics:
-            if name.startswith(PREFIX):
-                history = client.get_metric_history(run.info.run_id, name)
-                rows += [(m.timestamp, m.step, name.removeprefix(PREFIX), m.value) for m in history]
-        frame = pd.DataFrame(rows, columns=["timestamp", "step", "metric", "value"]).sort_values("timestamp")
-        frame = frame.drop_duplicates(subset=["step", "metric"], keep="last").drop(columns="timestamp")
-        for column, value in info.items():
-            frame[column] = value
-        frames.append(frame)
+        try:
+            frames.append(_run_frame(client, run))
+        except SkippedRun as exc:
+            skipped.append(str(exc))
+    if skipped:
+        shown = "; ".join(skipped[:5]) + (f"; and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        warnings.warn(f"{len(skipped)} MLflow run(s) left out: {shown}", ReportWarning, stacklevel=2)
+    if not frames:
+        raise ReportError(f"No run of MLflow experiment {experiment!r} can be reported.")
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
     table["step"] = table["step"].astype("int64")
-    if cache_file is not None:
+    if cache_file is not None and not skipped:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(cache_file, index=False)
     return table
+
+
+def _int(params: dict[str, str], key: str, default: int) -> int:
+    try:
+        return int(params.get(key, default))
+    except ValueError:
+        raise SkippedRun(f"parameter {key}={params[key]!r} is not an integer") from None
+
+
+def _protocol(params: dict[str, str]) -> dict[str, Any] | None:
+    """The protocol.* parameters as the nested dict protocol.json holds (None when the run logged none)."""
+    found = {k.removeprefix(PROTOCOL_PREFIX): v for k, v in params.items() if k.startswith(PROTOCOL_PREFIX)}
+    if not found:
+        return None
+    nested: dict[str, Any] = {}
+    for key, text in found.items():
+        *parents, leaf = key.split(".")
+        target = nested
+        for part in parents:
+            target = target.setdefault(part, {})
+        try:
+            target[leaf] = json.loads(text)
+        except json.JSONDecodeError:
+            target[leaf] = text
+    return nested
+
+
+def _run_frame(client: Any, run: Any) -> pd.DataFrame:
+    """One MLflow run as tidy rows (see flowsteer.reports.load.COLUMNS); SkippedRun when it cannot be reported."""
+    params, tags = run.data.params, run.data.tags
+    name = tags.get("run_id", run.info.run_name)
+    try:
+        task = parse_task(tags["task"])
+        offline, online = _int(params, "run.offline_steps", 0), _int(params, "run.online_steps", 0)
+        interval = _int(params, "run.eval_interval", 1)
+        if offline > schedule.MAX_UPDATES or online > schedule.MAX_UPDATES or interval < 1:
+            raise SkippedRun(f"its parameters (offline_steps {offline:,}, online_steps {online:,}, eval_interval "
+                             f"{interval:,}) are beyond what any flowsteer run can have")  # fmt: skip
+        steps = schedule.evaluation_steps(interval, offline, online)
+    except (KeyError, UnknownNameError, ValueError) as exc:
+        raise SkippedRun(f"MLflow run {name}: {exc}") from None
+    except SkippedRun as exc:
+        raise SkippedRun(f"MLflow run {name}: {exc}") from None
+    algo_config = {k.removeprefix("algo."): v for k, v in params.items() if k.startswith("algo.")}
+    protocol = _protocol(params)
+    info = {
+        "run": name,
+        "algorithm": tags["algo"],
+        "task": task.name,
+        "dataset": task.dataset.name,
+        "category": task.dataset.category,
+        "default_task": task.is_default_task,
+        "seed": int(tags.get("seed", params.get("run.seed", 0))),
+        "hyperparameters": json.dumps(algo_config, sort_keys=True),
+        "setting": params.get("run.setting", "offline-to-online" if online else "offline"),
+        "offline_steps": offline,
+        "online_steps": online,
+        "utd": _int(params, "run.utd", 1),
+        "buffer_size": _int(params, "run.buffer_size", 0) if online else 0,
+        "eval_interval": interval,
+        "eval_episodes": _int(params, "run.eval_episodes", 0),
+        "eval_steps": json.dumps(steps),
+        "status": run.info.status.lower(),
+        "provenance": provenance_key(protocol)
+        if protocol
+        else f"data={params.get('data.source', 'unknown')} versions=not-in-mlflow",
+    }
+    rows = []
+    for metric in run.data.metrics:
+        if metric.startswith(PREFIX):
+            history = client.get_metric_history(run.info.run_id, metric)
+            rows += [(m.timestamp, m.step, metric.removeprefix(PREFIX), m.value) for m in history]
+    frame = pd.DataFrame(rows, columns=["timestamp", "step", "metric", "value"]).sort_values("timestamp")
+    frame = frame.drop_duplicates(subset=["step", "metric"], keep="last").drop(columns="timestamp")
+    for column, value in info.items():
+        frame[column] = value
+    return frame

@@ -1,6 +1,6 @@
 """Published numbers (FQL and DSRL papers) beside a user's own, for the same algorithm, row and phase.
 
-The table ships as package data (data/published.csv, a copy of shared/reference/published.csv). It holds
+The table ships as package data (data/published.csv, the numbers of the papers' tables). It holds
 per-task rows ("default task": the DSRL paper's offline table, the FQL paper's Table 4) and category rows
 ("5 tasks": the FQL paper's Table 2). Published cells are data: never bold, never part of a row's best.
 """
@@ -14,15 +14,17 @@ import pandas as pd
 
 from flowsteer.reports.aggregate import OFFLINE, ONLINE
 
-# flowsteer algorithm -> the papers' name. flowsteer's BC is the Gaussian BC of the FQL paper.
+# flowsteer algorithm -> the papers' name. flowsteer's BC is the Gaussian BC of the FQL paper; flow_bc is the
+# flow policy that DSRL steers (the DSRL paper's "BC-flow"); its offline OGBench table ran DSRL-NA.
 PAPER_NAMES = {
     "bc": "BC-gaussian",
+    "flow_bc": "BC-flow",
     "iql": "IQL",
     "rebrac": "ReBRAC",
     "idql": "IDQL",
     "ifql": "IFQL",
     "fql": "FQL",
-    "dsrl": "DSRL",
+    "dsrl_na": "DSRL",
 }
 _PHASES = {
     "offline": ("offline", OFFLINE),

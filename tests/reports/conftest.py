@@ -17,7 +17,10 @@ def _protocol(algo: str, task: str, seed: int, steps: list[int], offline: int, o
     dataset: dict[str, Any] = {"source": source, "dataset": task.split("-singletask")[0] + "-v0"}
     if source == "generated":
         dataset["generator"] = {"episodes": over.pop("episodes", 1000), "seed": 0, "episode_steps": 1001}
-    return {
+    versions = {"ogbench": over.pop("ogbench", "1.2.2"), "jax": "0.10.2", "flowsteer": "0.1.0"}
+    versions |= over.pop("versions", {})
+    commit = {"git_sha": over.pop("git_sha")} if "git_sha" in over else {}
+    return commit | {
         "run_id": f"{algo}-{task}-s{seed}",
         "algo": algo,
         "task": task,
@@ -28,7 +31,7 @@ def _protocol(algo: str, task: str, seed: int, steps: list[int], offline: int, o
         "evaluation": {"interval": steps[0], "episodes": over.pop("episodes_per_eval", 50), "steps": steps},
         "success_timing": "pre",
         "dataset": dataset,
-        "versions": {"ogbench": over.pop("ogbench", "1.2.2"), "jax": "0.10.2", "flowsteer": "0.1.0"},
+        "versions": versions,
     }
 
 
@@ -47,6 +50,8 @@ def write_run(tmp_path: Path) -> WriteRun:
         hyperparameters: dict[str, Any] | None = None,
         extra_rows: list[tuple[int, float]] = (),
         root: Path | None = None,
+        name: str | None = None,
+        run_fields: dict[str, Any] | None = None,
         **protocol: Any,
     ) -> Path:
         steps = sorted(success)
@@ -54,6 +59,7 @@ def write_run(tmp_path: Path) -> WriteRun:
         run_id = f"{algo}-{task}-s{seed}"
         if hyperparameters:
             run_id += "-" + "-".join(f"{k}{v}" for k, v in sorted(hyperparameters.items()))
+        run_id = name or run_id
         path = (root or tmp_path / "runs") / run_id
         path.mkdir(parents=True)
         spec = {
@@ -65,7 +71,7 @@ def write_run(tmp_path: Path) -> WriteRun:
             "online_steps": online_steps,
             "eval_episodes": 50,
             "setting": "offline-to-online" if online_steps else "offline",
-        }
+        } | (run_fields or {})
         (path / "config.json").write_text(json.dumps({"run": spec, "run_id": run_id, "algo_config": {}}))
         prot = _protocol(algo, task, seed, steps, offline, online_steps, **protocol)
         (path / "protocol.json").write_text(json.dumps(prot))

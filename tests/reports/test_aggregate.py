@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from flowsteer.reports.aggregate import Aggregation, category_cells, run_scores, task_cells
-from flowsteer.reports.load import ReportError, load_runs
+from flowsteer.reports.aggregate import Aggregation, category_cells, run_scores, score_run, task_cells
+from flowsteer.reports.load import ReportError, ReportWarning, load_runs
 
 CUBE = "cube-single-play-singletask-task{}-v0"  # default task: task2
 STEPS = (100, 200, 300, 400, 500)
@@ -157,3 +157,59 @@ def test_a_run_with_fewer_evaluations_than_k_is_flagged_not_averaged(write_run, 
     cell = _cell(task_cells(run_scores(load_runs(tmp_path / "runs"))), "fql", CUBE.format(1))
     assert math.isnan(cell["mean"]) and cell["n_seeds"] == 0
     assert "2 evaluation(s) scheduled, fewer than the last 3 averaged" in cell["flags"]
+
+
+def test_runs_with_different_training_budgets_are_separate_columns_not_one_cell(write_run, tmp_path):
+    write_run("fql", CUBE.format(1), 0, {200: 0.2, 400: 0.4, 600: 0.6})
+    write_run("fql", CUBE.format(1), 1, {300: 0.3, 600: 0.6, 900: 0.9})
+    with pytest.warns(
+        ReportWarning, match=r"fql on .*task1-v0: runs differ in eval_interval \[200, 300\]; offline_steps \[600, 900\]"
+    ):
+        cells = task_cells(run_scores(load_runs(tmp_path / "runs")))
+    short = _cell(cells, "fql (eval_interval=200, offline_steps=600)", CUBE.format(1))
+    long = _cell(cells, "fql (eval_interval=300, offline_steps=900)", CUBE.format(1))
+    assert (short["mean"], short["n_seeds"], long["mean"], long["n_seeds"]) == (
+        pytest.approx(40),
+        1,
+        pytest.approx(60),
+        1,
+    )
+    assert short["flags"] == "missing seeds 1" and long["flags"] == "missing seeds 0"
+
+
+def test_runs_with_different_evaluation_episodes_are_separate_columns(write_run, tmp_path):
+    write_run("bc", CUBE.format(1), 0, {100: 0.5}, episodes_per_eval=10)
+    write_run("bc", CUBE.format(1), 1, {100: 0.7}, episodes_per_eval=50)
+    with pytest.warns(ReportWarning, match=r"runs differ in eval_episodes \[10, 50\]"):
+        cells = task_cells(run_scores(load_runs(tmp_path / "runs"), Aggregation(last_k=1)))
+    assert set(cells["method"]) == {"bc (eval_episodes=10)", "bc (eval_episodes=50)"}
+
+
+def test_one_seed_in_two_runs_of_one_column_is_refused(write_run, tmp_path):
+    steps = {100: 0.5}
+    write_run("fql", CUBE.format(1), 0, steps, name="fql-a", run_fields={"checkpoint_interval": 100})
+    write_run("fql", CUBE.format(1), 0, steps, name="fql-b", run_fields={"checkpoint_interval": 200})
+    with pytest.raises(ReportError, match=r"fql on .*task1-v0 \(offline\) has seed 0 in 2 runs: fql-a, fql-b"):
+        run_scores(load_runs(tmp_path / "runs"), Aggregation(last_k=1))
+
+
+def test_runs_of_different_flowsteer_commits_are_never_mixed_in_one_cell(write_run, tmp_path):
+    write_run("fql", CUBE.format(1), 0, {100: 0.5}, git_sha="aaaaaaaaaaaa1111")
+    write_run("fql", CUBE.format(1), 1, {100: 0.5}, git_sha="bbbbbbbbbbbb2222")
+    with pytest.raises(ReportError, match=r"commit=aaaaaaaaaaaa.*commit=bbbbbbbbbbbb"):
+        task_cells(run_scores(load_runs(tmp_path / "runs"), Aggregation(last_k=1)))
+
+
+def test_runs_of_different_flax_versions_are_never_mixed_in_one_cell(write_run, tmp_path):
+    write_run("fql", CUBE.format(1), 0, {100: 0.5}, versions={"flax": "0.12.8"})
+    write_run("fql", CUBE.format(1), 1, {100: 0.5}, versions={"flax": "0.13.0"})
+    with pytest.raises(ReportError, match=r"flax=0\.12\.8.*flax=0\.13\.0"):
+        task_cells(run_scores(load_runs(tmp_path / "runs"), Aggregation(last_k=1)))
+
+
+def test_score_run_is_the_runs_report_cell_and_nan_without_its_window(write_run, tmp_path):
+    full = write_run("fql", CUBE.format(1), 0, dict(zip(STEPS, [0.1, 0.2, 0.4, 0.5, 0.9], strict=True)))
+    cell = _cell(task_cells(run_scores(load_runs(tmp_path / "runs"))), "fql", CUBE.format(1))
+    assert score_run(full) == pytest.approx(cell["mean"]) == pytest.approx(60.0)
+    short = write_run("fql", CUBE.format(2), 0, {100: 0.9, 200: 1.0}, root=tmp_path / "short")
+    assert math.isnan(score_run(short))  # two evaluations cannot fill a window of three: not 0 %, not 95 %

@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from flowsteer.cli import main
 from flowsteer.reports.aggregate import Aggregation, run_scores, task_cells
-from flowsteer.reports.load import ReportError, load_runs
+from flowsteer.reports.load import ReportError, ReportWarning, load_runs
 from flowsteer.reports.mlflow_source import load_mlflow
 
 TASK = "cube-single-play-singletask-task2-v0"
@@ -58,3 +58,37 @@ def test_flowsteer_report_reads_an_mlflow_experiment(write_run, tmp_path, capsys
     args = ["report", "mlflow:sweep", "--tracking-uri", uri, "--out", str(out), "--format", "md", "--last-k", "1"]
     assert main(args) == 0
     assert "| cube-single-play task2 (*) | **80 ± 20** |" in (out / "report-task.md").read_text()  # 60, 100
+
+
+def test_an_mlflow_run_with_an_impossible_schedule_is_left_out_without_building_it(tmp_path):
+    # A run of an older flowsteer logged offline_steps=1e30; building its schedule once took 24 GB and minutes.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("mixed", artifact_location=(tmp_path / "art").as_uri())
+    _log(client, experiment_id, 0, VALUES[0], "fql-good")
+    bad = client.create_run(
+        experiment_id,
+        run_name="fql-huge",
+        tags={"algo": "fql", "task": TASK, "seed": "1", "run_id": "fql-huge", "flowsteer": "run"},
+    )
+    params = {"run.offline_steps": 10**30, "run.online_steps": 0, "run.eval_interval": 100_000}
+    client.log_batch(bad.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    with pytest.warns(ReportWarning, match=r"1 MLflow run\(s\) left out: MLflow run fql-huge: .* beyond what any"):
+        table = load_mlflow(uri, "mixed")
+    assert set(table["run"]) == {"fql-good"}
+
+
+def test_a_run_logged_with_its_protocol_gets_the_same_provenance_as_its_directory(tmp_path, smoke_cache):
+    from flowsteer.platform.loop import run
+    from flowsteer.platform.spec import RunSpec
+
+    spec = RunSpec.from_dict({
+        "algo": "bc", "task": TASK, "offline_steps": 40, "eval_interval": 20, "eval_episodes": 2, "eval_envs": 2,
+        "log_interval": 20, "chunk_size": 20, "hyperparameters": {"actor_hidden_dims": [32, 32], "batch_size": 32},
+        "data": {"source": "generated", "episodes": 4, "episode_steps": 201, "cache_dir": str(smoke_cache)},
+        "output_dir": str(tmp_path / "runs"), "tracking_uri": f"sqlite:///{tmp_path / 'm.db'}", "experiment": "x",
+    })  # fmt: skip
+    run(spec, progress=False)
+    from_mlflow = load_mlflow(spec.resolved_tracking_uri(), "x")["provenance"].iat[0]
+    from_dirs = load_runs(tmp_path / "runs")["provenance"].iat[0]
+    assert from_mlflow == from_dirs and "commit=" in from_dirs and "flax=" in from_dirs

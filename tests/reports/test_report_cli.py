@@ -93,5 +93,22 @@ def test_runs_without_evaluations_are_named_in_a_warning(write_run, tmp_path, ca
     (running / "status.json").write_text('{"state": "running"}')
     assert main(["report", str(tmp_path / "runs"), "--format", "md", "--last-k", "1"]) == 0
     captured = capsys.readouterr()
-    assert "flowsteer: warning: 1 run(s) without evaluations yet are left out: fql-" in captured.err
+    assert "flowsteer: warning: 1 run(s) left out: " in captured.err
+    assert "fql-cube-single-play-singletask-task2-v0-s1 has no evaluations yet (running)" in captured.err
     assert "| cube-single-play task2 (*) | **50 ± 0** |" in captured.out
+
+
+def test_an_output_folder_that_cannot_be_created_is_one_clear_line(write_run, tmp_path, capsys):
+    write_run("fql", CUBE.format(2), 0, {100: 0.5})
+    (tmp_path / "a-file").write_text("not a directory")
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "a-file" / "report")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flowsteer: error: cannot use") and "a-file" in err and "Traceback" not in err
+
+
+def test_a_report_of_one_run_trained_without_evaluations_says_so(write_run, tmp_path, capsys):
+    run = write_run("bc", CUBE.format(2), 0, {100: 0.5}, run_fields={"eval_episodes": 0})
+    (run / "eval.csv").unlink()
+    assert main(["report", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "can be reported" in err and "trained without evaluations (eval_episodes 0): it has no score" in err

@@ -92,6 +92,14 @@ def test_published_numbers_stand_beside_the_users_for_the_same_algorithm_and_tas
     assert "(5 tasks)" not in text  # no category has all five tasks of a seed
 
 
+def test_dsrl_and_flow_bc_stand_beside_the_dsrl_papers_numbers(write_run, tmp_path):
+    write_run("dsrl_na", ANTMAZE.format(1), 0, {100: 0.5})  # the DSRL paper's offline table: DSRL 40 ± 29
+    write_run("flow_bc", ANTMAZE.format(1), 0, {100: 0.1})  # and its BC-flow: 0 ± 0
+    text = to_markdown(build_report(load_runs(tmp_path / "runs"), "published", LAST))
+    assert "| Row | dsrl_na | DSRL (paper) | flow_bc | BC-flow (paper) |" in text
+    assert "| antmaze-large-navigate task1 (*) | **50 ± 0** | 40 ± 29 | 10 ± 0 | 0 ± 0 |" in text
+
+
 def test_published_offline_to_online_numbers_read_x_arrow_y(write_run, tmp_path):
     scene = "scene-play-singletask-task2-v0"  # FQL paper Table 4: 82 → 100 (means only)
     write_run("fql", scene, 0, {100: 0.5, 200: 0.9}, offline_steps=100, online_steps=100)
