@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from flowsteer.sweeps.driver import run_sweep
+from flowsteer.sweeps.driver import SweepIncomplete, run_sweep
 from flowsteer.sweeps.spec import load_sweep
 
 EXIT_INCOMPLETE = 1
@@ -29,7 +30,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     spec = load_sweep(args.file, storage=args.storage)
-    outcome = run_sweep(spec, resume=args.resume, address=args.address, dry_run=args.dry_run)
+    try:
+        outcome = run_sweep(spec, resume=args.resume, address=args.address, dry_run=args.dry_run)
+    except SweepIncomplete as exc:
+        print(f"flowsteer: error: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     if args.dry_run:
         return 0
     unfinished = {state: n for state, n in outcome.counts.items() if state != "finished"}

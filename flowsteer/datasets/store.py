@@ -131,13 +131,15 @@ def _check_manifest(directory: Path, files: dict[str, dict[str, Any]]) -> None:
                 f"checked. Add it with `flowsteer data verify --data-dir {directory} --write-manifest`."
             )
         if expected != record["sha256"]:
-            raise CorruptDatasetError(checksum_message(directory / record["file"], expected, record["sha256"]))
+            raise CorruptDatasetError(
+                checksum_message(directory / record["file"], expected, record["sha256"]) + " Copy it again."
+            )
 
 
 def checksum_message(path: Path, expected: str, actual: str) -> str:
     return (
         f"{path} has sha256 {actual[:16]}..., but {expected[:16]}... was recorded for it: the file changed or is "
-        f"damaged (a partial copy?). Copy it again; nothing was started."
+        f"damaged (a partial copy?); nothing was started."
     )
 
 

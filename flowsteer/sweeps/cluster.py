@@ -4,22 +4,37 @@ A local cluster gets its own temporary directory, derived from the sweep directo
 another cluster by accident and the processes a killed driver leaves behind can be found and stopped when
 the sweep is resumed (Ray's agents outlive a SIGKILLed driver and ignore SIGTERM). ``ray stop`` is never
 used: it would stop every cluster on the machine.
+
+The private cluster is private on the network too: every Ray server listens on the loopback interface only
+(Ray's single-machine mode, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which also binds the autoscaler's metrics
+endpoint to 127.0.0.1); its token authentication uses a per-sweep token in the temp directory, which is
+owner-only (0700; the token 0600) and removed when the sweep ends. Ray makes its own directories world-writable,
+so it gets a subdirectory: nobody else can reach it through the owner-only parent. ``~/.ray/auth_token`` is
+never written.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
+import secrets
+import shutil
 import signal
+import socket
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowsteer.rundir import exclusive
 from flowsteer.sweeps.spec import Resources, SweepSpec, SweepSpecError
+
+TOKEN_FILE = "auth_token"
+RAY_SUBDIR = "ray"  # Ray's temp dir inside the private one (Ray chmods its own to 0777)
+ADDRESS_TIMEOUT = 10.0  # seconds to wait for a TCP answer from --address before calling it unreachable
 
 
 class SweepBusyError(SweepSpecError):
@@ -57,37 +72,50 @@ def worker_env(resources: Resources) -> dict[str, str]:
 @contextlib.contextmanager
 def sweep_lock(sweep_dir: Path) -> Iterator[None]:
     """One driver per sweep directory; the lock dies with its process, so a killed driver never blocks a resume."""
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    path = sweep_dir / ".driver.lock"
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "unknown"
-            raise SweepBusyError(
-                f"sweep {sweep_dir.name} is already running (driver pid {owner}); wait for it or stop it first."
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
+
+    def busy(owner: str) -> SweepBusyError:
+        return SweepBusyError(f"sweep {sweep_dir.name} is already running ({owner}); wait for it or stop it first.")
+
+    with exclusive(sweep_dir / ".driver.lock", busy):
+        yield
+
+
+def private_temp_dir(sweep_dir: Path) -> Path:
+    """The sweep's Ray temp dir, created owner-only; refused when someone else made it or can read it."""
+    path = local_temp_dir(sweep_dir)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise SweepSpecError(
+            f"{path} (this sweep's Ray directory) exists but is not a directory of this user: another user or "
+            f"program made it. Remove it, or run the sweep from another storage."
+        )
+    if info.st_mode & 0o077:  # made by an earlier flowsteer with the default umask: ours, so tighten it
+        path.chmod(0o700)
+    return path
+
+
+def _write_token(temp_dir: Path) -> Path:
+    """A fresh random cluster token, readable by its owner only."""
+    path = temp_dir / TOKEN_FILE
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    return path
 
 
 def processes_using(directory: Path) -> list[int]:
-    """Live processes whose command line or open files point into ``directory`` (Linux /proc)."""
+    """Live processes of this user whose command line or open files point into ``directory`` (Linux /proc)."""
     needle = str(directory)
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if _is_zombie(entry):
+            if entry.stat().st_uid != os.getuid() or _is_zombie(entry):
                 continue
             if needle in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
                 found.append(int(entry.name))
@@ -125,28 +153,102 @@ def connect(spec: SweepSpec, address: str | None = None) -> Iterator[ClusterInfo
     os.environ.update({k: v for k, v in env.items() if k.startswith(("RAY_", "TUNE_"))})  # read by the driver too
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the sweep's own live summary replaces Tune's tables
     cleaned: list[int] = []
-    if address:
-        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False, configure_logging=False)
-    else:
-        temp_dir = local_temp_dir(spec.directory)
-        cleaned = stop_leftovers(temp_dir)
-        ray.init(
-            address="local",
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-            _temp_dir=str(temp_dir),
-            object_store_memory=1_000_000_000,
-            runtime_env={"env_vars": env},
-        )
+    with contextlib.ExitStack() as stack:
+        if address:
+            _check_reachable(address)
+            stack.enter_context(_networked())
+            try:
+                ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False,
+                         configure_logging=False)  # fmt: skip
+            except ConnectionError as exc:
+                raise SweepSpecError(f"cannot join the Ray cluster at {address}: {exc}") from None
+        else:
+            temp_dir = private_temp_dir(spec.directory)
+            cleaned = stop_leftovers(temp_dir)
+            stack.enter_context(_loopback_only(_write_token(temp_dir)))
+            ray.init(
+                address="local",
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                _temp_dir=str(temp_dir / RAY_SUBDIR),
+                object_store_memory=1_000_000_000,
+                runtime_env={"env_vars": env},
+            )
+        try:
+            info = _describe(address or "local", cleaned)
+            _check_fits(spec.resources, info)
+            yield info
+        finally:
+            ray.shutdown()
+            if not address:
+                _reap(temp_dir)
+                shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _loopback_only(token: Path) -> Iterator[None]:
+    """Environment for starting the private cluster: every server on 127.0.0.1, token auth with ``token``.
+
+    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, at import, into ray_constants.ENABLE_RAY_CLUSTER; the
+    constant is set too, so that the choice holds whenever ray was imported (tests/sweeps checks the sockets).
+    """
+    settings = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    with _environment(settings, cluster_mode=False):
+        yield
+
+
+@contextlib.contextmanager
+def _networked() -> Iterator[None]:
+    """Joining a cluster: Ray's usual node addresses (an earlier private cluster in this process set loopback)."""
+    with _environment({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": None}, cluster_mode=True):
+        yield
+
+
+@contextlib.contextmanager
+def _environment(settings: dict[str, str | None], cluster_mode: bool) -> Iterator[None]:
+    """Set (None: unset) environment variables Ray reads, and make this process's Ray see them; undo after."""
+    from ray._private import ray_constants
+
+    saved = {key: os.environ.get(key) for key in settings}
+    saved_mode = ray_constants.ENABLE_RAY_CLUSTER
+    _set_environment(settings)
+    ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
     try:
-        info = _describe(address or "local", cleaned)
-        _check_fits(spec.resources, info)
-        yield info
+        yield
     finally:
-        ray.shutdown()
-        if not address:
-            _reap(local_temp_dir(spec.directory))
+        ray_constants.ENABLE_RAY_CLUSTER = saved_mode
+        _set_environment(saved)
+
+
+def _set_environment(settings: dict[str, str | None]) -> None:
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    for key, value in settings.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    # Ray caches its settings (the auth mode) and the token it loaded; reload both, as ray.init does itself
+    # when it turns token authentication on.
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _check_reachable(address: str) -> None:
+    """One TCP connection to ``address`` (host:port) before Ray's own minutes of retries; 'auto' is Ray's to find."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # 'auto', 'ray://...': Ray resolves and reports these itself
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=ADDRESS_TIMEOUT):
+            pass
+    except OSError as exc:
+        raise SweepSpecError(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}). Check the address (`ray status` on the "
+            f"head node prints it) and that this machine can reach it, or leave out --address to run the sweep on "
+            f"a private local cluster."
+        ) from None
 
 
 def _reap(temp_dir: Path, timeout: float = 10.0) -> None:

@@ -11,11 +11,14 @@ The sweep directory (``storage/<name>/``) holds everything:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import math
 import os
 import shutil
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,12 +28,15 @@ from typing import Any
 import pandas as pd
 
 from flowsteer.datasets.catalog import parse_task
-from flowsteer.datasets.store import resolve
-from flowsteer.platform.rundir import RunDirectoryError, read_json, write_json_atomic
+from flowsteer.datasets.errors import MissingOfficialDataError
+from flowsteer.datasets.store import DatasetFiles, DatasetPlan, plan, resolve
+from flowsteer.platform.spec import DataSpec
+from flowsteer.rundir import RunDirectoryError, read_json, write_json_atomic
 from flowsteer.sweeps import cluster
 from flowsteer.sweeps.spec import SweepSpec, SweepSpecError
-from flowsteer.sweeps.trainable import final_score, read_attempts, run_trial, trial_of
+from flowsteer.sweeps.trainable import read_attempts, run_trial, trial_of
 from flowsteer.sweeps.trials import Trial, broadcast_tasks, broadcast_trials, grid_trials, tuning_tasks
+from flowsteer.trackinguri import redact
 
 Writer = Callable[[str], None]
 FINAL_STATES = ("finished", "diverged")  # a trial in these states is not started again
@@ -55,36 +61,52 @@ class SweepOutcome:
 def run_sweep(
     spec: SweepSpec, *, resume: bool = False, address: str | None = None, dry_run: bool = False, write: Writer = print
 ) -> SweepOutcome:
-    """Run (or resume, or only print) a sweep; returns where everything is and what each trial ended with."""
+    """Run (or resume, or only print) a sweep; returns where everything is and what each trial ended with.
+
+    Checks run cheapest first and before any work: the file (already validated), every dataset's availability
+    (no generation yet), the storage, an interrupted sweep without --resume, MLflow access, the checksums of the
+    copies on disk, then the cluster's resources; only then are missing datasets generated and trials launched.
+    """
+    plans, missing = plan_datasets(spec)
     if dry_run:
-        print_plan(spec, write)
+        print_plan(spec, plans, missing, write)
+        refuse_missing(missing)
         return SweepOutcome(spec.directory)
+    refuse_missing(missing)
     outcome = SweepOutcome(spec.directory)
+    _check_storage(spec)
     with cluster.sweep_lock(spec.directory):
         write_json_atomic(spec.directory / "sweep.json", _spec_record(spec))
         if not resume:
             _refuse_interrupted(spec)
-        _create_experiment(spec)  # first: wrong credentials fail before minutes of dataset generation
-        prepare_datasets(spec, write)
+        _create_experiment(spec)  # wrong credentials fail before minutes of dataset generation
         if spec.mode == "grid":
             outcome.trials = grid_trials(spec)
         if outcome.trials and all(t.status() in FINAL_STATES for t in outcome.trials):
             write(f"grid: all {len(outcome.trials)} trial(s) are done already; nothing to launch")
         else:
-            outcome.cluster = _launch(spec, outcome, resume, address, write)
-        outcome.summary = summarize(outcome.trials)
+            check_copies(spec, plans, write)
+            outcome.cluster = _launch(spec, outcome, resume, address, plans, write)
+        scores = score_trials(outcome.trials)
+        outcome.summary = summarize(outcome.trials, scores)
         outcome.summary.to_csv(spec.directory / "summary.csv", index=False)
-        outcome.report_files = write_sweep_report(spec, outcome, write)
+        outcome.report_files = write_sweep_report(spec, outcome, scores, write)
     print_summary(spec, outcome, write)
     return outcome
 
 
 def _launch(
-    spec: SweepSpec, outcome: SweepOutcome, resume: bool, address: str | None, write: Writer
+    spec: SweepSpec,
+    outcome: SweepOutcome,
+    resume: bool,
+    address: str | None,
+    plans: list[DatasetPlan],
+    write: Writer,
 ) -> cluster.ClusterInfo:
     """Run the sweep's stages on the cluster; fills outcome.trials (and the selection of a broadcast)."""
-    with cluster.connect(spec, address) as info:
+    with cluster.connect(spec, address) as info:  # checks that the cluster can host a trial, before any data
         write(_cluster_line(info))
+        generate_missing(spec, plans, write)
         if spec.mode == "grid":
             _run_trials(spec, "grid", outcome.trials, write)
         elif spec.mode == "tune-then-broadcast":
@@ -105,12 +127,18 @@ def _launch(
 # ---------------------------------------------------------------------------------------------- plan
 
 
-def print_plan(spec: SweepSpec, write: Writer = print) -> None:
-    """What the sweep would launch, with each trial's id and current state (dry run)."""
+def print_plan(
+    spec: SweepSpec, plans: list[DatasetPlan], missing: list[tuple[str, str]], write: Writer = print
+) -> None:
+    """What the sweep would launch, with each trial's id and current state, and each dataset's copy (dry run)."""
     write(f"sweep {spec.name} ({spec.mode}): {len(spec.algorithms)} algorithm(s), {len(spec.tasks)} task(s), "
           f"{len(spec.seeds)} seed(s); resources per trial {spec.resources.as_ray()}")  # fmt: skip
     write(f"  directory {spec.directory}")
     write(f"  MLflow    {spec.tracking_uri} (experiment {spec.name})")
+    for entry in plans:
+        write(f"  dataset   {entry.info.name}: {entry.describe()}")
+    for name, _ in missing:
+        write(f"  dataset   {name}: MISSING (official files not on this machine)")
     if spec.mode == "optuna":
         for algo in spec.algorithms:
             for task in spec.tasks:
@@ -141,6 +169,8 @@ def _refuse_interrupted(spec: SweepSpec) -> None:
     else:
         stage = "tune" if spec.mode == "tune-then-broadcast" else "grid"
         trials = grid_trials(spec, stage, tuning_tasks(spec) if stage == "tune" else None)
+        if stage == "tune":  # the broadcast stage of an earlier start, from the choice it recorded
+            trials += broadcast_trials(spec, recorded_choice(spec))
         stale = [t.id for t in trials if t.status() not in ("new", *FINAL_STATES)]
     if stale:
         raise RunDirectoryError(
@@ -150,22 +180,69 @@ def _refuse_interrupted(spec: SweepSpec) -> None:
         )
 
 
-def prepare_datasets(spec: SweepSpec, write: Writer = print) -> None:
-    """Find (checking checksums) or generate every dataset once, on the driver, before any trial starts."""
-    data = spec.run_spec(spec.algorithms[0].name, spec.tasks[0], spec.seeds[0], spec.algorithms[0].hyperparameters).data
+def plan_datasets(spec: SweepSpec) -> tuple[list[DatasetPlan], list[tuple[str, str]]]:
+    """Which copy of every dataset the sweep will use, found without generating or hashing anything; and the
+    datasets that cannot be had here (official files missing), with the message that says how to get them."""
+    data = _data_spec(spec)
+    plans, missing = [], []
     for info in spec.datasets():
-        files = resolve(
-            info.name,
-            data_dir=data.data_dir,
-            cache_dir=data.cache_dir,
-            source=data.source,
-            episodes=data.episodes,
-            seed=data.seed,
-            episode_steps=data.episode_steps,
-            workers=max(1, (os.cpu_count() or 1)),
-            progress=True,
-        )
-        write(f"dataset {info.name}: {files.provenance.get('source', '?')} copy in {files.train.parent}")
+        try:
+            plans.append(plan(info.name, data_dir=data.data_dir, cache_dir=data.cache_dir, source=data.source,
+                              episodes=data.episodes, seed=data.seed, episode_steps=data.episode_steps))  # fmt: skip
+        except MissingOfficialDataError as exc:
+            missing.append((info.name, str(exc)))
+    return plans, missing
+
+
+def refuse_missing(missing: list[tuple[str, str]]) -> None:
+    """One error naming every dataset the sweep cannot have, before anything is generated or trained."""
+    if len(missing) == 1:
+        raise MissingOfficialDataError(missing[0][1])
+    if missing:
+        names = ", ".join(name for name, _ in missing)
+        raise MissingOfficialDataError(f"{len(missing)} datasets of the sweep are not on this machine ({names}); "
+                                       f"nothing was started. For the first: {missing[0][1]}")  # fmt: skip
+
+
+def check_copies(spec: SweepSpec, plans: list[DatasetPlan], write: Writer = print) -> None:
+    """Check every copy already on disk by checksum (official files against SHA256SUMS, generated ones against
+    their provenance), before the cluster starts: a damaged file stops the sweep before any work."""
+    for entry in plans:
+        if entry.source != "generate":
+            files = _resolve(spec, entry, generate=False)
+            write(f"dataset {entry.info.name}: {files.provenance.get('source', '?')} copy in {files.train.parent}")
+
+
+def generate_missing(spec: SweepSpec, plans: list[DatasetPlan], write: Writer = print) -> None:
+    """Generate, once, on the driver, every dataset the sweep needs and the cache lacks (after the cluster check)."""
+    for entry in plans:
+        if entry.source == "generate":
+            files = _resolve(spec, entry, generate=True)
+            write(f"dataset {entry.info.name}: generated copy in {files.train.parent}")
+
+
+def _resolve(spec: SweepSpec, entry: DatasetPlan, generate: bool) -> DatasetFiles:
+    data = _data_spec(spec)
+    return resolve(entry.info.name, data_dir=data.data_dir, cache_dir=data.cache_dir, source=data.source,
+                   episodes=data.episodes, seed=data.seed, episode_steps=data.episode_steps, generate=generate,
+                   workers=max(1, (os.cpu_count() or 1)), progress=True)  # fmt: skip
+
+
+def _data_spec(spec: SweepSpec) -> DataSpec:
+    """The data settings every trial shares (the sweep's run.data)."""
+    return spec.run_spec(spec.algorithms[0].name, spec.tasks[0], spec.seeds[0], spec.algorithms[0].hyperparameters).data
+
+
+def _check_storage(spec: SweepSpec) -> None:
+    try:
+        spec.directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SweepSpecError(
+            f"cannot create the sweep directory {spec.directory} ({exc.strerror or exc}); choose a writable "
+            f"storage (the file's storage: or --storage)."
+        ) from None
+    if not os.access(spec.directory, os.W_OK | os.X_OK):
+        raise SweepSpecError(f"cannot write to {spec.directory} (permission denied); choose a writable storage.")
 
 
 def _create_experiment(spec: SweepSpec) -> None:
@@ -177,16 +254,17 @@ def _create_experiment(spec: SweepSpec) -> None:
 
     unreachable = check_access(spec.tracking_uri, spec.name)
     if unreachable:  # skip MLflow's own minutes of retries; runs sync when the server is back
-        warnings.warn(f"MLflow at {spec.tracking_uri} is unreachable ({unreachable}); runs will sync when it is "
-                      "back.", stacklevel=2)  # fmt: skip
+        print(f"flowsteer: warning: MLflow at {spec.tracking_uri} is unreachable ({unreachable}); trials go on and "
+              f"keep their metrics in their run directories (flowsteer sync sends them later).",
+              file=sys.stderr)  # fmt: skip
         return
     try:
         client = MlflowClient(spec.tracking_uri)
         if client.get_experiment_by_name(spec.name) is None:
             client.create_experiment(spec.name)
     except Exception as exc:  # runs keep their metrics on disk and sync later (flowsteer sync)
-        message = f"MLflow at {spec.tracking_uri} is unreachable ({exc}); runs will sync when it is back."
-        warnings.warn(message, stacklevel=2)
+        print(f"flowsteer: warning: MLflow at {spec.tracking_uri} is unreachable ({redact(str(exc))[:300]}); "
+              f"trials keep their metrics in their run directories.", file=sys.stderr)  # fmt: skip
 
 
 def _cluster_line(info: cluster.ClusterInfo) -> str:
@@ -330,35 +408,78 @@ def _plain(config: dict[str, Any]) -> dict[str, Any]:
 Choice = dict[tuple[str, str], dict[str, Any]]  # (algorithm, dataset) -> hyperparameters
 
 
-def choose_settings(spec: SweepSpec, tuned: list[Trial]) -> tuple[Choice, dict[str, Any]]:
+class SweepIncomplete(RuntimeError):
+    """A stage of the sweep ended without what the next stage needs (exit code 1, as unfinished trials)."""
+
+
+def score_trials(trials: list[Trial]) -> dict[str, float]:
+    """Each finished trial's score, read once, by the report's own rule (flowsteer.reports.aggregate.score_run):
+    NaN for a trial that is not finished or lacks an evaluation of its window."""
+    from flowsteer.reports.aggregate import score_run
+    from flowsteer.reports.load import ReportError
+
+    scores = {}
+    for trial in trials:
+        scores[trial.id] = math.nan
+        if trial.status() == "finished":
+            with contextlib.suppress(ReportError):  # a damaged run scores NaN; its report warns about it
+                scores[trial.id] = score_run(trial.spec.run_dir)
+    return scores
+
+
+def best_setting(groups: dict[Any, list[Trial]], scores: dict[str, float]) -> tuple[Any, float] | None:
+    """The group (one setting's trials, one per seed) with the best mean score; only groups whose every seed has
+    a score compete; ties go to the earlier group. None when no group competes."""
+    best: tuple[Any, float] | None = None
+    for key, group in groups.items():
+        values = [scores.get(t.id, math.nan) for t in group]
+        if any(math.isnan(v) for v in values):
+            continue
+        mean = sum(values) / len(values)
+        if best is None or mean > best[1]:
+            best = (key, mean)
+    return best
+
+
+def choose_settings(
+    spec: SweepSpec, tuned: list[Trial], scores: dict[str, float] | None = None
+) -> tuple[Choice, dict[str, Any]]:
     """tune-then-broadcast: per (algorithm, dataset), the grid point with the best mean score over seeds on the
-    default task. Only settings whose every seed finished compete; ties go to the earlier grid point."""
-    best: dict[tuple[str, str], dict[str, Any]] = {}
-    record: dict[str, Any] = {}
-    by_setting: dict[tuple[str, str, str], list[Trial]] = {}
+    default task. Only settings whose every seed finished with a score compete; ties go to the earlier grid point.
+    The record names the chosen trials' run ids (selection.json)."""
+    scores = score_trials(tuned) if scores is None else scores
+    by_dataset: dict[tuple[str, str], dict[str, list[Trial]]] = {}
     for trial in tuned:
         dataset = parse_task(trial.spec.task).dataset.name
-        by_setting.setdefault((trial.spec.algo, dataset, trial.setting), []).append(trial)
-    for (algo, dataset, _), group in by_setting.items():
-        if any(t.status() != "finished" for t in group):
+        by_dataset.setdefault((trial.spec.algo, dataset), {}).setdefault(trial.setting, []).append(trial)
+    best: Choice = {}
+    record: dict[str, Any] = {}
+    missing = []
+    for (algo, dataset), groups in by_dataset.items():
+        found = best_setting(groups, scores)
+        if found is None:
+            missing.append(f"{algo} on {dataset}")
             continue
-        score = sum(final_score(t.spec.run_dir) for t in group) / len(group)
-        key = f"{algo} on {dataset}"
-        if key not in record or score > record[key]["score"]:
-            hp = group[0].spec.hyperparameters
-            record[key] = {"algo": algo, "dataset": dataset, "hyperparameters": hp, "score": score,
-                           "seeds": len(group), "task": group[0].spec.task}  # fmt: skip
-            best[(algo, dataset)] = hp
-    missing = sorted({f"{a} on {d}" for a, d, _ in by_setting} - set(record))
+        group = groups[found[0]]
+        best[(algo, dataset)] = group[0].spec.hyperparameters
+        record[f"{algo} on {dataset}"] = {"algo": algo, "dataset": dataset, "score": found[1],
+                                          "hyperparameters": group[0].spec.hyperparameters, "seeds": len(group),
+                                          "task": group[0].spec.task, "runs": [t.id for t in group]}  # fmt: skip
     if missing:
-        raise SweepSpecError(
-            f"tuning did not finish any setting with all seeds for {', '.join(missing)}, so there is nothing to "
-            f"broadcast; see {spec.directory / 'summary.csv'} and rerun with --resume."
+        raise SweepIncomplete(
+            f"tuning did not finish any setting with every seed scored for {', '.join(sorted(missing))}, so there "
+            f"is nothing to broadcast; see {spec.directory / 'summary.csv'} and rerun with --resume."
         )
     return best, record
 
 
-def summarize(trials: list[Trial]) -> pd.DataFrame:
+def recorded_choice(spec: SweepSpec) -> Choice:
+    """The choice an earlier start of a tune-then-broadcast sweep recorded in selection.json ({} if none)."""
+    record = read_json(spec.directory / "selection.json", {}) or {}
+    return {(c["algo"], c["dataset"]): c["hyperparameters"] for c in record.values()}
+
+
+def summarize(trials: list[Trial], scores: dict[str, float]) -> pd.DataFrame:
     """One row per trial, from its run directory (the truth, whatever Tune recorded)."""
     rows = []
     for trial in trials:
@@ -373,7 +494,7 @@ def summarize(trials: list[Trial]) -> pd.DataFrame:
             "hyperparameters": json.dumps(trial.spec.hyperparameters, sort_keys=True),
             "state": state,
             "step": status.get("step", 0),
-            "score": final_score(trial.spec.run_dir) if state == "finished" else float("nan"),
+            "score": scores.get(trial.id, math.nan),
             "attempts": sum(a["event"] == "start" for a in read_attempts(trial.spec.run_dir)),
             "message": status.get("message", ""),
             "run_dir": str(trial.spec.run_dir),
@@ -381,48 +502,53 @@ def summarize(trials: list[Trial]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_sweep_report(spec: SweepSpec, outcome: SweepOutcome, write: Writer) -> list[Path]:
-    """The paper's tables of the sweep's final runs; the tuning runs get their own report beside it."""
+def final_runs(spec: SweepSpec, outcome: SweepOutcome, scores: dict[str, float]) -> list[str]:
+    """Run ids of the sweep's result: every trial (grid), the chosen settings (tune-then-broadcast), or each
+    search's best suggestion (optuna)."""
+    if spec.mode == "grid":
+        return [t.id for t in outcome.trials]
+    if spec.mode == "tune-then-broadcast":
+        chosen = [run for choice in outcome.selection.values() for run in choice["runs"]]
+        return chosen + [t.id for t in outcome.trials if t.stage == "broadcast"]
+    searches: dict[tuple[str, str], dict[str, list[Trial]]] = {}
+    for trial in outcome.trials:
+        searches.setdefault((trial.spec.algo, trial.spec.task), {}).setdefault(trial.setting, []).append(trial)
+    runs = []
+    for groups in searches.values():
+        found = best_setting(groups, scores)
+        if found is not None:
+            runs += [t.id for t in groups[found[0]]]
+    return runs
+
+
+def write_sweep_report(spec: SweepSpec, outcome: SweepOutcome, scores: dict[str, float], write: Writer) -> list[Path]:
+    """The paper's tables of the sweep's final runs (with the report's warnings); the tuning runs get their own
+    report beside it."""
     from flowsteer.reports.api import write_report
-    from flowsteer.reports.load import ReportError
+    from flowsteer.reports.load import ReportError, ReportWarning
 
     summary = outcome.summary
     if summary is None or not (summary["state"] == "finished").any():
         write("no finished trial: no report written")
         return []
-    finished = summary[summary["state"] == "finished"]
-    final = finished
-    if spec.mode == "tune-then-broadcast":
-        choices = outcome.selection.values()
-        chosen = {(c["algo"], c["task"], json.dumps(c["hyperparameters"], sort_keys=True)) for c in choices}
-        rows = finished.itertuples()
-        final = finished[[(r.algo, r.task, r.hyperparameters) in chosen or r.stage == "broadcast" for r in rows]]
-    elif spec.mode == "optuna":
-        final = _best_optuna_runs(finished)
     settings = spec.report
     files: list[Path] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ReportWarning)
             files += write_report(spec.runs_dir, spec.directory / "report", layouts=settings.layouts,
                                   formats=settings.formats, stats=settings.stats, plots=settings.plots,
-                                  runs=set(final["run_id"]))[1]  # fmt: skip
+                                  runs=set(final_runs(spec, outcome, scores)))[1]  # fmt: skip
             if spec.mode != "grid":
-                tried = finished[finished["stage"] != "broadcast"]
+                tried = [t.id for t in outcome.trials if t.stage != "broadcast"]
                 files += write_report(spec.runs_dir, spec.directory / "report" / "tuning", layouts=["task"],
-                                      formats=["csv", "md"], runs=set(tried["run_id"]))[1]  # fmt: skip
+                                      formats=["csv", "md"], runs=set(tried))[1]  # fmt: skip
     except ReportError as exc:
         write(f"report not written: {exc}")
+    for warning in caught:
+        if issubclass(warning.category, ReportWarning):
+            write(f"report warning: {warning.message}")
     return files
-
-
-def _best_optuna_runs(finished: pd.DataFrame) -> pd.DataFrame:
-    """Per (algorithm, task): the runs of the suggestion with the best mean score over seeds."""
-    means = finished.groupby(["algo", "task", "hyperparameters"])["score"].mean().reset_index()
-    best = means.loc[means.groupby(["algo", "task"])["score"].idxmax()]
-    keys = set(zip(best["algo"], best["task"], best["hyperparameters"], strict=True))
-    rows = zip(finished["algo"], finished["task"], finished["hyperparameters"], strict=True)
-    return finished[[key in keys for key in rows]]
 
 
 def print_summary(spec: SweepSpec, outcome: SweepOutcome, write: Writer = print) -> None:

@@ -11,17 +11,21 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from flowsteer.algorithms.registry import ALGORITHMS, hyperparameter_names
 from flowsteer.datasets.catalog import DATASETS, NUM_TASKS, DatasetInfo, parse_task
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.platform.spec import RunSpec, RunSpecError
+from flowsteer.rundir import schedule
+from flowsteer.trackinguri import CredentialsInUriError, check_no_password
+from flowsteer.yamlfile import YamlInputError, read_yaml
+
+SCORED_EVALUATIONS = 3  # a trial's score averages its last 3 evaluations, as the report's cells (the papers' rule)
 
 MODES = ("grid", "tune-then-broadcast", "optuna")
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
@@ -153,11 +157,9 @@ def load_sweep(path: Path | str, *, storage: Path | str | None = None) -> SweepS
     """Read and validate a sweep file; relative storage paths are relative to the working directory."""
     path = Path(path)
     try:
-        values = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SweepSpecError(f"cannot read sweep file {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise SweepSpecError(f"{path} is not valid YAML: {exc}") from None
+        values = read_yaml(path, "sweep file")
+    except YamlInputError as exc:
+        raise SweepSpecError(str(exc)) from None
     if not isinstance(values, dict):
         raise SweepSpecError(f"{path} must hold a mapping of sweep fields ({', '.join(_TOP_LEVEL)}).")
     values.setdefault("name", path.stem)
@@ -182,10 +184,17 @@ def parse_sweep(values: dict[str, Any]) -> SweepSpec:
     tasks = _parse_tasks(values.get("tasks"))
     seeds = _parse_seeds(values.get("seeds", 1))
     run = _parse_run(values.get("run") or {})
-    storage = Path(str(values.get("storage", "sweeps"))).expanduser().absolute()
+    storage = values.get("storage", "sweeps")
+    if not isinstance(storage, str) or not storage.strip():
+        raise SweepSpecError(f"storage must be a directory name (results go to storage/<name>/), got {storage!r}.")
+    storage = Path(storage).expanduser().absolute()
     tracking_uri = values.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or ""
     if not isinstance(tracking_uri, str):
         raise SweepSpecError(f"tracking_uri must be a string (an MLflow URI), got {tracking_uri!r}.")
+    try:
+        check_no_password(tracking_uri, "tracking_uri" if values.get("tracking_uri") else "MLFLOW_TRACKING_URI")
+    except CredentialsInUriError as exc:
+        raise SweepSpecError(str(exc)) from None
     if not tracking_uri:
         tracking_uri = f"sqlite:///{storage / 'mlflow.db'}"  # one store for every sweep under storage/
     spec = SweepSpec(
@@ -241,6 +250,12 @@ def _parse_algorithms(raw: Any, mode: str) -> tuple[AlgorithmSweep, ...]:
         for key, grid_values in grid.items():
             if not isinstance(grid_values, list) or not grid_values:
                 raise SweepSpecError(f"{where}.grid.{key} must be a non-empty list of values, got {grid_values!r}.")
+            for i, value in enumerate(grid_values):
+                same = [other for other in grid_values[:i] if _same_value(other, value)]
+                if same:  # 10 and 10.0 would be two trials of one setting, under two ids
+                    raise SweepSpecError(
+                        f"{where}.grid.{key} lists one value twice ({same[0]!r} and {value!r}); list each once."
+                    )
         if search and mode != "optuna":
             raise SweepSpecError(f"{where}.search is used by mode: optuna only; for mode {mode} give a grid.")
         if grid and mode == "optuna":
@@ -267,7 +282,7 @@ def _check_distribution(where: str, dist: Any) -> None:
         if not isinstance(args, list) or not args:
             raise SweepSpecError(f"{where}.choice must be a non-empty list of values, got {args!r}.")
         return
-    numbers = isinstance(args, list) and len(args) == 2 and all(_is_number(a) for a in args)
+    numbers = isinstance(args, list) and len(args) == 2 and all(_is_finite(a) for a in args)
     if not numbers or not args[0] < args[1]:
         raise SweepSpecError(f"{where}.{kind} must be [low, high] with low < high, got {args!r}.")
     if kind == "loguniform" and args[0] <= 0:
@@ -362,9 +377,9 @@ def _parse_resources(raw: Any) -> Resources:
         raise SweepSpecError(f"resources must be a mapping like {{cpu: 1, gpu: 0.25}}, got {raw!r}.")
     _reject_unknown("field of resources", raw, ("cpu", "gpu"))
     cpu, gpu = raw.get("cpu", 1), raw.get("gpu", 0)
-    if not _is_number(cpu) or cpu <= 0:
+    if not _is_finite(cpu) or cpu <= 0:
         raise SweepSpecError(f"resources.cpu must be a number > 0, got {cpu!r}.")
-    if not _is_number(gpu) or gpu < 0 or (gpu > 1 and gpu != int(gpu)):
+    if not _is_finite(gpu) or gpu < 0 or (gpu > 1 and gpu != int(gpu)):
         raise SweepSpecError(f"resources.gpu must be 0, a fraction in (0, 1] or a whole number, got {gpu!r}.")
     return Resources(float(cpu), float(gpu))
 
@@ -407,16 +422,37 @@ def _check_trials(spec: SweepSpec) -> None:
         points = algo.grid_points() if spec.mode != "optuna" else [algo.hyperparameters | _search_probe(algo)]
         for point, task in itertools.product(points, spec.tasks):
             try:
-                spec.run_spec(algo.name, task, spec.seeds[0], point)
+                run = spec.run_spec(algo.name, task, spec.seeds[0], point)
             except RunSpecError as exc:
                 where = f"algorithms.{algo.name} on {task}" if "hyperparameters" in str(exc) else "run"
                 raise SweepSpecError(f"{where}: {exc}") from None
+    _check_scored(run)  # the run settings are the same for every trial: any one of them tells
     if spec.mode == "tune-then-broadcast":
         untuned = [a.name for a in spec.algorithms if not a.grid]
         if untuned:
             raise SweepSpecError(
                 f"mode tune-then-broadcast tunes a grid on each dataset's default task, but "
                 f"{', '.join(untuned)} has no grid; give algorithms.<name>.grid or use mode: grid."
+            )
+
+
+def _check_scored(run: RunSpec) -> None:
+    """Every trial gets a score (the report's rule, which also picks settings): it needs evaluations, and offline
+    the last SCORED_EVALUATIONS of them within the offline phase (offline-to-online: the end of each phase)."""
+    if run.eval_episodes == 0:
+        raise SweepSpecError(
+            "run.eval_episodes is 0: a trial's score is its mean success over its last evaluations, so a sweep "
+            "needs at least 1 episode per evaluation."
+        )
+    if run.online_steps == 0:
+        window = schedule.last_evaluations(run.eval_interval, run.offline_steps, 0, run.offline_steps,
+                                           SCORED_EVALUATIONS)  # fmt: skip
+        if len(window) < SCORED_EVALUATIONS:
+            largest = run.offline_steps // SCORED_EVALUATIONS
+            raise SweepSpecError(
+                f"run: eval_interval {run.eval_interval:,} with offline_steps {run.offline_steps:,} schedules "
+                f"{len(window)} evaluation(s), but a trial's score (and its report cell) averages the last "
+                f"{SCORED_EVALUATIONS}: set eval_interval to at most {largest:,}."
             )
 
 
@@ -438,6 +474,19 @@ def _product(grid: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    return _is_number(value) and math.isfinite(value)
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal as hyperparameter values (10 == 10.0, [64, 64] == [64, 64]); True never equals 1 here."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if _is_number(a) and _is_number(b):
+        return a == b
+    return type(a) is type(b) and a == b
 
 
 def _int(name: str, value: Any, minimum: int) -> int:

@@ -26,6 +26,9 @@ from flowsteer.sweeps.spec import SweepSpec
 from flowsteer.sweeps.trials import Trial
 
 ATTEMPTS_FILE = "attempts.jsonl"
+# A retried trial may find its run still locked by the attempt on a lost node, until the shared storage's lease
+# on that lock expires (NFS: about 90 s); it waits this long before failing.
+LOCK_WAIT = 180.0
 
 
 def trial_of(config: dict[str, Any], sweep: SweepSpec) -> Trial:
@@ -59,11 +62,12 @@ def _run_and_report(spec: RunSpec, cores: list[int], report: Callable[[int, dict
 
     _log_attempt(spec, "start", cores)
     try:
-        result = run(spec, resume=True, progress=False, on_evaluation=report)
+        result = run(spec, resume=True, progress=False, on_evaluation=report, lock_wait=LOCK_WAIT)
     except RunDiverged as exc:
         # Deterministic: a retry would diverge again. Reported as a result, not raised, so Tune does not retry.
+        # Its score is NaN, as in its report cell: a searcher counts it as a failed suggestion, not as 0 %.
         _log_attempt(spec, "diverged")
-        tune.report({"step": -1, "score": 0.0, "state": "diverged", "message": str(exc)[:500]})
+        tune.report({"step": -1, "score": math.nan, "state": "diverged", "message": str(exc)[:500]})
         return
     except BaseException as exc:
         _log_attempt(spec, f"error: {type(exc).__name__}")
@@ -83,20 +87,11 @@ def use_compilation_cache(directory: Path) -> None:
 
 
 def final_score(run_dir: Path) -> float:
-    """The run's score as its report cell computes it: mean success (%) over the last evaluations of its
-    final phase (the last 3 offline, as the papers, fewer when fewer were scheduled; the last one online)."""
-    import warnings
+    """The run's score exactly as its report cell computes it (flowsteer.reports.aggregate.score_run): mean success
+    (%) over the last 3 evaluations offline, the last one online; NaN when the run lacks one of them."""
+    from flowsteer.reports.aggregate import score_run
 
-    from flowsteer.reports.aggregate import Aggregation, run_scores
-    from flowsteer.reports.load import read_run
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tidy = read_run(run_dir)
-    evals = tidy[tidy["metric"] == "success"]["step"].nunique()
-    scores = run_scores(tidy, Aggregation(last_k=max(1, min(3, evals))))
-    score = float(scores["score"].iloc[-1])  # the last phase: online for offline-to-online runs
-    return 0.0 if math.isnan(score) else score
+    return score_run(run_dir)
 
 
 def _log_attempt(spec: RunSpec, event: str, cores: list[int] | None = None) -> None:
@@ -108,7 +103,7 @@ def _log_attempt(spec: RunSpec, event: str, cores: list[int] | None = None) -> N
         "node": _node_id(),
         "pid": os.getpid(),
         "cores": cores or [],
-        "checkpoint_step": json.loads((last / "meta.json").read_text())["step"] if last else 0,
+        "checkpoint_step": checkpoint.step_of(last) if last else 0,
     }
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     with open(spec.run_dir / ATTEMPTS_FILE, "a") as handle:

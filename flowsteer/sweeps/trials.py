@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowsteer.datasets.catalog import parse_task
-from flowsteer.platform.rundir import read_json
 from flowsteer.platform.spec import RunSpec
+from flowsteer.rundir import read_json
 from flowsteer.sweeps.spec import SweepSpec
 
 
@@ -71,17 +71,15 @@ def broadcast_tasks(spec: SweepSpec) -> list[str]:
 
 
 def broadcast_trials(spec: SweepSpec, best: dict[tuple[str, str], dict[str, Any]]) -> list[Trial]:
-    """The chosen setting of each (algorithm, dataset) on the dataset's other tasks, every seed."""
+    """The chosen setting of each (algorithm, dataset) on the dataset's other tasks, every seed (only for the
+    pairs ``best`` holds a choice for)."""
     trials = []
     for algo in spec.algorithms:
         for task in broadcast_tasks(spec):
-            point = best[(algo.name, parse_task(task).dataset.name)]
-            trials += [Trial("broadcast", spec.run_spec(algo.name, task, seed, point)) for seed in spec.seeds]
+            point = best.get((algo.name, parse_task(task).dataset.name))
+            if point is not None:
+                trials += [Trial("broadcast", spec.run_spec(algo.name, task, seed, point)) for seed in spec.seeds]
     return _unique(trials)
-
-
-def trial_from_config(config: dict[str, Any]) -> Trial:
-    return Trial(config["stage"], RunSpec.from_dict(config["run"]))
 
 
 def _unique(trials: list[Trial]) -> list[Trial]:

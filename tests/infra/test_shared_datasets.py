@@ -88,7 +88,7 @@ def test_a_damaged_generated_copy_is_refused_and_verify_names_it(tmp_path, smoke
     assert resolve(DATASET, **args).source == "generated"
     assert main(["data", "verify", "--cache-dir", str(cache), "--data-dir", str(tmp_path / "none")]) == 0
     _damage(copy / TRAIN_FILE)
-    with pytest.raises(CorruptDatasetError, match="generate it again"):
+    with pytest.raises(CorruptDatasetError, match=r"nothing was started\. Rebuild it: flowsteer data generate"):
         resolve(DATASET, **args)
     assert main(["data", "verify", "--cache-dir", str(cache), "--data-dir", str(tmp_path / "none")]) == 1
     assert "MISMATCH (regenerate it)" in capsys.readouterr().out

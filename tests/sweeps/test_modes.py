@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from flowsteer.sweeps.cluster import local_temp_dir
-from flowsteer.sweeps.driver import choose_settings, run_sweep
-from flowsteer.sweeps.spec import SweepSpecError, load_sweep
+from flowsteer.sweeps.driver import SweepIncomplete, choose_settings, run_sweep
+from flowsteer.sweeps.spec import load_sweep
 from flowsteer.sweeps.trainable import final_score
 from flowsteer.sweeps.trials import Trial, grid_trials, tuning_tasks
 
@@ -62,7 +62,7 @@ def test_a_setting_with_an_unfinished_seed_does_not_compete(write_sweep):
     assert choose_settings(spec, tuned)[0] == {("bc", "cube-single-play-v0"): {"lr": 1e-4}}
     for trial in tuned:
         (trial.spec.run_dir / "status.json").write_text(json.dumps({"state": "failed"}))
-    with pytest.raises(SweepSpecError, match="nothing to broadcast"):
+    with pytest.raises(SweepIncomplete, match="nothing to broadcast"):
         choose_settings(spec, tuned)
 
 

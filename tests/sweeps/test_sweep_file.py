@@ -94,6 +94,22 @@ def test_tune_then_broadcast_tunes_on_default_tasks_and_broadcasts_to_the_rest(w
         ({"report": {"layouts": ["tasks"]}}, "report.layouts must be a non-empty list from task, category"),
         ({"max_failures": 1.5}, "max_failures must be an integer >= 0"),
         ({"nmae": "x"}, "unknown sweep field 'nmae'. Did you mean name?"),
+        ({"resources": {"cpu": float("nan")}}, "resources.cpu must be a number > 0, got nan"),
+        ({"resources": {"gpu": float("inf")}}, "resources.gpu must be 0, a fraction"),
+        ({"storage": ["a"]}, "storage must be a directory name"),
+        (
+            {"algorithms": {"bc": {"search": {"lr": {"loguniform": [1e-4, float("inf")]}}}}, "mode": "optuna"},
+            "algorithms.bc.search.lr.loguniform must be [low, high] with low < high",
+        ),
+        ({"algorithms": {"fql": {"grid": {"alpha": [10, 10.0]}}}}, "algorithms.fql.grid.alpha lists one value twice"),
+        ({"run": {"eval_episodes": 0}}, "run.eval_episodes is 0: a trial's score"),
+        (
+            {"run": {"eval_interval": 30}},
+            "schedules 2 evaluation(s), but a trial's score (and its report cell) "
+            "averages the last 3: set eval_interval to at most 20",
+        ),
+        ({"run": {"offline_steps": 10**30}}, "run: offline_steps must be at most 2,147,483,647"),
+        ({"tracking_uri": "http://bob:Hunter2@127.0.0.1:5000"}, "tracking_uri http://bob:***@127.0.0.1:5000 holds"),
     ],
 )
 def test_bad_sweep_files_fail_with_a_message_naming_the_field(write_sweep, fields, message):
@@ -119,6 +135,17 @@ def test_unreadable_and_non_mapping_files_are_clear_errors(tmp_path):
     (tmp_path / "broken.yaml").write_text("algorithms: [bc\n")
     with pytest.raises(SweepSpecError, match="not valid YAML"):
         load_sweep(tmp_path / "broken.yaml")
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfealgorithms: [bc]\n")
+    with pytest.raises(SweepSpecError, match=r"sweep file .*binary.yaml is not UTF-8 text \(byte 0xff at offset 0\)"):
+        load_sweep(tmp_path / "binary.yaml")
+
+
+def test_a_key_given_twice_is_refused_not_silently_replaced(tmp_path):
+    (tmp_path / "twice.yaml").write_text(
+        "algorithms:\n  bc: {grid: {lr: [0.1]}}\n  bc: {}\ntasks: [cube-single-play]\n"
+    )
+    with pytest.raises(SweepSpecError, match=r"key 'bc' appears twice \(lines 2 and 3\)"):
+        load_sweep(tmp_path / "twice.yaml")
 
 
 def test_a_gpu_request_on_a_cluster_without_gpus_fails_before_any_trial(write_sweep, tmp_path, capsys):
