@@ -76,8 +76,8 @@ def check_unique_seeds(scores: pd.DataFrame) -> None:
         if len(group) > 1:
             raise ReportError(
                 f"{method} on {task} ({setting}) has seed {seed} in {len(group)} runs: {', '.join(group['run'])}. "
-                f"They differ only in settings that do not change the column (log, checkpoint or chunk "
-                f"intervals?); keep one of them in the report's folder."
+                f"They differ only in settings that do not name a column (log, checkpoint or chunk intervals?); "
+                f"keep one of them in the report's folder."
             )
 
 
@@ -109,7 +109,6 @@ def run_scores(tidy: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
             rows[-1]["incomplete"] = reason
     scores = pd.DataFrame(rows)
     scores["method"] = method_labels(scores)
-    check_unique_seeds(scores)
     return scores
 
 
@@ -179,6 +178,7 @@ def _cell(layout: str, row: str, group: pd.DataFrame, per_seed: pd.Series, flags
 def task_cells(scores: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
     """Per (method, task, setting, phase): mean and std over seeds, with flags for missing seeds or runs."""
     check_provenance(scores, ["method", "task", "setting"])
+    check_unique_seeds(scores)
     expected = _expected_seeds(scores)
     rows = []
     for (_, task, setting, _), group in scores.groupby(["method", "task", "setting", "phase"]):
@@ -191,6 +191,7 @@ def task_cells(scores: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
 def category_cells(scores: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
     """Per (method, category, setting, phase): each seed's mean over the five tasks, then mean and std over seeds."""
     check_provenance(scores, ["method", "category", "setting"])
+    check_unique_seeds(scores)
     expected = _expected_seeds(scores)
     rows = []
     for (_, category, setting, _), group in scores.groupby(["method", "category", "setting", "phase"]):

@@ -189,8 +189,17 @@ def test_one_seed_in_two_runs_of_one_column_is_refused(write_run, tmp_path):
     steps = {100: 0.5}
     write_run("fql", CUBE.format(1), 0, steps, name="fql-a", run_fields={"checkpoint_interval": 100})
     write_run("fql", CUBE.format(1), 0, steps, name="fql-b", run_fields={"checkpoint_interval": 200})
-    with pytest.raises(ReportError, match=r"fql on .*task1-v0 \(offline\) has seed 0 in 2 runs: fql-a, fql-b"):
-        run_scores(load_runs(tmp_path / "runs"), Aggregation(last_k=1))
+    scores = run_scores(load_runs(tmp_path / "runs"), Aggregation(last_k=1))
+    for cells in (task_cells, category_cells):
+        with pytest.raises(ReportError, match=r"fql on .*task1-v0 \(offline\) has seed 0 in 2 runs: fql-a, fql-b"):
+            cells(scores)
+
+
+def test_runs_on_different_data_are_refused_as_a_provenance_mix_not_as_duplicate_seeds(write_run, tmp_path):
+    write_run("fql", CUBE.format(1), 0, {100: 0.5}, name="fql-data0", source="generated", episodes=5)
+    write_run("fql", CUBE.format(1), 0, {100: 0.5}, name="fql-data1", source="generated", episodes=10)
+    with pytest.raises(ReportError, match=r"mixes runs of different provenance(?=.*fql-data0)(?=.*fql-data1)"):
+        task_cells(run_scores(load_runs(tmp_path / "runs"), Aggregation(last_k=1)))
 
 
 def test_runs_of_different_flowsteer_commits_are_never_mixed_in_one_cell(write_run, tmp_path):
