@@ -52,7 +52,7 @@ def test_bad_input_names_the_field_and_what_it_accepts(values: dict, message: st
         ({"offline_steps": 10**30}, "offline_steps must be at most 2,147,483,647"),
         ({"online_steps": 2**31 - 1, "utd": 4}, "learners count updates in 32 bits"),
         ({"seed": 2**32}, "seed must be at most 4,294,967,295"),  # PRNGKey(2**32) would equal PRNGKey(0)
-        ({"eval_interval": 1}, "schedules 1,000,000 evaluations; at most 10,000 are allowed: raise eval_interval to 100 or"),
+        ({"eval_interval": 1}, "1,000,000 evaluations; at most 10,000 are allowed: raise eval_interval to 100 or"),
         ({"eval_episodes": 10**9}, "eval_episodes must be at most 100,000"),
         ({"buffer_size": 10**12}, "buffer_size must be at most 2,147,483,647"),
         ({"data": {"episodes": 10**8}}, "data.episodes must be at most 100,000"),
