@@ -45,7 +45,7 @@ def read_log(path: Path) -> CsvLog:
     if not data.strip():
         raise RunFileError(f"{path} is empty: not even its header survived.")
     if b"\0" in data:
-        raise RunFileError(f"{path} is damaged: it holds NUL bytes (a file extended past its end).")
+        raise RunFileError(f"{path} is damaged: it holds NUL bytes (binary content, or a file extended past its end).")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -86,7 +86,12 @@ def run_sweep(
             write(f"grid: all {len(outcome.trials)} trial(s) are done already; nothing to launch")
         else:
             check_copies(spec, plans, write)
-            outcome.cluster = _launch(spec, outcome, resume, address, plans, write)
+            try:
+                outcome.cluster = _launch(spec, outcome, resume, address, plans, write)
+            except SweepIncomplete:  # the tuning stage's trials are still summarized for the user to look at
+                summary = summarize(outcome.trials, score_trials(outcome.trials))
+                summary.to_csv(spec.directory / "summary.csv", index=False)
+                raise
         scores = score_trials(outcome.trials)
         outcome.summary = summarize(outcome.trials, scores)
         outcome.summary.to_csv(spec.directory / "summary.csv", index=False)
@@ -110,7 +115,7 @@ def _launch(
         if spec.mode == "grid":
             _run_trials(spec, "grid", outcome.trials, write)
         elif spec.mode == "tune-then-broadcast":
-            tuned = grid_trials(spec, "tune", tuning_tasks(spec))
+            outcome.trials = tuned = grid_trials(spec, "tune", tuning_tasks(spec))
             _run_trials(spec, "tune", tuned, write)
             best, outcome.selection = choose_settings(spec, tuned)
             write_json_atomic(spec.directory / "selection.json", outcome.selection)

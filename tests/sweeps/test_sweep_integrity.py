@@ -148,3 +148,12 @@ def test_a_sweeps_temp_dir_left_world_readable_by_an_older_version_is_tightened(
         assert stat.S_IMODE(cluster.private_temp_dir(spec.directory).stat().st_mode) == 0o700
     finally:
         temp_dir.rmdir()
+
+
+def test_a_request_the_cluster_cannot_meet_fails_before_any_dataset_is_generated(write_sweep, tmp_path, capsys):
+    cache = tmp_path / "empty-cache"
+    path = write_sweep(tasks=["puzzle-3x3-play:default"], resources={"cpu": 1, "gpu": 0.5},
+                       run={"data": {"source": "generated", "episodes": 2, "cache_dir": str(cache)}})  # fmt: skip
+    assert main(["sweep", str(path)]) == 2
+    assert "resources.gpu is 0.5 per trial but the cluster at local has no GPU" in capsys.readouterr().err
+    assert not (cache / "ogbench").exists() or not any((cache / "ogbench").iterdir())  # nothing was generated
