@@ -470,8 +470,8 @@ def _interrupted_copy(p: Probe, name: str) -> Path:
     source = _killed_after_400(p)
     target = p.path(name) / source.name
     shutil.copytree(source, target)
-    config = json.loads((target / "config.json").read_text())  # the same run in its new folder
-    config["run"]["output_dir"] = str(p.path(name))
+    config = json.loads((target / "config.json").read_text())  # the same run in its new folder, as the command
+    config["run"]["output_dir"] = name  # names it (an older flowsteer compared this field too)
     (target / "config.json").write_text(json.dumps(config))
     return target
 
