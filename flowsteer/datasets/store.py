@@ -316,21 +316,17 @@ def resolve(
 ) -> DatasetFiles:
     """Find (or generate) the files of ``dataset`` following the resolution order above.
 
-    ``episodes``, ``seed`` and ``episode_steps`` select a generated copy; ``source`` restricts the search.
+    ``episodes``, ``seed`` and ``episode_steps`` select a generated copy; ``source`` restricts the search. The
+    copy is the one ``plan`` finds, now also checked by checksum.
     """
-    info = get_dataset(dataset)
-    if source not in ("auto", "official", "generated"):
-        raise DatasetError(f"source must be 'auto', 'official' or 'generated', not {source!r}.")
-    if source in ("auto", "official"):
-        official = find_official(info, data_dir)
-        if official is not None:
-            return official
-        if source == "official" or not info.generatable:
-            raise MissingOfficialDataError(missing_official_message(info, data_dir))
-    spec = GenerationSpec(info.name, episodes=episodes, seed=seed, episode_steps=episode_steps)
-    cached = find_generated(spec, cache_dir, checksums=True)
-    if cached is not None:
-        return cached
+    entry = plan(dataset, data_dir=data_dir, cache_dir=cache_dir, source=source, episodes=episodes, seed=seed,
+                 episode_steps=episode_steps)  # fmt: skip
+    info, spec = entry.info, entry.spec
+    if entry.source == "official":
+        return find_official(info, data_dir)  # type: ignore[return-value]
+    assert spec is not None
+    if entry.source == "generated":
+        return find_generated(spec, cache_dir, checksums=True)  # type: ignore[return-value]
     if not generate:
         raise DatasetError(
             f"No copy of {info.name} with {episodes} episodes and seed {seed} is available and generation is "
