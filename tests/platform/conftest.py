@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +68,26 @@ def make_spec(tmp_path: Path, smoke_cache: Path) -> Callable[..., RunSpec]:
         return RunSpec.from_dict(values | fields)
 
     return make
+
+
+_HOLD = (
+    "import sys, time; from pathlib import Path; from flowsteer.rundir import RunDirectory\n"
+    "with RunDirectory(Path(sys.argv[1])).owned('x'):\n    print('held', flush=True); time.sleep(600)"
+)
+
+
+@pytest.fixture
+def lock_holder() -> Iterator[Callable[[Path], subprocess.Popen]]:
+    """lock_holder(run_dir) -> another process that owns ``run_dir`` until the test SIGKILLs it (or ends)."""
+    started: list[subprocess.Popen] = []
+
+    def hold(run_dir: Path) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-c", _HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
+        started.append(process)
+        assert process.stdout.readline().strip() == "held"
+        return process
+
+    yield hold
+    for process in started:
+        process.kill()
+        process.wait()

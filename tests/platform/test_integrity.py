@@ -7,8 +7,6 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -41,22 +39,14 @@ def _as_if_killed_after(spec, step: int) -> None:
     RunDirectory(spec.run_dir).set_status("running", step=step)
 
 
-def test_a_second_process_on_a_running_run_is_refused_and_told_who_owns_it(make_spec, tmp_path: Path) -> None:
+def test_a_second_process_on_a_running_run_is_refused_and_told_who_owns_it(make_spec, lock_holder) -> None:
     spec = make_spec("bc")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from flowsteer.rundir import RunDirectory\n"
-         "with RunDirectory(Path(sys.argv[1])).owned('x'):\n    print('held', flush=True); time.sleep(600)",
-         str(spec.run_dir)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(RunBusyError, match=rf"run {spec.run_id} is already in use by pid {holder.pid} on"):
-            run(spec, progress=False)
-        assert not (spec.run_dir / "config.json").exists()  # refused before writing anything
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
+    holder = lock_holder(spec.run_dir)
+    with pytest.raises(RunBusyError, match=rf"run {spec.run_id} is already in use by pid {holder.pid} on"):
+        run(spec, progress=False)
+    assert not (spec.run_dir / "config.json").exists()  # refused before writing anything
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
     assert run(spec, progress=False).status == "finished"  # the killed owner's lock died with it
 
 

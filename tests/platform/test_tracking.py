@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -66,21 +64,11 @@ def test_sync_of_a_dead_server_answers_at_once(offline_run, capsys) -> None:
     assert "is unreachable" in out and "nothing lost" in out and "--tracking-uri" in out
 
 
-def test_sync_refuses_a_run_that_another_process_owns(offline_run, capsys) -> None:
+def test_sync_refuses_a_run_that_another_process_owns(offline_run, lock_holder, capsys) -> None:
     _, result, _ = offline_run
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from flowsteer.rundir import RunDirectory\n"
-         "with RunDirectory(Path(sys.argv[1])).owned('x'):\n    print('held', flush=True); time.sleep(600)",
-         str(result.run_dir)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        assert main(["sync", str(result.run_dir)]) == 1
-        assert f"already in use by pid {holder.pid}" in capsys.readouterr().out
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = lock_holder(result.run_dir)
+    assert main(["sync", str(result.run_dir)]) == 1
+    assert f"already in use by pid {holder.pid}" in capsys.readouterr().out
 
 
 def test_a_damaged_tracking_file_is_named_by_sync_and_by_train(offline_run, capsys) -> None:
