@@ -12,7 +12,7 @@ Prints, in one run:
      thread), all timed over the same seconds; the machine's throughput is their sum, as in a sweep that runs
      one trial per core.
 
-Usage: python benchmarks/bench_algorithms.py [--quick] [--algos fql,iql] [--seconds 10]
+Usage: python benchmarks/bench_algorithms.py [--quick] [--algos fql,iql] [--seconds 10] [--seeds 1,8,64]
 The data are random transitions shaped like OGBench cube (obs 28, action 5); throughput does not depend on
 the values. This is a benchmark, not a test: nothing is asserted.
 """
@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="timed seconds per measurement (all trials)")
     parser.add_argument("--trials", type=int, default=3, help="timed windows per measurement; the best is kept")
     parser.add_argument("--chunk", type=int, default=100, help="updates per dispatch in the per-algorithm table")
+    parser.add_argument("--seeds", default=None, help="comma-separated seed counts for the vmap table (GPU: 1,8,64)")
     args = parser.parse_args()
     seconds = args.seconds if args.seconds is not None else (3.0 if args.quick else 9.0)
     chunk = min(args.chunk, 20) if args.quick else args.chunk
@@ -209,7 +210,8 @@ def main() -> None:
                 f"fql chunk {size}", lambda s=size: throughput("fql", config, dataset, s, seconds, args.trials)
             )
             chunk_rows.append((size, ups))
-        for seeds in (1, 2, 4) if args.quick else (1, 2, 4, 8):
+        default_seeds = "1,2,4" if args.quick else "1,2,4,8"
+        for seeds in [int(n) for n in (args.seeds or default_seeds).split(",")]:
             ups = measure(
                 f"fql {seeds} seeds",
                 lambda n=seeds: throughput("fql", config, dataset, 10, seconds, args.trials, seeds=n),
