@@ -217,7 +217,8 @@ def main() -> None:
                 lambda n=seeds: throughput("fql", config, dataset, 10, seconds, args.trials, seeds=n),
             )
             seed_rows.append((seeds, ups))
-        if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        one_per_core = jax.default_backend() == "cpu" and hasattr(os, "sched_setaffinity")
+        if one_per_core and len(os.sched_getaffinity(0)) > 1:
             peaks.append(matmul_peak())
             per_core = per_core_throughput("fql", chunk, seconds, args.trials)
             print(f"  fql one learner per core: {sum(per_core):.2f} updates/s", file=sys.stderr, flush=True)
