@@ -1,4 +1,5 @@
-"""The import direction of DESIGN.md holds (contracts in pyproject.toml, checked by import-linter)."""
+"""The architecture of docs/design.md holds: imports point one way (contracts in pyproject.toml, checked by
+import-linter), and the repository cites only sources a reader can open."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """IDQL (Hansen-Estruch et al. 2023): an IQL critic plus a DDPM behaviour policy, acting by best-of-N under Q.
-Follows the official code (philippe-eecs/IDQL, jaxrl5 `ddpm_iql`) that the FQL paper ran (spec §7)."""
+Follows the official code (philippe-eecs/IDQL, jaxrl5/agents/ddpm_iql/ddpm_iql_learner.py) that the FQL paper ran
+(App. E.2); differences from it are listed in docs/algorithms.md#idql."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """IFQL, the flow version of IDQL from the FQL paper: IQL's value and critic, a BC flow policy, and
-best-of-N action selection by Q. Follows seohongpark/fql agents/ifql.py (spec §6)."""
+best-of-N action selection by Q (FQL paper App. E.2). Follows seohongpark/fql agents/ifql.py;
+docs/algorithms.md#ifql."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def init(config: IFQLConfig, obs_dim: int, act_dim: int, key: jax.Array) -> Trai
 def total_loss(
     config: IFQLConfig, params: dict, target_params: dict, batch: Batch, key: jax.Array
 ) -> tuple[jax.Array, Metrics]:
-    """IQL value + critic losses, plus the flow-matching BC loss (the flow never sees Q; spec §6)."""
+    """IQL value + critic losses, plus the flow-matching BC loss (the flow never sees Q; docs/algorithms.md#ifql)."""
     critic, value, flow = _networks(config, batch["actions"].shape[-1])
     v_loss, v_info = iql.value_loss(critic, value, params, target_params, batch, config.expectile)
     c_loss, c_info = iql.critic_loss(critic, value, params, batch, config.discount)
@@ -86,7 +87,7 @@ def act(
     """N flow samples per state, keep the one the online critic rates highest (min over heads).
 
     `deterministic` is ignored, as in the reference (the candidates are always sampled). Unlike the reference,
-    the argmax is taken per state, so a batch of observations gets one correct action each (spec §6 obs).
+    the argmax is taken per state, so a batch of observations gets one correct action each (docs/algorithms.md#ifql).
     """
     del deterministic
     critic, _, flow = _networks(config, state.act_dim)
