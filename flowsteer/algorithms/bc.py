@@ -15,7 +15,11 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 
 @dataclass(frozen=True)
 class BCConfig:
-    """BC hyperparameters (FQL paper App. E.2)."""
+    """BC hyperparameters (FQL paper App. E.2).
+
+    Reference: none in seohongpark/fql (its IQL Gaussian actor with `const_std` and unit weights is the same
+    objective). Intentional divergences: none; state only (docs/algorithms.md#bc).
+    """
 
     lr: float = 3e-4  # Adam learning rate
     batch_size: int = 256  # transitions per update

@@ -18,7 +18,11 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 
 @dataclass(frozen=True)
 class FlowBCConfig:
-    """Flow BC hyperparameters: FQL's BC flow and its defaults (seohongpark/fql agents/fql.py `actor_bc_flow`)."""
+    """Flow BC hyperparameters: FQL's BC flow and its defaults.
+
+    Reference: seohongpark/fql agents/fql.py (`actor_bc_flow`) at 719d044. Intentional divergences: a learner of its
+    own (the reference trains it only inside FQL); state only (docs/algorithms.md#flow-bc).
+    """
 
     lr: float = 3e-4  # Adam learning rate
     batch_size: int = 256  # transitions per update

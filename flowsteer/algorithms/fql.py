@@ -18,7 +18,11 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 
 @dataclass(frozen=True)
 class FQLConfig:
-    """FQL hyperparameters; defaults are the reference's `get_config()`."""
+    """FQL hyperparameters; defaults are the reference's `get_config()`.
+
+    Reference: seohongpark/fql agents/fql.py at 719d044. Intentional divergences: none in the objective; frozen
+    inputs are explicit stop-gradients; no image encoder, state only (docs/algorithms.md#fql).
+    """
 
     lr: float = 3e-4  # Adam learning rate, one optimizer over every trained network
     batch_size: int = 256  # transitions per update

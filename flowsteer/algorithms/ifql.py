@@ -18,7 +18,11 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 
 @dataclass(frozen=True)
 class IFQLConfig:
-    """IFQL hyperparameters; defaults are the reference's `get_config()`."""
+    """IFQL hyperparameters; defaults are the reference's `get_config()`.
+
+    Reference: seohongpark/fql agents/ifql.py at 719d044. Intentional divergences: best-of-N takes its argmax per
+    state (the reference's is right for one state only); no image encoder (docs/algorithms.md#ifql).
+    """
 
     lr: float = 3e-4  # Adam learning rate, one optimizer over value, critic and flow
     batch_size: int = 256  # transitions per update

@@ -16,7 +16,11 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 
 @dataclass(frozen=True)
 class IQLConfig:
-    """IQL hyperparameters; defaults are the reference's `get_config()`."""
+    """IQL hyperparameters; defaults are the reference's `get_config()`.
+
+    Reference: seohongpark/fql agents/iql.py at 719d044. Intentional divergences: with `actor_loss="ddpgbc"` and
+    `const_std=False` Q gets the clipped mean, not a policy sample; no image encoder (docs/algorithms.md#iql).
+    """
 
     lr: float = 3e-4  # Adam learning rate, one optimizer over value, critic and actor
     batch_size: int = 256  # transitions per update

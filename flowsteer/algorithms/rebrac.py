@@ -17,7 +17,11 @@ ACTOR_METRICS = ("actor_loss", "q_loss", "bc_loss", "mse")
 
 @dataclass(frozen=True)
 class ReBRACConfig:
-    """ReBRAC hyperparameters; defaults are the reference's `get_config()` (α's are set per task)."""
+    """ReBRAC hyperparameters; defaults are the reference's `get_config()` (α's are set per task).
+
+    Reference: seohongpark/fql agents/rebrac.py at 719d044. Intentional divergences: the actor-frequency branch is a
+    `lax.cond` inside the compiled update; no image encoder (docs/algorithms.md#rebrac).
+    """
 
     lr: float = 3e-4  # Adam learning rate, one optimizer over critic and actor
     batch_size: int = 256  # transitions per update
