@@ -116,7 +116,7 @@ def actor_loss(config: FQLConfig, params: dict, batch: Batch, key: jax.Array) ->
     policy_actions = net.apply(params["onestep_policy"], obs, noise)
     distill_loss = jnp.mean((policy_actions - target_actions) ** 2)
 
-    # docs/pitfalls.md pitfall 3: clip before Q; the critic is frozen, only the actions carry gradient.
+    # docs/pitfalls.md pitfalls 3 and 1: clip before Q; the critic is frozen, only the actions carry gradient.
     qs = _critic(config).apply(frozen["critic"], obs, jnp.clip(policy_actions, -1.0, 1.0))
     q = qs.mean(axis=0)
     q_loss = -q.mean()
