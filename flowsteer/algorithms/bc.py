@@ -1,4 +1,5 @@
-"""Behaviour cloning with a unit-variance Gaussian policy, as the FQL paper's BC baseline (spec §3)."""
+"""Behaviour cloning with a unit-variance Gaussian policy, as the FQL paper's BC baseline (App. E.2;
+docs/algorithms.md#bc)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 
 @dataclass(frozen=True)
 class BCConfig:
-    """BC hyperparameters (FQL paper App. E.2)."""
+    """BC hyperparameters (FQL paper App. E.2).
+
+    Reference: none in seohongpark/fql (its IQL Gaussian actor with `const_std` and unit weights is the same
+    objective). Intentional divergences: none; state only (docs/algorithms.md#bc).
+    """
 
     lr: float = 3e-4  # Adam learning rate
     batch_size: int = 256  # transitions per update
@@ -24,7 +29,7 @@ class BCConfig:
 
 
 def _actor(config: BCConfig, act_dim: int) -> GaussianActor:
-    # spec §3: constant unit std, so −log π is the MSE to the mean up to a constant.
+    # FQL paper App. E.2: constant unit std, so −log π is the MSE to the mean up to a constant.
     return GaussianActor(config.actor_hidden_dims, act_dim, layer_norm=config.actor_layer_norm, const_std=True)
 
 

@@ -1,4 +1,5 @@
-"""DDPM with ε-prediction and a VP beta schedule, as the official IDQL code trains and samples it (spec §7)."""
+"""DDPM with ε-prediction and a VP beta schedule, as the official IDQL code trains and samples it
+(DDPM paper Eq. 14 and Algorithm 2; philippe-eecs/IDQL jaxrl5/networks/diffusion.py; docs/algorithms.md#ddpm)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Flow matching (linear path, velocity target) and the Euler sampler of FQL and IFQL (spec §2)."""
+"""Flow matching (linear path, velocity target) and the Euler sampler of FQL and IFQL (FQL paper Sec. 3;
+docs/algorithms.md#flow-matching)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ VelocityFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def flow_matching_loss(velocity: VelocityFn, actions: jax.Array, key: jax.Array) -> jax.Array:
-    """Mean over batch and action dims of ‖v(xᵗ, t) − (x¹ − x⁰)‖², xᵗ = (1−t)x⁰ + t·x¹, x¹ = a (spec §2.2)."""
+    """Mean over batch and action dims of ‖v(xᵗ, t) − (x¹ − x⁰)‖², xᵗ = (1−t)x⁰ + t·x¹, x¹ = a (FQL paper Sec. 3)."""
     noise_key, time_key = jax.random.split(key)
     x0 = jax.random.normal(noise_key, actions.shape)
     t = jax.random.uniform(time_key, (*actions.shape[:-1], 1))
@@ -26,5 +27,5 @@ def euler_sample(velocity: VelocityFn, noise: jax.Array, steps: int) -> jax.Arra
     for i in range(steps):  # unrolled on purpose: `steps` is static and small (10), XLA fuses the chain
         t = jnp.full((*noise.shape[:-1], 1), i / steps, dtype=noise.dtype)
         x = x + velocity(x, t) / steps
-    # spec §14 pitfall 3: flow outputs are clipped after the Euler steps, not inside them.
+    # docs/pitfalls.md pitfall 3: flow outputs are clipped after the Euler steps, not inside them.
     return jnp.clip(x, -1.0, 1.0)

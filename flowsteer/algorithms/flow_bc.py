@@ -1,5 +1,5 @@
 """Flow behaviour cloning: FQL's BC flow policy alone (`actor_bc_flow`: flow matching, 10 Euler steps from
-z ~ N(0, I); spec §2.2). It is a baseline of its own and the base policy that DSRL steers: a finished
+z ~ N(0, I); docs/algorithms.md#flow-bc). It is a baseline of its own and the base policy that DSRL steers: a finished
 `flow_bc` run can be given to `dsrl_na` / `dsrl_sac` as `base_run`, so one pretrained policy is steered many
 times."""
 
@@ -18,7 +18,11 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 
 @dataclass(frozen=True)
 class FlowBCConfig:
-    """Flow BC hyperparameters: FQL's BC flow and its defaults (spec §1-2)."""
+    """Flow BC hyperparameters: FQL's BC flow and its defaults.
+
+    Reference: seohongpark/fql agents/fql.py (`actor_bc_flow`) at 719d044. Intentional divergences: a learner of its
+    own (the reference trains it only inside FQL); state only (docs/algorithms.md#flow-bc).
+    """
 
     lr: float = 3e-4  # Adam learning rate
     batch_size: int = 256  # transitions per update
@@ -39,7 +43,7 @@ def decode(net: VectorField, params: dict, observations: jax.Array, noise: jax.A
 
 
 def bc_flow_loss(net: VectorField, params: dict, batch: Batch, key: jax.Array) -> jax.Array:
-    """Flow matching of the dataset actions (spec §2.2)."""
+    """Flow matching of the dataset actions (docs/algorithms.md#flow-matching)."""
     obs = batch["observations"]
     return flow_matching_loss(lambda x, t: net.apply(params, obs, x, t), batch["actions"], key)
 

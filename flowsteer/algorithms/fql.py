@@ -1,5 +1,6 @@
 """Flow Q-learning (FQL; Park, Li, Levine, ICML 2025): a BC flow policy distilled into a one-step policy
-that maximises Q. Follows seohongpark/fql agents/fql.py; spec §2."""
+that maximises Q. FQL paper Secs. 3-4, App. B. Follows seohongpark/fql agents/fql.py;
+docs/algorithms.md#fql."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 
 @dataclass(frozen=True)
 class FQLConfig:
-    """FQL hyperparameters; defaults are the reference's `get_config()`."""
+    """FQL hyperparameters; defaults are the reference's `get_config()`.
+
+    Reference: seohongpark/fql agents/fql.py at 719d044. Intentional divergences: none in the objective; frozen
+    inputs are explicit stop-gradients; no image encoder, state only (docs/algorithms.md#fql).
+    """
 
     lr: float = 3e-4  # Adam learning rate, one optimizer over every trained network
     batch_size: int = 256  # transitions per update
@@ -80,9 +85,9 @@ def flow_actions(config: FQLConfig, params: dict, observations: jax.Array, noise
 def critic_loss(
     config: FQLConfig, params: dict, target_params: dict, batch: Batch, key: jax.Array
 ) -> tuple[jax.Array, Metrics]:
-    """TD loss with a′ from the (frozen) one-step policy and the mean or min of the target heads (spec §2.1)."""
+    """TD loss with a′ from the (frozen) one-step policy and the mean or min of the target heads."""
     act_dim = batch["actions"].shape[-1]
-    # spec §14 pitfall 1: next-action sampling is frozen.
+    # docs/pitfalls.md pitfall 1: next-action sampling is frozen.
     frozen = jax.lax.stop_gradient(params)
     next_actions = onestep_actions(config, frozen, batch["next_observations"], key, act_dim)
     next_qs = _critic(config).apply(target_params["critic"], batch["next_observations"], next_actions)
@@ -94,7 +99,7 @@ def critic_loss(
 
 
 def actor_loss(config: FQLConfig, params: dict, batch: Batch, key: jax.Array) -> tuple[jax.Array, Metrics]:
-    """BC flow loss + α·distillation loss + Q loss (spec §2.2-2.5)."""
+    """BC flow loss + α·distillation loss + Q loss (docs/algorithms.md#fql, items 2-4)."""
     obs, actions = batch["observations"], batch["actions"]
     act_dim = actions.shape[-1]
     flow_key, noise_key, mse_key = jax.random.split(key, 3)
@@ -105,12 +110,13 @@ def actor_loss(config: FQLConfig, params: dict, batch: Batch, key: jax.Array) ->
     bc_flow_loss = flow_matching_loss(lambda x, t: net.apply(params["bc_flow"], obs, x, t), actions, flow_key)
 
     noise = jax.random.normal(noise_key, actions.shape)
-    # spec §2.3: the distillation target μ_θ(s, z) is frozen (the BC flow is not pulled toward the policy).
+    # docs/pitfalls.md pitfall 1: the distillation target μ_θ(s, z) is frozen (the BC flow is not pulled toward
+    # the policy).
     target_actions = flow_actions(config, frozen, obs, noise)
     policy_actions = net.apply(params["onestep_policy"], obs, noise)
     distill_loss = jnp.mean((policy_actions - target_actions) ** 2)
 
-    # spec §2.4: clip before Q; the critic is frozen, only the actions carry gradient.
+    # docs/pitfalls.md pitfalls 3 and 1: clip before Q; the critic is frozen, only the actions carry gradient.
     qs = _critic(config).apply(frozen["critic"], obs, jnp.clip(policy_actions, -1.0, 1.0))
     q = qs.mean(axis=0)
     q_loss = -q.mean()
@@ -151,7 +157,7 @@ def act(
     config: FQLConfig, state: TrainState, observations: jax.Array, key: jax.Array, deterministic: bool = False
 ) -> jax.Array:
     """Sample from the one-step policy. `deterministic` is ignored: the reference evaluates with z ~ N(0, I)
-    too (its `temperature` argument is unused; spec §2, pitfall 2)."""
+    too (its `temperature` argument is unused; docs/pitfalls.md pitfall 2)."""
     del deterministic
     return onestep_actions(config, state.params, observations, key, state.act_dim)
 

@@ -1,5 +1,6 @@
 """IDQL (Hansen-Estruch et al. 2023): an IQL critic plus a DDPM behaviour policy, acting by best-of-N under Q.
-Follows the official code (philippe-eecs/IDQL, jaxrl5 `ddpm_iql`) that the FQL paper ran (spec §7)."""
+Follows the official code (philippe-eecs/IDQL, jaxrl5/agents/ddpm_iql/ddpm_iql_learner.py) that the FQL paper ran
+(App. E.2); differences from it are listed in docs/algorithms.md#idql."""
 
 from __future__ import annotations
 
@@ -18,7 +19,13 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 
 @dataclass(frozen=True)
 class IDQLConfig:
-    """IDQL hyperparameters: the official launcher's, with the FQL paper's per-domain choices in the presets."""
+    """IDQL hyperparameters: the official launcher's, with the FQL paper's per-domain choices in the presets.
+
+    Reference: philippe-eecs/IDQL jaxrl5/agents/ddpm_iql/ddpm_iql_learner.py at 7582571. Known divergences from the
+    class its launcher runs (ddpm_iql_simple): V and Q train on 256 of the 512 transitions, no AdamW weight decay,
+    the ddpm_iql noise network, no input LayerNorm in V, and 1M-step runs under a 3M-step LR schedule
+    (docs/algorithms.md#idql).
+    """
 
     actor_lr: float = 3e-4  # peak AdamW learning rate of the noise network (cosine-decayed)
     actor_lr_decay_steps: int = 3_000_000  # cosine decay horizon (the FQL paper trained IDQL for 3M steps)

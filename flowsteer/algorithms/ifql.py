@@ -1,5 +1,6 @@
 """IFQL, the flow version of IDQL from the FQL paper: IQL's value and critic, a BC flow policy, and
-best-of-N action selection by Q. Follows seohongpark/fql agents/ifql.py (spec §6)."""
+best-of-N action selection by Q (FQL paper App. E.2). Follows seohongpark/fql agents/ifql.py;
+docs/algorithms.md#ifql."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 
 @dataclass(frozen=True)
 class IFQLConfig:
-    """IFQL hyperparameters; defaults are the reference's `get_config()`."""
+    """IFQL hyperparameters; defaults are the reference's `get_config()`.
+
+    Reference: seohongpark/fql agents/ifql.py at 719d044. Intentional divergences: best-of-N takes its argmax per
+    state (the reference's is right for one state only); no image encoder (docs/algorithms.md#ifql).
+    """
 
     lr: float = 3e-4  # Adam learning rate, one optimizer over value, critic and flow
     batch_size: int = 256  # transitions per update
@@ -55,7 +60,7 @@ def init(config: IFQLConfig, obs_dim: int, act_dim: int, key: jax.Array) -> Trai
 def total_loss(
     config: IFQLConfig, params: dict, target_params: dict, batch: Batch, key: jax.Array
 ) -> tuple[jax.Array, Metrics]:
-    """IQL value + critic losses, plus the flow-matching BC loss (the flow never sees Q; spec §6)."""
+    """IQL value + critic losses, plus the flow-matching BC loss (the flow never sees Q; docs/algorithms.md#ifql)."""
     critic, value, flow = _networks(config, batch["actions"].shape[-1])
     v_loss, v_info = iql.value_loss(critic, value, params, target_params, batch, config.expectile)
     c_loss, c_info = iql.critic_loss(critic, value, params, batch, config.discount)
@@ -86,7 +91,7 @@ def act(
     """N flow samples per state, keep the one the online critic rates highest (min over heads).
 
     `deterministic` is ignored, as in the reference (the candidates are always sampled). Unlike the reference,
-    the argmax is taken per state, so a batch of observations gets one correct action each (spec §6 obs).
+    the argmax is taken per state, so a batch of observations gets one correct action each (docs/algorithms.md#ifql).
     """
     del deterministic
     critic, _, flow = _networks(config, state.act_dim)

@@ -1,5 +1,5 @@
 """Implicit Q-learning (IQL; Kostrikov et al. 2022) with an AWR actor, as in seohongpark/fql agents/iql.py
-(spec §4). The value and critic losses here are reused by IFQL and IDQL."""
+(IQL paper Sec. 4; docs/algorithms.md#iql). The value and critic losses here are reused by IFQL and IDQL."""
 
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 
 @dataclass(frozen=True)
 class IQLConfig:
-    """IQL hyperparameters; defaults are the reference's `get_config()`."""
+    """IQL hyperparameters; defaults are the reference's `get_config()`.
+
+    Reference: seohongpark/fql agents/iql.py at 719d044. Intentional divergences: with `actor_loss="ddpgbc"` and
+    `const_std=False` Q gets the clipped mean, not a policy sample; no image encoder (docs/algorithms.md#iql).
+    """
 
     lr: float = 3e-4  # Adam learning rate, one optimizer over value, critic and actor
     batch_size: int = 256  # transitions per update
@@ -45,7 +49,7 @@ def value_loss(
     critic: Critic, value: Critic, params: dict, target_params: dict, batch: Batch, expectile: float
 ) -> tuple[jax.Array, Metrics]:
     """Expectile regression of V(s) onto min of the two *target* critic heads at dataset actions."""
-    # The regression target comes from the target critic, never from the trained one (spec §4).
+    # The regression target comes from the target critic, never from the trained one (seohongpark/fql agents/iql.py).
     target_critic = jax.lax.stop_gradient(target_params["critic"])
     q = critic.apply(target_critic, batch["observations"], batch["actions"]).min(0)
     v = value.apply(params["value"], batch["observations"])
@@ -56,7 +60,7 @@ def value_loss(
 def critic_loss(
     critic: Critic, value: Critic, params: dict, batch: Batch, discount: float, sum_heads: bool = True
 ) -> tuple[jax.Array, Metrics]:
-    """TD regression of both heads onto r + γ·mask·V(s′); V is frozen (spec §4, pitfall 1).
+    """TD regression of both heads onto r + γ·mask·V(s′); V is frozen (docs/pitfalls.md pitfall 1).
 
     The FQL codebase sums the two heads' squared errors (`sum_heads`); IDQL averages them.
     """
@@ -96,7 +100,7 @@ def init(config: IQLConfig, obs_dim: int, act_dim: int, key: jax.Array) -> Train
 
 
 def actor_loss(config: IQLConfig, params: dict, batch: Batch) -> tuple[jax.Array, Metrics]:
-    """AWR: −mean(min(exp(α·(Q − V)), 100)·log π(a|s)) with the online Q and V frozen (spec §4)."""
+    """AWR: −mean(min(exp(α·(Q − V)), 100)·log π(a|s)) with the online Q and V frozen (IQL paper Sec. 4)."""
     critic, value, actor = _networks(config, batch["actions"].shape[-1])
     obs, actions = batch["observations"], batch["actions"]
     frozen = jax.lax.stop_gradient(params)

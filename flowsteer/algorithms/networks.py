@@ -10,12 +10,13 @@ import jax.numpy as jnp
 
 
 def default_init(scale: float = 1.0) -> nn.initializers.Initializer:
-    """Xavier-uniform scaled by `scale`: the kernel init of the FQL codebase (spec §1)."""
+    """Xavier-uniform scaled by `scale`: the kernel init of the FQL codebase (seohongpark/fql
+    utils/networks.py)."""
     return nn.initializers.variance_scaling(scale, "fan_avg", "uniform")
 
 
 def mish(x: jax.Array) -> jax.Array:
-    """Mish activation, x·tanh(softplus(x)), used by IDQL's noise network (spec §7)."""
+    """Mish activation, x·tanh(softplus(x)), used by IDQL's noise network (docs/algorithms.md#networks)."""
     return x * jnp.tanh(jax.nn.softplus(x))
 
 
@@ -37,7 +38,7 @@ class MLP(nn.Module):
             x = nn.Dense(size, kernel_init=default_init())(x)
             if i + 1 < len(self.hidden_dims) or self.activate_final:
                 x = act(x)
-                # spec §1: LayerNorm comes after the activation, not before it.
+                # As seohongpark/fql utils/networks.py: LayerNorm comes after the activation, not before it.
                 if self.layer_norm:
                     x = nn.LayerNorm()(x)
         return x
@@ -56,7 +57,7 @@ class Critic(nn.Module):
         inputs = observations if actions is None else jnp.concatenate([observations, actions], axis=-1)
         mlp_cls: type[nn.Module] = MLP
         if self.num_ensembles > 1:
-            # Independent parameters per head, one batched matmul per layer (spec §1 `Value`).
+            # Independent parameters per head, one batched matmul per layer (the reference's `Value`).
             mlp_cls = nn.vmap(
                 MLP,
                 variable_axes={"params": 0},
@@ -70,7 +71,8 @@ class Critic(nn.Module):
 
 
 class VectorField(nn.Module):
-    """v(s, x, t) for flow matching, or μ(s, z) for a one-step policy when t is None (spec §1 ActorVectorField)."""
+    """v(s, x, t) for flow matching, or μ(s, z) for a one-step policy when t is None (seohongpark/fql
+    `ActorVectorField`)."""
 
     hidden_dims: Sequence[int]
     action_dim: int
@@ -78,7 +80,7 @@ class VectorField(nn.Module):
 
     @nn.compact
     def __call__(self, observations: jax.Array, x: jax.Array, times: jax.Array | None = None) -> jax.Array:
-        # spec §1: the time is a raw scalar input, no sinusoidal embedding.
+        # FQL paper App. B: the time is a raw scalar input, no sinusoidal embedding.
         parts = [observations, x] if times is None else [observations, x, times]
         return MLP((*self.hidden_dims, self.action_dim), layer_norm=self.layer_norm)(jnp.concatenate(parts, axis=-1))
 
@@ -126,7 +128,7 @@ def tanh_gaussian_sample(mean: jax.Array, log_std: jax.Array, key: jax.Array) ->
 
 
 class FourierFeatures(nn.Module):
-    """Learnable Fourier time features [cos 2πtW, sin 2πtW] (IDQL, spec §7)."""
+    """Learnable Fourier time features [cos 2πtW, sin 2πtW] (IDQL; docs/algorithms.md#networks)."""
 
     output_size: int = 64
 
@@ -158,7 +160,8 @@ class ResidualBlock(nn.Module):
 
 
 class DDPMNoiseNet(nn.Module):
-    """ε(s, a_t, t) of IDQL: Fourier time → cond MLP(128,128) → residual MLP over [a_t, s, cond] (spec §7)."""
+    """ε(s, a_t, t) of IDQL: Fourier time → cond MLP(128,128) → residual MLP over [a_t, s, cond]
+    (docs/algorithms.md#networks)."""
 
     action_dim: int
     hidden_dim: int = 256

@@ -1,4 +1,5 @@
-"""Per-environment hyperparameters of the FQL paper, as data (spec §11; FQL paper Tables 6-7, fql README).
+"""Per-environment hyperparameters of the FQL paper, as data (FQL paper Tables 6-7 and App. E.2;
+seohongpark/fql README.md; docs/algorithms.md#presets).
 
 Values were tuned on each dataset's default task and are reused for all five tasks of that dataset.
 """
@@ -10,7 +11,7 @@ from typing import Any
 
 SETTINGS = ("offline", "offline-to-online")
 
-# spec §11, offline (Table 6): per dataset, the algorithm-specific values that differ across environments.
+# FQL paper, offline (Table 6): per dataset, the algorithm-specific values that differ across environments.
 OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
     "antmaze-large-navigate": {
         "iql": {"alpha": 10.0},
@@ -41,7 +42,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "fql": {"alpha": 30.0},
     },
     # The paper's offline antsoccer row is missing from its text; only FQL's α = 10 is sourced (README).
-    # The other algorithms keep their defaults here (UNVERIFIED, spec §11).
+    # The other algorithms keep their defaults here (unsourced; docs/algorithms.md#presets).
     "antsoccer-arena-navigate": {"fql": {"alpha": 10.0}},
     "cube-single-play": {
         "iql": {"alpha": 1.0},
@@ -80,7 +81,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
-# spec §11, offline-to-online (Table 7): the five default tasks of the paper's o2o experiments.
+# FQL paper, offline-to-online (Table 7): the five default tasks of the paper's o2o experiments.
 OFFLINE_TO_ONLINE: dict[str, dict[str, dict[str, Any]]] = {
     "humanoidmaze-medium-navigate": {
         "iql": {"alpha": 10.0},
@@ -114,13 +115,13 @@ OFFLINE_TO_ONLINE: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
-# spec §11: γ = 0.995 on the long-horizon locomotion datasets, 0.99 elsewhere.
+# FQL paper App. B: γ = 0.995 on the long-horizon locomotion datasets, 0.99 elsewhere.
 LONG_HORIZON_PREFIXES = ("antmaze-giant", "humanoidmaze", "antsoccer")
 MANIPULATION_PREFIXES = ("cube", "scene", "puzzle")
 
-# spec §10.4: QAM's per-domain noise bound of its JAX DSRL (NA-style) on OGBench, tuned with action chunks of 5 on
-# manipulation (flowsteer acts one step at a time). No source runs DSRL-SAC on OGBench; it gets the same bounds,
-# untuned. Datasets not listed (cube-single, antsoccer) keep the config default.
+# ColinQiyangLi/qam experiments/reproduce.py: QAM's per-domain noise bound of its JAX DSRL (NA-style) on OGBench,
+# tuned with action chunks of 5 on manipulation (flowsteer acts one step at a time). No source runs DSRL-SAC on
+# OGBench; it gets the same bounds, untuned. Datasets not listed (cube-single, antsoccer) keep the config default.
 DSRL_ALGORITHMS = ("dsrl_na", "dsrl_sac")
 DSRL_NOISE_BOUND: dict[str, float] = {
     "puzzle-3x3-play": 1.0,
@@ -148,10 +149,10 @@ def _domain_rules(algo: str, dataset: str) -> dict[str, Any]:
     values: dict[str, Any] = {"discount": 0.995 if dataset.startswith(LONG_HORIZON_PREFIXES) else 0.99}
     manipulation = dataset.startswith(MANIPULATION_PREFIXES)
     if algo == "iql" and manipulation:
-        # spec §4 / pitfall 5: IQL overfits with 512-wide nets on state-based manipulation.
+        # docs/pitfalls.md pitfall 5: IQL overfits with 512-wide nets on state-based manipulation.
         values |= {"actor_hidden_dims": (256,) * 4, "value_hidden_dims": (256,) * 4}
     if algo == "idql":
-        # spec §7: 2-layer value nets (4 were unstable in the official code); expectile per domain.
+        # FQL paper App. E.2: 2-layer value nets (4 were unstable in the official code); expectile per domain.
         values |= {
             "value_hidden_dims": (256, 256) if manipulation else (512, 512),
             "expectile": 0.9 if manipulation else 0.7,
@@ -159,7 +160,7 @@ def _domain_rules(algo: str, dataset: str) -> dict[str, Any]:
     if algo in DSRL_ALGORITHMS and dataset in DSRL_NOISE_BOUND:
         values["noise_bound"] = DSRL_NOISE_BOUND[dataset]
     if algo == "dsrl_na" and dataset.startswith("humanoidmaze"):
-        values["q_std_penalty"] = 0.0  # QAM: no ensemble-std penalty on humanoidmaze (spec §10.4)
+        values["q_std_penalty"] = 0.0  # QAM: no ensemble-std penalty on humanoidmaze (qam reproduce.py)
     return values
 
 

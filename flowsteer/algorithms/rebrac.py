@@ -1,5 +1,5 @@
 """ReBRAC (Tarasov et al. 2023): TD3+BC with LayerNorm, separate actor and critic BC penalties and delayed
-actor updates, as in seohongpark/fql agents/rebrac.py (spec §5)."""
+actor updates (ReBRAC paper Sec. 3), as in seohongpark/fql agents/rebrac.py; docs/algorithms.md#rebrac."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ ACTOR_METRICS = ("actor_loss", "q_loss", "bc_loss", "mse")
 
 @dataclass(frozen=True)
 class ReBRACConfig:
-    """ReBRAC hyperparameters; defaults are the reference's `get_config()` (α's are set per task)."""
+    """ReBRAC hyperparameters; defaults are the reference's `get_config()` (α's are set per task).
+
+    Reference: seohongpark/fql agents/rebrac.py at 719d044. Intentional divergences: the actor-frequency branch is a
+    `lax.cond` inside the compiled update; no image encoder (docs/algorithms.md#rebrac).
+    """
 
     lr: float = 3e-4  # Adam learning rate, one optimizer over critic and actor
     batch_size: int = 256  # transitions per update
@@ -73,7 +77,8 @@ def init(config: ReBRACConfig, obs_dim: int, act_dim: int, key: jax.Array) -> Tr
 def critic_loss(
     config: ReBRACConfig, params: dict, target_params: dict, batch: Batch, key: jax.Array
 ) -> tuple[jax.Array, Metrics]:
-    """TD loss: a′ = clip(target actor + clipped noise), min over target heads minus α₂‖a′ − a′_D‖² (spec §5)."""
+    """TD loss: a′ = clip(target actor + clipped noise), min over target heads minus α₂‖a′ − a′_D‖²
+    (docs/pitfalls.md pitfall 6)."""
     act_dim = batch["actions"].shape[-1]
     critic, _ = _networks(config, act_dim)
     next_mode = _mode(config, target_params["actor"], batch["next_observations"], act_dim)
@@ -102,8 +107,8 @@ def actor_loss(config: ReBRACConfig, params: dict, batch: Batch) -> tuple[jax.Ar
 def update(config: ReBRACConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     """One Adam step on the critic loss, plus the actor loss on every `actor_freq`-th update (the reference's
     `full_update = i % actor_freq == 0`, i counted from 1). On critic-only steps the actor's gradient is zero,
-    but the single Adam still moves it with its momentum, as in the reference (spec §5); targets move only
-    on full steps. Actor metrics read 0 on critic-only steps."""
+    but the single Adam still moves it with its momentum, as in the reference (docs/pitfalls.md pitfall 6);
+    targets move only on full steps. Actor metrics read 0 on critic-only steps."""
     tx = optax.adam(config.lr)
 
     def step(with_actor: bool):

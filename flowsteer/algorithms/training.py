@@ -19,7 +19,7 @@ unroll_threefry_on_cpu()
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
-# spec §1: dataset actions are clipped to ±(1 − 1e−5) once, for train and validation sets.
+# docs/pitfalls.md pitfall 3: dataset actions are clipped to ±(1 − 1e−5) once, for train and validation sets.
 ACTION_CLIP_EPS = 1e-5
 TRANSITION_KEYS = ("observations", "actions", "next_observations", "rewards", "masks", "terminals")
 
@@ -49,7 +49,8 @@ def polyak(online: Any, target: Any, tau: float) -> Any:
 
 
 def grad_stats(grads: Any) -> Metrics:
-    """grad/{max,min,norm}; norm is the sum of per-leaf L2 norms, as the FQL codebase logs it (spec §1)."""
+    """grad/{max,min,norm}; norm is the sum of per-leaf L2 norms, as the FQL codebase logs it (seohongpark/fql
+    utils/flax_utils.py)."""
     leaves = jax.tree_util.tree_leaves(grads)
     return {
         "grad/max": jnp.max(jnp.stack([jnp.max(g) for g in leaves])),
@@ -95,8 +96,8 @@ def summed_loss_update(
     targets: tuple[str, ...] = ("critic",),
 ) -> tuple[TrainState, Metrics]:
     """The FQL codebase's update: one step of `tx` on `loss_fn(params, key)`, the sum of all the agent's losses,
-    then Polyak of each network in `targets` toward its parameters from *before* the step (spec §1: the
-    reference's one-step lag)."""
+    then Polyak of each network in `targets` toward its parameters from *before* the step (the reference's
+    one-step lag; docs/algorithms.md#shared-conventions)."""
     rng, key = jax.random.split(state.rng)
     params, opt_state, metrics = optimizer_step(tx, state.params, state.opt_state, lambda p: loss_fn(p, key))
     target_params = dict(state.target_params)
@@ -115,7 +116,7 @@ def to_device_dataset(data: Mapping[str, np.ndarray], action_clip_eps: float = A
     """Put a transition dataset on the default device as float32, with clipped actions and `next_actions`.
 
     `next_actions[i] = actions[min(i + 1, N − 1)]` is what ReBRAC's critic penalty reads; like the reference
-    it is wrong at trajectory ends (spec §5, pitfall 6).
+    it is wrong at trajectory ends (docs/pitfalls.md pitfall 6).
     """
     missing = [k for k in TRANSITION_KEYS if k not in data]
     if missing:
@@ -183,8 +184,8 @@ def online_update_fn(
 
     Two compiled calls: the write donates the buffer and happens in place; in one program XLA fuses the
     batch gathers with the write and copies the whole buffer every step. Like the reference's contiguous
-    buffer, `next_actions` of the row before `index` becomes this transition's action (spec §5: ReBRAC
-    reads index + 1, wrong at trajectory ends).
+    buffer, `next_actions` of the row before `index` becomes this transition's action (docs/pitfalls.md
+    pitfall 6: ReBRAC reads index + 1, wrong at trajectory ends).
     """
 
     def write(buffer: Batch, transition: Batch, index: jax.Array) -> Batch:

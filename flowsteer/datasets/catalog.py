@@ -1,7 +1,8 @@
 """OGBench single-task datasets as data: names, tasks, default tasks, dimensions, episode limits, categories.
 
-Facts come from ogbench 1.2.2's environment registry and the FQL paper (shared/spec/ogbench.md,
-shared/spec/algorithms.md §1); tests/datasets/test_catalog.py checks them against the real environments.
+Facts come from ogbench 1.2.2's environment registry and the FQL paper (Table 3 marks the default tasks; see
+docs/design.md#datasets and docs/pitfalls.md pitfall 7); tests/datasets/test_catalog.py checks them against the
+real environments.
 
 Names, for a dataset file ``cube-single-play-v0`` (env family ``cube-single``, dataset type ``play``):
 - task:   ``cube-single-play-singletask-task2-v0`` (or ``cube-single-play-singletask-v0`` for the default task)

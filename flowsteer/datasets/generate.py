@@ -1,6 +1,6 @@
 """Generate OGBench datasets with the scripted oracles that ship in the ``ogbench`` wheel.
 
-The recipes follow OGBench's data_gen_scripts/commands.sh (facts in shared/spec/ogbench.md §2, §7):
+The recipes follow OGBench's data_gen_scripts/commands.sh (seohongpark/ogbench; see docs/design.md#datasets):
 - ``play`` (manipulation): the non-Markovian PlanOracles, action noise 0.1, noise smoothing 0.5.
 - ``noisy`` (manipulation): the closed-loop MarkovOracles (min_norm 0.4) plus per-episode Gaussian noise
   xi ~ U(0, 0.1) scaled by [1, 1, 1, 3, 10] per action dimension, and a random action with probability
@@ -34,7 +34,7 @@ _NOISY_MAX_XI = 0.1
 _NOISY_XI_SCALE = np.array([1.0, 1.0, 1.0, 3.0, 10.0])
 _POINTMAZE_NOISE = 0.5
 
-# Named sizes in training episodes (shared/spec/ogbench.md §7): tests, quick experiments, the papers' runs.
+# Named sizes in training episodes: tests, quick experiments, the papers' runs (1000 episodes, the official size).
 SIZES = {"smoke": 10, "small": 100, "official": 1000}
 
 
@@ -141,7 +141,7 @@ def make_collection_env(spec: GenerationSpec):
 
 
 def row_layout(spec: GenerationSpec, env) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Per-row shape and dtype of every key in the official files (shared/spec/ogbench.md §2)."""
+    """Per-row shape and dtype of every key in the official files (as data_gen_scripts writes them)."""
     unwrapped = env.unwrapped
     data = unwrapped._data if hasattr(unwrapped, "_data") else unwrapped.data
     layout = {

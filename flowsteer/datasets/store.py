@@ -1,6 +1,6 @@
 """Where datasets live, and which copy a run uses.
 
-Resolution order for a dataset (DESIGN.md, shared/spec/ogbench.md §7):
+Resolution order for a dataset (docs/design.md#datasets):
 1. the official files in a directory the user configures (``--data-dir`` or ``FLOWSTEER_OGBENCH_DIR``),
 2. the official files in ``~/.ogbench/data`` (where ``ogbench.download_datasets`` puts them),
 3. flowsteer's cache of generated datasets (``--cache-dir``, ``FLOWSTEER_CACHE_DIR``, ``~/.cache/flowsteer``),

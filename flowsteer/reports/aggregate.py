@@ -1,4 +1,5 @@
-"""Aggregation exactly as the FQL and OGBench papers do it (shared/spec/reporting.md §3.1, §3.3).
+"""Aggregation exactly as the FQL and OGBench papers do it (FQL paper Sec. 5.1 and App. B;
+docs/algorithms.md#reporting-protocol).
 
 1. Per run: the mean success (in %) over the last k evaluation steps of the run's schedule (k = 3 for
    OGBench, 1 for "the last evaluation"). Offline-to-online runs give two values: at the end of the

@@ -2,7 +2,7 @@
 
 One figure per category (a panel per task, a line per method), written as PNG and PDF. The band is the
 percentile interval of the seed mean under resampling seeds with replacement (the FQL paper's plots show
-95% bootstrap intervals, §5.1), with a fixed seed.
+95% bootstrap intervals, its Sec. 5.1), with a fixed seed.
 """
 
 from __future__ import annotations

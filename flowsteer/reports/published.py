@@ -1,6 +1,7 @@
 """Published numbers (FQL and DSRL papers) beside a user's own, for the same algorithm, row and phase.
 
-The table ships as package data (data/published.csv, the numbers of the papers' tables). It holds
+The table ships as package data (data/published.csv): numbers transcribed from the papers' tables, each row naming
+its paper and table in its `source` column (docs/algorithms.md#reporting-protocol). It holds
 per-task rows ("default task": the DSRL paper's offline table, the FQL paper's Table 4) and category rows
 ("5 tasks": the FQL paper's Table 2). Published cells are data: never bold, never part of a row's best.
 """

@@ -2,11 +2,12 @@
 
 The definitions are rliable's (Agarwal et al., NeurIPS 2021): a method's scores form a matrix [runs x tasks] where
 runs are seeds (evaluation episodes are averaged before this step, so that seeds are the replication unit;
-reporting.md §2 item 9); the IQM is the mean of the middle 50% of all its entries; a stratified bootstrap resamples
-runs with replacement within each task; intervals are percentile intervals; a performance profile is the fraction of
-entries above each threshold τ; the probability of improvement P(X > Y) is, per task, the Mann-Whitney statistic of
-X's runs against Y's (ties count half), averaged over tasks. The rliable package itself cannot be installed next to
-pandas 3 (its dependency arch < 8 breaks on import), so the few lines it needs live here, with a fixed seed.
+docs/algorithms.md#reporting-protocol); the IQM is the mean of the middle 50% of all its entries; a stratified
+bootstrap resamples runs with replacement within each task; intervals are percentile intervals; a performance profile
+is the fraction of entries above each threshold τ; the probability of improvement P(X > Y) is, per task, the
+Mann-Whitney statistic of X's runs against Y's (ties count half), averaged over tasks. The rliable package itself
+cannot be installed next to pandas 3 (its dependency arch < 8 breaks on import), so the few lines it needs live here,
+with a fixed seed.
 """
 
 from __future__ import annotations

@@ -79,7 +79,8 @@ def _reset(env: Any, seed: int) -> np.ndarray:
 def run_episodes(policy: Policy, envs: Sequence[Any], episodes: Sequence[int], seed: int = 0) -> list[Episode]:
     """Run the given episode indices over `envs`; results come back in episode order.
 
-    Success is `info['success']` at the episode's last step, as the FQL evaluation reads it (spec §12).
+    Success is `info['success']` at the episode's last step, as the FQL evaluation reads it (seohongpark/fql
+    utils/evaluation.py; docs/algorithms.md#run-protocol).
     Every step calls the policy once on all environments (idle ones pass their last observation and
     ignore the action), so the jitted policy sees one fixed batch shape.
     """
@@ -185,7 +186,7 @@ class Collector:
             "observations": self.obs,
             "actions": action,
             "rewards": np.float32(reward),
-            "masks": np.float32(1.0 - float(terminated)),  # truncation keeps the bootstrap (spec §14, pitfall 8)
+            "masks": np.float32(1.0 - float(terminated)),  # truncation keeps the bootstrap (docs/pitfalls.md pitfall 8)
             "terminals": np.float32(terminated or truncated),
             "next_observations": next_obs,
             **{name: np.asarray(values)[0] for name, values in extra.items()},

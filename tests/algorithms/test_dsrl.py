@@ -1,4 +1,4 @@
-"""DSRL-NA and DSRL-SAC (spec §10): losses on hand-computed cases, the noise bound, the noise critic's
+"""DSRL-NA and DSRL-SAC (docs/algorithms.md#dsrl): losses on hand-computed cases, the noise bound, the noise critic's
 distillation, the base-pretraining schedule, and steering a bimodal BC flow policy to its rewarded mode
 without changing the policy."""
 

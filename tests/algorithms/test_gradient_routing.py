@@ -39,9 +39,9 @@ def test_fql_routing(batch):
 
     assert_routes(grad_norms(lambda p: fql.critic_loss(config, p, targets, batch, KEY)[0], params), {"critic"})
     assert_routes(grad_norms(actor_metric("bc_flow_loss"), params), {"bc_flow"})
-    # spec §2.3: the distillation target (the Euler-integrated BC flow) receives no gradient.
+    # docs/pitfalls.md pitfall 1: the distillation target (the Euler-integrated BC flow) receives no gradient.
     assert_routes(grad_norms(actor_metric("distill_loss"), params), {"onestep_policy"})
-    # spec §2.4: the critic inside the actor loss is frozen; Q moves only the one-step policy.
+    # docs/pitfalls.md pitfall 1: the critic inside the actor loss is frozen; Q moves only the one-step policy.
     assert_routes(grad_norms(actor_metric("q_loss"), params), {"onestep_policy"})
 
 

@@ -1,10 +1,10 @@
 """The category rule reproduces the FQL paper's own category row from its per-task rows.
 
-FQL paper, antmaze-large-navigate, FQL (shared/spec/reporting.md §3.1): tasks 1-5 are 80±8, 57±10, 93±3,
-80±4, 83±4 and the Table 2 row is 79±3 (in the shipped published.csv). With 8 seeds whose per-task deviations
-are uncorrelated across tasks (columns of an 8x8 Hadamard matrix: zero mean, unit std, mutually orthogonal),
-each task's mean and std are the paper's exactly, and the per-seed category mean has std sqrt(Σσ²)/5 = 2.86.
-The category rule must give 79±3; the wrong rule (mean of the task stds) would give ±6.
+FQL paper, antmaze-large-navigate, FQL (Table 3; docs/algorithms.md#reporting-protocol): tasks 1-5 are 80±8, 57±10,
+93±3, 80±4, 83±4 and the Table 2 row is 79±3 (in the shipped published.csv). With 8 seeds whose per-task deviations
+are uncorrelated across tasks (columns of an 8x8 Hadamard matrix: zero mean, unit std, mutually orthogonal), each
+task's mean and std are the paper's exactly, and the per-seed category mean has std sqrt(Σσ²)/5 = 2.86. The category
+rule must give 79±3; the wrong rule (mean of the task stds) would give ±6.
 """
 
 from __future__ import annotations
