@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -50,7 +49,7 @@ def plain_loop(algo: str, config, state, task: str, episodes: int) -> float:
 
 
 def evaluator_time(spec: RunSpec, state, **fields) -> float:
-    with Evaluator(dataclasses.replace(spec, **fields), spec.algo_config()) as evaluator:
+    with Evaluator(spec.replace(**fields), spec.algo_config()) as evaluator:
         evaluator.evaluate(state, seed=0)  # compile and warm the workers
         started = time.perf_counter()
         evaluator.evaluate(state, seed=1)

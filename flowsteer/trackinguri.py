@@ -8,7 +8,9 @@ exception's text, say) go through ``redact`` as well.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
@@ -40,3 +42,15 @@ def check_no_password(uri: str, where: str) -> None:
             f"files. Give the URI without it ({without_userinfo(uri)}) and set {user} and {password} in the "
             f"environment instead."
         )
+
+
+def resolve_tracking_uri(uri: str | None, directory: Path) -> str:
+    """The MLflow store, by one rule for train, sweep and report: ``uri``, else $MLFLOW_TRACKING_URI, else a
+    sqlite store ``mlflow.db`` in ``directory`` (the working directory; a sweep's storage). A relative sqlite
+    path becomes absolute: Ray workers change directory."""
+    uri = (
+        uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(directory).expanduser().absolute()}/mlflow.db"
+    )
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri[len('sqlite:///') :]).absolute()}"
+    return uri

@@ -83,6 +83,13 @@ def get_algorithm(name: str) -> Algorithm:
     return ALGORITHMS[name]
 
 
+def check_run(algo: str, config: Any, offline_steps: int, online_steps: int) -> None:
+    """Raise ValueError when `algo` cannot use this run schedule (DSRL: a base policy must exist to steer)."""
+    hook = get_algorithm(algo).check_run
+    if hook is not None:
+        hook(config, offline_steps, online_steps)
+
+
 def hyperparameter_names(algo: str) -> list[str]:
     """The fields of `algo`'s config, in declaration order."""
     return [f.name for f in dataclasses.fields(get_algorithm(algo).config_cls)]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from flowsteer.sweeps.driver import SweepIncomplete, run_sweep
-from flowsteer.sweeps.spec import load_sweep
+from flowsteer.sweeps.spec import SweepSpecError, load_sweep, sweep_schema
 
 EXIT_INCOMPLETE = 1
 
@@ -20,7 +21,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "tables. Finished trials are never run again; --resume continues interrupted ones from their last "
         "checkpoints. Without --address the sweep starts its own local Ray cluster and never joins another.",
     )
-    parser.add_argument("file", type=Path, metavar="FILE", help="the sweep file (YAML)")
+    parser.add_argument("file", type=Path, nargs="?", metavar="FILE", help="the sweep file (YAML)")
+    parser.add_argument(
+        "--schema", action="store_true", help="print the sweep file's JSON Schema (for editors) and exit"
+    )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     parser.add_argument("--address", help="join an existing Ray cluster (e.g. 10.0.0.5:6379 or auto)")
     parser.add_argument("--dry-run", action="store_true", help="print the trials it would launch, start nothing")
@@ -29,6 +33,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(json.dumps(sweep_schema(), indent=2))
+        return 0
+    if args.file is None:
+        raise SweepSpecError("give a sweep FILE (see examples/), or --schema for its JSON Schema.")
     spec = load_sweep(args.file, storage=args.storage)
     try:
         outcome = run_sweep(spec, resume=args.resume, address=args.address, dry_run=args.dry_run)

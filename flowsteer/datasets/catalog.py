@@ -211,6 +211,71 @@ def parse_task(name: str) -> TaskRef:
     return TaskRef(dataset, task_id)
 
 
+# ---------------------------------------------------------------------------------------------- task selectors
+
+# Groups of datasets a task selector may name.
+GROUPS: dict[str, list[str]] = {
+    "fql-paper": [d.name for d in DATASETS.values() if d.in_fql_paper],
+    "manipulation": [d.name for d in DATASETS.values() if d.family.domain == "manipulation"],
+    "locomotion": [d.name for d in DATASETS.values() if d.family.domain == "locomotion"],
+}
+SELECTOR_HELP = (
+    "a task (cube-single-play-singletask-task2-v0), a dataset (cube-single-play: its five tasks), "
+    f"DATASET:default or DATASET:1,3, or a group ({', '.join(GROUPS)}, optionally :default)"
+)
+
+
+def select_tasks(selector: str) -> list[str]:
+    """The canonical task names a selector names, in order: a task, a dataset (its five tasks),
+    'DATASET:default' or 'DATASET:1,3', or a group of datasets ('fql-paper:default')."""
+    base, _, which = selector.strip().partition(":")
+    if base in GROUPS:
+        infos = [DATASETS[name] for name in GROUPS[base]]
+    elif "-singletask" in base:
+        if which:
+            raise UnknownNameError(f"{selector!r} names one task already; drop ':{which}'.")
+        return [parse_task(base).name]
+    else:
+        name = base if base.endswith("-v0") else f"{base}-v0"
+        if name not in DATASETS:
+            valid = [d.category for d in DATASETS.values()] + list(GROUPS)
+            close = difflib.get_close_matches(base, valid, n=2)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            raise UnknownNameError(
+                f"{base!r} is no OGBench dataset, task or group.{hint} Datasets: "
+                f"{', '.join(d.category for d in DATASETS.values())}; groups: {', '.join(GROUPS)}; or a full task "
+                f"name such as cube-single-play-singletask-task2-v0."
+            )
+        infos = [DATASETS[name]]
+    if not which:
+        return [t for info in infos for t in info.task_names]
+    if which == "default":
+        return [info.default_task_name for info in infos]
+    try:
+        ids = [int(part) for part in which.split(",")]
+    except ValueError:
+        ids = []
+    if not ids or any(not 1 <= k <= NUM_TASKS for k in ids):
+        raise UnknownNameError(
+            f"after ':' give 'default' or task numbers 1..{NUM_TASKS} (e.g. :1,3), got {which!r} in {selector!r}."
+        )
+    return [info.task_name(k) for info in infos for k in ids]
+
+
+def single_task(selector: str) -> str:
+    """The one canonical task a selector names (a task name, or e.g. 'cube-single-play:3' or ':default');
+    a selector naming several tasks is refused: one run trains on one task, a sweep runs many."""
+    if "-singletask" in selector and ":" not in selector:
+        return parse_task(selector).name  # the common case, with parse_task's own hints for a misspelt task
+    tasks = select_tasks(selector)
+    if len(tasks) != 1:
+        raise UnknownNameError(
+            f"{selector!r} names {len(tasks)} tasks, and a run trains on one: name one (e.g. "
+            f"{selector.partition(':')[0]}:default or :3), or run them all with a sweep."
+        )
+    return tasks[0]
+
+
 def datasets_in_fql_paper() -> list[DatasetInfo]:
     """The 10 state-based OGBench datasets of the FQL paper, in its table order."""
     return [d for d in DATASETS.values() if d.in_fql_paper]

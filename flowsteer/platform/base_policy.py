@@ -14,7 +14,7 @@ from flowsteer.algorithms.registry import ALGORITHMS, get_algorithm, make_config
 from flowsteer.datasets.npzfile import sha256
 from flowsteer.platform import checkpoint
 from flowsteer.platform.spec import RunSpecError
-from flowsteer.rundir import RunFileError, read_json
+from flowsteer.rundir import CONFIG, STATUS, RunFileError, read_json
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int) -> BasePol
     """The BC flow of the finished run in `run_dir`, for observations and actions of the given sizes."""
     path = Path(run_dir).expanduser().absolute()
     try:
-        config = read_json(path / "config.json")
-        state = (read_json(path / "status.json") or {}).get("state", "new")
+        config = read_json(path / CONFIG)
+        state = (read_json(path / STATUS) or {}).get("state", "new")
     except RunFileError as exc:
         raise RunSpecError(f"base_run {path}: {exc}") from None
     if config is None:

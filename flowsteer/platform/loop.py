@@ -69,7 +69,6 @@ def run(
     directory has one owner at a time: another process running the same run raises RunBusyError at once, or
     after ``lock_wait`` seconds (a sweep's retry waits for a lost node's lock to expire).
     """
-    spec = spec.validate()
     started = time.perf_counter()
     run_dir = RunDirectory(spec.run_dir)
     config = spec.algo_config()
@@ -81,7 +80,7 @@ def run(
         if status["state"] == "finished":
             return RunResult(run_dir.path, "finished", status.get("step", 0), status.get("last_eval", {}), 0.0)
         start = _starting_checkpoint(run_dir, resume)
-        task = load_task(spec.task, progress=progress, **dataclasses.asdict(spec.data))
+        task = load_task(spec.task, progress=progress, **spec.data.model_dump())
         try:
             base = _base_policy(config, task)  # before any work: a bad base_run fails here
         except BaseException:

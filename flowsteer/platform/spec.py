@@ -1,33 +1,35 @@
 """RunSpec: a validated description of one run (one algorithm, one task, one seed).
 
-Defaults follow the FQL paper's protocol (shared/spec/algorithms.md §12): 1M offline gradient steps,
+Defaults follow the FQL paper's protocol (docs/algorithms.md#run-protocol): 1M offline gradient steps,
 evaluation every 100K steps with 50 episodes; offline-to-online adds 1M environment steps with one update
 per step and online transitions appended to the replay buffer (capacity max(2M, |D| + 1)).
 Bad input fails here, before any work, with a message that names the field and what it accepts.
+
+Every field declares its role: *identity* fields determine the results and are hashed into the run id;
+*execution* fields say where and how the run executes (output directory, MLflow, evaluation workers) and can
+change between attempts of the same run.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from flowsteer.algorithms.registry import ALGORITHMS, make_config
-from flowsteer.datasets.catalog import parse_task
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+
+from flowsteer.algorithms.registry import ALGORITHMS, check_run, make_config
+from flowsteer.datasets.catalog import single_task
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.datasets.generate import SIZES
 from flowsteer.rundir import schedule
-from flowsteer.trackinguri import CredentialsInUriError, check_no_password
+from flowsteer.trackinguri import CredentialsInUriError, check_no_password, resolve_tracking_uri
+from flowsteer.validation import InputModel, did_you_mean, first_error
 
-SOURCES = ("auto", "official", "generated")
-# Where and how a run executes: not part of its identity (see identity_of).
-EXECUTION_FIELDS = ("output_dir", "tracking_uri", "experiment", "use_ray", "eval_workers", "eval_envs", "sweep")
-EXECUTION_DATA_FIELDS = ("data_dir", "cache_dir")
+Role = Literal["identity", "execution"]
 # Upper bounds that catch typos (1e30 steps) before any work; each far above any protocol in the papers.
 MAX_EPISODES = 100_000  # evaluation episodes, generated dataset episodes
 MAX_EPISODE_STEPS = 100_000
@@ -38,90 +40,137 @@ class RunSpecError(ValueError):
     """A RunSpec field has a value the platform cannot run; the message names the field and the fix."""
 
 
-@dataclass(frozen=True)
-class DataSpec:
+def _field(role: Role, default: Any, description: str, **bounds: Any) -> Any:
+    """A field that declares whether it determines the run's results (identity) or only where and how the run
+    executes (execution); the run id hashes the identity fields and nothing else."""
+    return Field(default, description=description, json_schema_extra={"role": role}, **bounds)
+
+
+def identity(default: Any, description: str, **bounds: Any) -> Any:
+    return _field("identity", default, description, **bounds)
+
+
+def execution(default: Any, description: str, **bounds: Any) -> Any:
+    return _field("execution", default, description, **bounds)
+
+
+def role_of(field: FieldInfo) -> Role:
+    extra = field.json_schema_extra
+    return extra["role"] if isinstance(extra, dict) else None  # type: ignore[return-value]
+
+
+class DataSpec(InputModel):
     """Which copy of the task's dataset to use (see flowsteer.datasets.store.resolve)."""
 
-    source: str = "auto"  # 'auto' (official files first), 'official' or 'generated'
-    episodes: int = SIZES["official"]  # training episodes of a generated copy
-    seed: int = 0  # generation seed of a generated copy
-    episode_steps: int = 1001  # rows per episode of a generated copy
-    data_dir: str | None = None  # directory of official files (default: $FLOWSTEER_OGBENCH_DIR, ~/.ogbench/data)
-    cache_dir: str | None = None  # cache of generated datasets (default: $FLOWSTEER_CACHE_DIR, ~/.cache/flowsteer)
+    label: ClassVar[str] = "data field"
+    source: Literal["auto", "official", "generated"] = identity("auto", "'auto' (official files first), "
+                                                                "'official' or 'generated'")  # fmt: skip
+    episodes: int = identity(SIZES["official"], "training episodes of a generated copy", ge=1, le=MAX_EPISODES)
+    seed: int = identity(0, "generation seed of a generated copy", ge=0)
+    episode_steps: int = identity(1001, "rows per episode of a generated copy", ge=2, le=MAX_EPISODE_STEPS)
+    data_dir: str | None = execution(None, "directory of official files (default: $FLOWSTEER_OGBENCH_DIR, "
+                                     "~/.ogbench/data)")  # fmt: skip
+    cache_dir: str | None = execution(None, "cache of generated datasets (default: $FLOWSTEER_CACHE_DIR, "
+                                      "~/.cache/flowsteer)")  # fmt: skip
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """One run. Field comments give the defaults' source; `validate()` checks everything."""
+class RunSpec(InputModel):
+    """One run. Each field says whether it is part of the run's identity; `from_dict` checks everything."""
 
-    algo: str  # one of flowsteer.algorithms.registry.ALGORITHMS
-    task: str  # OGBench single-task name; stored canonical (with -taskN)
-    seed: int = 0  # seeds the learner, evaluation and online collection
-    hyperparameters: dict[str, Any] = field(default_factory=dict)  # overrides of the paper's presets
-    offline_steps: int = 1_000_000  # gradient steps on the dataset (FQL paper)
-    online_steps: int = 0  # environment steps after the offline phase (FQL paper o2o: 1_000_000)
-    utd: int = 1  # updates per online environment step
-    buffer_size: int = 2_000_000  # replay capacity in the online phase: max(buffer_size, |D| + 1)
-    eval_interval: int = 100_000  # steps between evaluations (offline steps, then env steps)
-    eval_episodes: int = 50  # evaluation episodes
-    eval_workers: int = 1  # rollout workers evaluating in parallel (Ray actors when > 1)
-    eval_envs: int = 10  # environments stepped together per worker, one batched policy call per step
-    log_interval: int = 5_000  # steps between rows of train.csv
-    checkpoint_interval: int = 100_000  # steps between checkpoints (online: at the next episode end)
-    chunk_size: int = 1_000  # offline updates per compiled dispatch (lax.scan)
-    data: DataSpec = field(default_factory=DataSpec)
-    output_dir: str = "runs"  # run directories go to output_dir/<run_id>
-    tracking_uri: str | None = None  # MLflow; default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
-    experiment: str = "flowsteer"  # MLflow experiment name
-    use_ray: bool = False  # evaluate on Ray actors (also when eval_workers > 1); the learner stays in-process
-    sweep: str | None = None  # the sweep this run belongs to (an MLflow tag; not part of the run's identity)
-    setting: str = "offline"  # which presets apply: 'offline' or 'offline-to-online' (set from online_steps)
+    label: ClassVar[str] = "run field"
+    algo: str = identity(..., "one of flowsteer.algorithms.registry.ALGORITHMS")
+    task: str = identity(..., "OGBench single task, or a selector naming one (cube-single-play:3); stored canonical")
+    seed: int = identity(0, "seeds the learner, evaluation and online collection", ge=0, le=schedule.MAX_SEED)
+    hyperparameters: dict[str, Any] = identity({}, "overrides of the paper's presets")
+    offline_steps: int = identity(1_000_000, "gradient steps on the dataset (FQL paper)", ge=0,
+                                  le=schedule.MAX_UPDATES)  # fmt: skip
+    online_steps: int = identity(0, "environment steps after the offline phase (FQL paper o2o: 1_000_000)", ge=0,
+                                 le=schedule.MAX_UPDATES)  # fmt: skip
+    utd: int = identity(1, "updates per online environment step", ge=1, le=schedule.MAX_UPDATES)
+    buffer_size: int = identity(2_000_000, "online replay capacity: max(buffer_size, |D| + 1)", ge=1,
+                                le=schedule.MAX_UPDATES)  # fmt: skip
+    eval_interval: int = identity(100_000, "steps between evaluations (offline steps, then env steps)", ge=1)
+    eval_episodes: int = identity(50, "evaluation episodes", ge=0, le=MAX_EPISODES)
+    log_interval: int = identity(5_000, "steps between rows of train.csv", ge=1)
+    checkpoint_interval: int = identity(100_000, "steps between checkpoints (online: at the next episode end)", ge=1)
+    chunk_size: int = identity(1_000, "offline updates per compiled dispatch (lax.scan)", ge=1)
+    data: DataSpec = identity(DataSpec(), "which copy of the dataset (data_dir and cache_dir: execution only)")
+    setting: Literal["offline", "offline-to-online"] = identity("offline", "which presets apply; set from "
+                                                               "online_steps")  # fmt: skip
+    eval_workers: int = execution(1, "rollout workers evaluating in parallel (Ray actors when > 1)", ge=1,
+                                  le=MAX_WORKERS)  # fmt: skip
+    eval_envs: int = execution(10, "environments stepped together per worker, one batched policy call per step",
+                               ge=1, le=MAX_WORKERS)  # fmt: skip
+    output_dir: str = execution(
+        "runs", "run directories go to output_dir/<run_id> (made absolute)", validate_default=True
+    )
+    tracking_uri: str | None = execution(None, "MLflow; default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db")
+    experiment: str = execution("flowsteer", "MLflow experiment name")
+    use_ray: bool = execution(False, "evaluate on Ray actors (also when eval_workers > 1)")
+    sweep: str | None = execution(None, "the sweep this run belongs to (an MLflow tag)")
 
     # ------------------------------------------------------------------ construction and validation
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunSpec:
-        """Build and validate from plain data (JSON, YAML, CLI); unknown fields are named with suggestions."""
-        values = dict(values)
-        _reject_unknown("run field", values, [f.name for f in dataclasses.fields(cls)])
-        data = values.pop("data", {}) or {}
-        if isinstance(data, DataSpec):
-            data = dataclasses.asdict(data)
-        if not isinstance(data, dict):
-            raise RunSpecError(f"data must be a mapping of {[f.name for f in dataclasses.fields(DataSpec)]}")
-        _reject_unknown("data field", data, [f.name for f in dataclasses.fields(DataSpec)])
-        return cls(**values, data=DataSpec(**data)).validate()
-
-    def validate(self) -> RunSpec:
-        """Return a canonical copy (task with -taskN, setting from online_steps) or raise RunSpecError."""
-        if self.algo not in ALGORITHMS:
-            close = difflib.get_close_matches(str(self.algo), list(ALGORITHMS), n=2)
-            hint = f" Did you mean {' or '.join(close)}?" if close else ""
-            raise RunSpecError(f"algo {self.algo!r} is unknown.{hint} Valid: {', '.join(ALGORITHMS)}.")
+        """Build and validate from plain data (JSON, YAML, CLI) or raise RunSpecError naming the field."""
         try:
-            task = parse_task(str(self.task)).name
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise RunSpecError(first_error(exc, cls)) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _setting_from_schedule(cls, values: Any) -> Any:
+        if isinstance(values, dict) and isinstance(values.get("online_steps", 0), int):
+            values = dict(values) | {"setting": "offline-to-online" if values.get("online_steps", 0) > 0 else "offline"}
+        return values
+
+    @field_validator("algo")
+    @classmethod
+    def _known_algorithm(cls, algo: str) -> str:
+        if algo not in ALGORITHMS:
+            raise ValueError(
+                f"algo {algo!r} is unknown.{did_you_mean(algo, ALGORITHMS)} Valid: {', '.join(ALGORITHMS)}."
+            )
+        return algo
+
+    @field_validator("task")
+    @classmethod
+    def _canonical_task(cls, task: str) -> str:
+        try:
+            return single_task(task)
         except DatasetError as exc:
-            raise RunSpecError(f"task: {exc}") from None
-        for name, minimum, maximum in [
-            ("seed", 0, schedule.MAX_SEED),
-            ("offline_steps", 0, schedule.MAX_UPDATES),
-            ("online_steps", 0, schedule.MAX_UPDATES),
-            ("utd", 1, schedule.MAX_UPDATES),
-            ("buffer_size", 1, schedule.MAX_UPDATES),
-            ("eval_interval", 1, None),
-            ("eval_episodes", 0, MAX_EPISODES),
-            ("eval_workers", 1, MAX_WORKERS),
-            ("eval_envs", 1, MAX_WORKERS),
-            ("log_interval", 1, None),
-            ("checkpoint_interval", 1, None),
-            ("chunk_size", 1, None),
-        ]:
-            _check_int(name, getattr(self, name), minimum, maximum)
+            raise ValueError(str(exc)) from None
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _absolute_base_run(cls, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(hyperparameters.get("base_run"), str):  # DSRL: Ray trials change directory, keep it absolute
+            return hyperparameters | {"base_run": str(Path(hyperparameters["base_run"]).expanduser().absolute())}
+        return hyperparameters
+
+    @field_validator("output_dir")
+    @classmethod
+    def _absolute_output_dir(cls, output_dir: str) -> str:
+        if not output_dir:
+            raise ValueError(f"output_dir must be a directory name, got {output_dir!r}.")
+        return str(Path(output_dir).expanduser().absolute())  # the same run from any directory
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_password(cls, uri: str | None) -> str | None:
+        if uri is not None:
+            _check_no_password(uri, "tracking_uri")
+        return uri
+
+    @model_validator(mode="after")
+    def _schedule_and_algorithm(self) -> RunSpec:
         if self.offline_steps + self.online_steps == 0:
-            raise RunSpecError("offline_steps and online_steps are both 0: the run would do nothing.")
+            raise ValueError("offline_steps and online_steps are both 0: the run would do nothing.")
         updates = self.offline_steps + self.online_steps * self.utd
         if updates > schedule.MAX_UPDATES:
-            raise RunSpecError(
+            raise ValueError(
                 f"offline_steps + online_steps x utd is {updates:,} updates; learners count updates in 32 bits, "
                 f"so at most {schedule.MAX_UPDATES:,}."
             )
@@ -130,39 +179,16 @@ class RunSpec:
             least = -(-(self.offline_steps + self.online_steps) // schedule.MAX_EVALUATIONS)  # ceiling
             while schedule.count_evaluations(least, self.offline_steps, self.online_steps) > schedule.MAX_EVALUATIONS:
                 least += 1  # the phase ends may add one or two
-            raise RunSpecError(
+            raise ValueError(
                 f"eval_interval {self.eval_interval:,} schedules {evaluations:,} evaluations; at most "
                 f"{schedule.MAX_EVALUATIONS:,} are allowed: raise eval_interval to {least:,} or more."
             )
-        if self.data.source not in SOURCES:
-            raise RunSpecError(f"data.source must be one of {', '.join(SOURCES)}, got {self.data.source!r}.")
-        for name, minimum, maximum in [("episodes", 1, MAX_EPISODES), ("seed", 0, None),
-                                       ("episode_steps", 2, MAX_EPISODE_STEPS)]:  # fmt: skip
-            _check_int(f"data.{name}", getattr(self.data, name), minimum, maximum)
-        if not isinstance(self.hyperparameters, dict):
-            raise RunSpecError(f"hyperparameters must be a mapping, got {type(self.hyperparameters).__name__}.")
-        setting = "offline-to-online" if self.online_steps > 0 else "offline"
-        hyperparameters = dict(self.hyperparameters)
-        if isinstance(hyperparameters.get("base_run"), str):  # DSRL: Ray trials change directory, keep it absolute
-            hyperparameters["base_run"] = str(Path(hyperparameters["base_run"]).expanduser().absolute())
-        if not isinstance(self.output_dir, str) or not self.output_dir:
-            raise RunSpecError(f"output_dir must be a directory name, got {self.output_dir!r}.")
-        output_dir = str(Path(self.output_dir).expanduser().absolute())  # the same run from any directory
-        if self.tracking_uri is not None:
-            if not isinstance(self.tracking_uri, str):
-                raise RunSpecError(f"tracking_uri must be a string (an MLflow URI), got {self.tracking_uri!r}.")
-            _check_no_password(self.tracking_uri, "tracking_uri")
-        canonical = dataclasses.replace(
-            self, task=task, setting=setting, hyperparameters=hyperparameters, output_dir=output_dir
-        )
         try:
-            config = canonical.algo_config()
-            check_run = ALGORITHMS[self.algo].check_run  # e.g. DSRL: a base policy must exist before steering
-            if check_run is not None:
-                check_run(config, self.offline_steps, self.online_steps)
+            config = self.algo_config()
+            check_run(self.algo, config, self.offline_steps, self.online_steps)  # e.g. DSRL needs a base policy
         except (ValueError, TypeError) as exc:
-            raise RunSpecError(f"hyperparameters: {exc}") from None
-        return canonical
+            raise ValueError(f"hyperparameters: {exc}") from None
+        return self
 
     # ------------------------------------------------------------------ derived values
 
@@ -172,32 +198,33 @@ class RunSpec:
 
     def identity(self) -> dict[str, Any]:
         """What determines the run's results (not where they are written or tracked)."""
-        return identity_of(dataclasses.asdict(self))
+        return identity_of(self.to_dict())
 
     @property
     def run_id(self) -> str:
-        """Stable id: the same spec gives the same id, so reruns find and resume their directory."""
+        """Stable id: the same identity gives the same id, so reruns find and resume their directory."""
         digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()
         short_task = self.task.replace("-singletask", "").replace("-v0", "")
         return f"{self.algo}-{short_task}-s{self.seed}-{digest[:8]}"
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.output_dir).expanduser().absolute() / self.run_id
+        return Path(self.output_dir) / self.run_id
 
     def resolved_tracking_uri(self) -> str:
         """MLflow URI with an absolute path: Ray workers change directory, relative sqlite paths would break."""
-        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        if uri:
-            _check_no_password(uri, "tracking_uri" if self.tracking_uri else "MLFLOW_TRACKING_URI")
-        if not uri:
-            return f"sqlite:///{Path.cwd().absolute() / 'mlflow.db'}"
-        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-            return f"sqlite:///{Path(uri[len('sqlite:///') :]).absolute()}"
-        return uri
+        if self.tracking_uri is None and os.environ.get("MLFLOW_TRACKING_URI"):
+            _check_no_password(os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI")
+        return resolve_tracking_uri(self.tracking_uri, Path.cwd())
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
+
+    def replace(self, **changes: Any) -> RunSpec:
+        """A validated copy with ``changes`` (``data`` changes merge into the data settings)."""
+        values = self.to_dict() | changes
+        values["data"] = self.data.model_dump() | changes.get("data", {})
+        return RunSpec.from_dict(values)
 
 
 def _check_no_password(uri: str, where: str) -> None:
@@ -209,21 +236,11 @@ def _check_no_password(uri: str, where: str) -> None:
 
 def identity_of(run: dict[str, Any]) -> dict[str, Any]:
     """The identity part of a run's fields (a RunSpec as plain data): what determines its results."""
-    ident = {k: v for k, v in run.items() if k not in EXECUTION_FIELDS}
-    ident["data"] = {k: v for k, v in (run.get("data") or {}).items() if k not in EXECUTION_DATA_FIELDS}
+    ident = {k: v for k, v in run.items() if k in _IDENTITY}
+    if isinstance(ident.get("data"), dict):
+        ident["data"] = {k: v for k, v in ident["data"].items() if k in _DATA_IDENTITY}
     return ident
 
 
-def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise RunSpecError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    if maximum is not None and value > maximum:
-        raise RunSpecError(f"{name} must be at most {maximum:,}, got {value:,}.")
-
-
-def _reject_unknown(kind: str, values: dict[str, Any], valid: list[str]) -> None:
-    for key in values:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=2)
-            hint = f" Did you mean {' or '.join(close)}?" if close else ""
-            raise RunSpecError(f"unknown {kind} {key!r}.{hint} Valid: {', '.join(valid)}.")
+_IDENTITY = [name for name, f in RunSpec.model_fields.items() if role_of(f) == "identity"]
+_DATA_IDENTITY = [name for name, f in DataSpec.model_fields.items() if role_of(f) == "identity"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Collection
 from pathlib import Path
@@ -16,6 +15,7 @@ from flowsteer.reports.plots import plot_learning_curves, plot_performance_profi
 from flowsteer.reports.stats import improvement_estimates, interval_estimates, performance_profiles, score_matrices
 from flowsteer.reports.tables import LAYOUTS, Report, build_report
 from flowsteer.reports.writers import FORMATS, write
+from flowsteer.trackinguri import resolve_tracking_uri
 
 MLFLOW_PREFIX = "mlflow:"
 
@@ -24,7 +24,7 @@ def load_source(source: Path | str, out: Path, *, tracking_uri: str | None = Non
     """Run directories under ``source``, or the MLflow experiment ``mlflow:NAME`` (at ``tracking_uri``)."""
     text = str(source)
     if text.startswith(MLFLOW_PREFIX):
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+        uri = resolve_tracking_uri(tracking_uri, Path.cwd())
         return load_mlflow(uri, text.removeprefix(MLFLOW_PREFIX), Path(out) / CACHE_DIR if cache else None)
     return load_runs(Path(source), cache=cache)
 

@@ -12,7 +12,6 @@ The sweep directory (``storage/<name>/``) holds everything:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import math
@@ -33,7 +32,7 @@ from flowsteer.datasets.store import DatasetFiles, DatasetPlan, plan, resolve
 from flowsteer.platform.spec import DataSpec
 from flowsteer.rundir import RunDirectoryError, read_json, write_json_atomic
 from flowsteer.sweeps import cluster
-from flowsteer.sweeps.spec import SweepSpec, SweepSpecError
+from flowsteer.sweeps.spec import Distribution, SweepSpec, SweepSpecError
 from flowsteer.sweeps.trainable import read_attempts, run_trial, trial_of
 from flowsteer.sweeps.trials import Trial, broadcast_tasks, broadcast_trials, grid_trials, tuning_tasks
 from flowsteer.trackinguri import redact
@@ -235,7 +234,7 @@ def _resolve(spec: SweepSpec, entry: DatasetPlan, generate: bool) -> DatasetFile
 
 def _data_spec(spec: SweepSpec) -> DataSpec:
     """The data settings every trial shares (the sweep's run.data)."""
-    return spec.run_spec(spec.algorithms[0].name, spec.tasks[0], spec.seeds[0], spec.algorithms[0].hyperparameters).data
+    return spec.data
 
 
 def _check_storage(spec: SweepSpec) -> None:
@@ -393,14 +392,12 @@ def _run_optuna(spec: SweepSpec, resume: bool, write: Writer) -> list[Trial]:
     return trials
 
 
-def _search_space(search: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _search_space(search: dict[str, Distribution]) -> dict[str, Any]:
     from ray import tune
 
-    space = {}
-    for key, dist in search.items():
-        kind, args = next(iter(dist.items()))
-        space[key] = tune.choice(args) if kind == "choice" else getattr(tune, kind)(*args)
-    return space
+    return {
+        key: tune.choice(d.args) if d.kind == "choice" else getattr(tune, d.kind)(*d.args) for key, d in search.items()
+    }
 
 
 def _plain(config: dict[str, Any]) -> dict[str, Any]:
@@ -581,6 +578,4 @@ def print_summary(spec: SweepSpec, outcome: SweepOutcome, write: Writer = print)
 
 
 def _spec_record(spec: SweepSpec) -> dict[str, Any]:
-    record = dataclasses.asdict(spec)
-    record["source"] = str(spec.source) if spec.source else None
-    return json.loads(json.dumps(record, default=str))
+    return spec.model_dump(mode="json")

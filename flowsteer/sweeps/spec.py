@@ -1,56 +1,49 @@
 """SweepSpec: a validated sweep file (YAML).
 
 A sweep names algorithms (each with fixed hyperparameters and a grid or a search space), tasks, seeds, the
-run settings every trial shares, resources per trial and where results go. Everything is checked here,
-before Ray starts: a bad file fails with a message that names the field (``algorithms.fql.grid.alpha``)
-and what it accepts. See examples/*.yaml for annotated files.
+run settings every trial shares, resources per trial and where results go. The file is a pydantic model:
+everything is checked here, before Ray starts, and a bad file fails with a message that names the field
+(``algorithms.fql.grid.alpha``) and what it accepts. ``flowsteer sweep --schema`` prints its JSON Schema
+(docs/sweep.schema.json) for editors. See examples/*.yaml for annotated files.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import itertools
+import json
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
 from flowsteer.algorithms.registry import ALGORITHMS, hyperparameter_names
-from flowsteer.datasets.catalog import DATASETS, NUM_TASKS, DatasetInfo, parse_task
+from flowsteer.datasets.catalog import GROUPS, SELECTOR_HELP, DatasetInfo, parse_task, select_tasks
 from flowsteer.datasets.errors import DatasetError
-from flowsteer.platform.spec import RunSpec, RunSpecError
+from flowsteer.platform.spec import DataSpec, RunSpec, RunSpecError
 from flowsteer.rundir import schedule
-from flowsteer.trackinguri import CredentialsInUriError, check_no_password
+from flowsteer.trackinguri import CredentialsInUriError, check_no_password, resolve_tracking_uri
+from flowsteer.validation import InputModel, did_you_mean, first_error
 from flowsteer.yamlfile import YamlInputError, read_yaml
+
+__all__ = ["GROUPS", "SweepSpec", "SweepSpecError", "load_sweep", "parse_sweep", "sweep_schema"]
 
 SCORED_EVALUATIONS = 3  # a trial's score averages its last 3 evaluations, as the report's cells (the papers' rule)
 
 MODES = ("grid", "tune-then-broadcast", "optuna")
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 # RunSpec fields a sweep sets itself (per trial, or from its own top-level keys).
-_TRIAL_FIELDS = ("algo", "task", "seed", "hyperparameters", "output_dir", "tracking_uri", "experiment", "sweep")
-# Groups of datasets a task entry may name.
-GROUPS: dict[str, list[str]] = {
-    "fql-paper": [d.name for d in DATASETS.values() if d.in_fql_paper],
-    "manipulation": [d.name for d in DATASETS.values() if d.family.domain == "manipulation"],
-    "locomotion": [d.name for d in DATASETS.values() if d.family.domain == "locomotion"],
-}
-_TOP_LEVEL = (
-    "name",
-    "mode",
-    "algorithms",
-    "tasks",
-    "seeds",
-    "run",
-    "resources",
-    "max_failures",
-    "max_concurrent_trials",
-    "storage",
+TRIAL_FIELDS = (
+    "algo",
+    "task",
+    "seed",
+    "hyperparameters",
+    "output_dir",
     "tracking_uri",
-    "optuna",
-    "report",
+    "experiment",
+    "sweep",
+    "setting",
 )
 
 
@@ -58,14 +51,59 @@ class SweepSpecError(ValueError):
     """The sweep file cannot be run; the message names the field and what it accepts."""
 
 
-@dataclass(frozen=True)
-class AlgorithmSweep:
+class Distribution(InputModel):
+    """One search distribution of mode optuna: exactly one of its keys, e.g. {loguniform: [1e-4, 1e-2]}."""
+
+    label: ClassVar[str] = "distribution"
+    uniform: list[float] | None = None
+    loguniform: list[float] | None = None
+    randint: list[int] | None = None
+    choice: list[Any] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_distribution(self) -> Distribution:
+        given = [k for k in DISTRIBUTIONS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f" must be one of {{{': [...]}, {'.join(DISTRIBUTIONS)}: [...]}}, got {given or 'none'}.")
+        kind = given[0]
+        args = getattr(self, kind)
+        if kind == "choice":
+            return self
+        if len(args) != 2 or not all(math.isfinite(a) for a in args) or not args[0] < args[1]:
+            raise ValueError(f".{kind} must be [low, high] with low < high, got {args!r}.")
+        if kind == "loguniform" and args[0] <= 0:
+            raise ValueError(f".loguniform needs low > 0, got {args[0]!r}.")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in DISTRIBUTIONS if getattr(self, k) is not None)
+
+    @property
+    def args(self) -> list[Any]:
+        return getattr(self, self.kind)
+
+
+class AlgorithmSweep(InputModel):
     """One algorithm of a sweep: fixed overrides, plus a grid (grid modes) or a search space (optuna)."""
 
-    name: str
-    hyperparameters: dict[str, Any] = field(default_factory=dict)  # applied to every trial
-    grid: dict[str, list[Any]] = field(default_factory=dict)  # cartesian product; empty: one point
-    search: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {distribution: args}
+    label: ClassVar[str] = "field of an algorithm"
+    name: str = Field("", description="set from the key of algorithms:", json_schema_extra={"readOnly": True})
+    hyperparameters: dict[str, Any] = Field({}, description="applied to every trial")
+    grid: dict[str, list[Any]] = Field({}, description="cartesian product; empty: one point")
+    search: dict[str, Distribution] = Field({}, description="mode optuna: name -> {distribution: args}")
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_values(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in grid.items():
+            if not values:
+                raise ValueError(f".{key} must be a non-empty list of values, got [].")
+            for i, value in enumerate(values):
+                same = [other for other in values[:i] if _same_value(other, value)]
+                if same:  # 10 and 10.0 would be two trials of one setting, under two ids
+                    raise ValueError(f".{key} lists one value twice ({same[0]!r} and {value!r}); list each once.")
+        return grid
 
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the grid, each merged over the fixed hyperparameters."""
@@ -73,10 +111,18 @@ class AlgorithmSweep:
         return [self.hyperparameters | dict(zip(names, values, strict=True)) for values in _product(self.grid)]
 
 
-@dataclass(frozen=True)
-class Resources:
-    cpu: float = 1.0  # CPUs reserved per trial (the learner and in-process evaluation)
-    gpu: float = 0.0  # GPUs per trial; a fraction shares a GPU, and JAX's memory fraction is set to match
+class Resources(InputModel):
+    label: ClassVar[str] = "field of resources"
+    cpu: float = Field(1.0, gt=0, description="CPUs reserved per trial (the learner and in-process evaluation)")
+    gpu: float = Field(0.0, description="GPUs per trial; a fraction shares a GPU, and JAX's memory fraction matches")
+
+    @field_validator("gpu", mode="before")
+    @classmethod
+    def _gpu_share(cls, gpu: Any) -> Any:
+        number = isinstance(gpu, int | float) and not isinstance(gpu, bool) and math.isfinite(gpu)
+        if not number or gpu < 0 or (gpu > 1 and gpu != int(gpu)):
+            raise ValueError(f"gpu must be 0, a fraction in (0, 1] or a whole number, got {gpu!r}.")
+        return float(gpu)
 
     def as_ray(self) -> dict[str, float]:
         return {"cpu": self.cpu, "gpu": self.gpu} if self.gpu else {"cpu": self.cpu}
@@ -86,43 +132,197 @@ class Resources:
         return None if self.gpu <= 0 else round(min(self.gpu, 1.0) * 0.9, 3)
 
 
-@dataclass(frozen=True)
-class OptunaSettings:
-    suggestions: int = 8  # hyperparameter settings Optuna proposes per (algorithm, task); each runs every seed
-    seed: int = 0  # the sampler's seed
-    max_concurrent: int = 0  # settings evaluated at once (0: no limit beyond the cluster)
+class OptunaSettings(InputModel):
+    label: ClassVar[str] = "field of optuna"
+    suggestions: int = Field(
+        8, ge=1, description="settings Optuna proposes per (algorithm, task); each runs every seed"
+    )
+    seed: int = Field(0, ge=0, description="the sampler's seed")
+    max_concurrent: int = Field(0, ge=0, description="settings evaluated at once (0: no limit beyond the cluster)")
 
 
-@dataclass(frozen=True)
-class ReportSettings:
-    layouts: tuple[str, ...] = ("task", "published")
-    formats: tuple[str, ...] = ("csv", "latex", "md")
-    stats: bool = False
-    plots: bool = False
+class ReportSettings(InputModel):
+    label: ClassVar[str] = "field of report"
+    layouts: list[str] = Field(["task", "published"], description="task, category, published")
+    formats: list[str] = Field(["csv", "latex", "md"], description="csv, latex, md")
+    stats: bool = Field(False, description="IQM and mean with bootstrap CIs, profiles, P(X > Y)")
+    plots: bool = Field(False, description="learning curves (and profiles with stats)")
+
+    @field_validator("layouts", "formats")
+    @classmethod
+    def _known(cls, chosen: list[str], info: Any) -> list[str]:
+        from flowsteer.reports.tables import LAYOUTS
+        from flowsteer.reports.writers import FORMATS
+
+        valid = LAYOUTS if info.field_name == "layouts" else FORMATS
+        if not chosen or any(c not in valid for c in chosen):
+            raise ValueError(f"{info.field_name} must be a non-empty list from {', '.join(valid)}, got {chosen!r}.")
+        return chosen
 
 
-@dataclass(frozen=True)
-class SweepSpec:
-    """A whole sweep; ``trials`` in flowsteer.sweeps.trials expands it."""
+# The run settings every trial shares: RunSpec's fields, less those the sweep sets per trial.
+RunSettings = create_model(  # type: ignore[call-overload]
+    "RunSettings",
+    __base__=InputModel,
+    __doc__="Run settings every trial shares (flowsteer train's fields, less those the sweep sets).",
+    **{name: (f.annotation, f) for name, f in RunSpec.model_fields.items() if name not in TRIAL_FIELDS},
+)
+RunSettings.label = "field of run"
 
-    name: str
-    mode: str
-    algorithms: tuple[AlgorithmSweep, ...]
-    tasks: tuple[str, ...]  # canonical single-task names, in file order, without duplicates
-    seeds: tuple[int, ...]
-    run: dict[str, Any]  # RunSpec fields shared by every trial
-    resources: Resources
-    max_failures: int  # retries of a failed trial (each from its last checkpoint)
-    max_concurrent_trials: int  # 0: as many as the cluster fits
-    storage: Path  # results go to storage/<name>/
-    tracking_uri: str
-    optuna: OptunaSettings
-    report: ReportSettings
-    source: Path | None = None  # the file it came from
+
+class SweepSpec(InputModel):
+    """A whole sweep file, validated; ``trials`` in flowsteer.sweeps.trials expands it."""
+
+    label: ClassVar[str] = "sweep field"
+    name: str = Field(..., description="results go to storage/<name>/; default: the file's name")
+    mode: Literal["grid", "tune-then-broadcast", "optuna"] = "grid"
+    algorithms: tuple[AlgorithmSweep, ...] = Field(..., description="names, or name -> {hyperparameters, grid, search}")
+    tasks: tuple[str, ...] = Field(..., description=f"task selectors: {SELECTOR_HELP}")
+    seeds: tuple[int, ...] = Field((0,), description="a count (seeds: 8 is 0..7) or a list of seeds")
+    run: dict[str, Any] = Field({}, description="run settings every trial shares (see RunSettings)")
+    resources: Resources = Resources()
+    max_failures: int = Field(2, ge=0, description="retries of a failed trial (each from its last checkpoint)")
+    max_concurrent_trials: int = Field(0, ge=0, description="0: as many as the cluster fits")
+    storage: str = Field("sweeps", min_length=1, description="results go to storage/<name>/ (made absolute)")
+    tracking_uri: str = Field(
+        "", validate_default=True, description="MLflow; default $MLFLOW_TRACKING_URI, else storage/mlflow.db"
+    )
+    optuna: OptunaSettings = OptunaSettings()
+    report: ReportSettings = ReportSettings()
+    source: str | None = Field(None, description="the file it came from", json_schema_extra={"readOnly": True})
+
+    # ------------------------------------------------------------------ normalisation and checks
+
+    @field_validator("name")
+    @classmethod
+    def _word(cls, name: str) -> str:
+        if not name or any(c in name for c in "/\\ ") or name.startswith("."):
+            raise ValueError(f"name must be a non-empty word without spaces or slashes, got {name!r}.")
+        return name
+
+    @field_validator("algorithms", mode="before")
+    @classmethod
+    def _named_algorithms(cls, raw: Any) -> Any:
+        if isinstance(raw, list) and all(isinstance(a, str) for a in raw):
+            raw = {a: {} for a in raw}
+        if not isinstance(raw, dict) or not raw:
+            raise ValueError(
+                "algorithms must name at least one algorithm, as a list (algorithms: [bc, fql]) or a mapping "
+                "(algorithms: {fql: {grid: {alpha: [3, 10]}}})."
+            )
+        out = []
+        for algo, body in raw.items():
+            if algo not in ALGORITHMS:
+                valid = ", ".join(ALGORITHMS)
+                raise ValueError(
+                    f".{algo}: unknown algorithm {algo!r}.{did_you_mean(algo, ALGORITHMS)} Valid: {valid}."
+                )
+            body = body if body is not None else {}
+            if not isinstance(body, dict):
+                raise ValueError(f".{algo} must be a mapping with hyperparameters, grid or search, got {body!r}.")
+            try:
+                out.append(AlgorithmSweep.model_validate(body | {"name": algo}))
+            except ValidationError as exc:
+                raise ValueError(first_error(exc, AlgorithmSweep, f"algorithms.{algo}")) from None
+        return tuple(out)
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _expand_tasks(cls, raw: Any) -> Any:
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list) or not raw:
+            raise ValueError(f"tasks must be a non-empty list; entries: {SELECTOR_HELP}.")
+        tasks: list[str] = []
+        for i, entry in enumerate(raw):
+            if not isinstance(entry, str):
+                raise ValueError(f"[{i}] must be a string, got {entry!r}.")
+            try:
+                expanded = select_tasks(entry)
+            except DatasetError as exc:
+                raise ValueError(f"tasks[{i}]: {exc}") from None
+            tasks += [task for task in expanded if task not in tasks]
+        return tuple(tasks)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_list(cls, raw: Any) -> Any:
+        if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
+            return tuple(range(raw))
+        if (
+            isinstance(raw, list)
+            and raw
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw)
+        ):
+            if len(set(raw)) != len(raw):
+                raise ValueError(f"seeds lists a seed twice: {raw!r}.")
+            return tuple(raw)
+        raise ValueError(f"seeds must be a count (seeds: 8) or a non-empty list of integers >= 0, got {raw!r}.")
+
+    @field_validator("run", mode="before")
+    @classmethod
+    def _shared_run_settings(cls, raw: Any) -> Any:
+        raw = {} if raw is None else raw
+        if not isinstance(raw, dict):
+            raise ValueError(f"run must be a mapping of run settings (offline_steps, eval_interval, ...), got {raw!r}.")
+        for key in raw:
+            if key in TRIAL_FIELDS:
+                raise ValueError(
+                    f".{key} is set by the sweep itself (algorithms, tasks, seeds, storage, tracking_uri)."
+                )
+        try:
+            RunSettings.model_validate(raw)
+        except ValidationError as exc:
+            raise ValueError(first_error(exc, RunSettings, "run")) from None
+        return dict(raw)
+
+    @field_validator("storage", mode="before")
+    @classmethod
+    def _absolute_storage(cls, storage: Any) -> str:
+        if not isinstance(storage, str) or not storage.strip():
+            raise ValueError(f"storage must be a directory name (results go to storage/<name>/), got {storage!r}.")
+        return str(Path(storage).expanduser().absolute())
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _one_store(cls, uri: str, info: ValidationInfo) -> str:
+        """tracking_uri, else $MLFLOW_TRACKING_URI, else storage/mlflow.db: one store for every sweep there."""
+        where = "tracking_uri" if uri else "MLFLOW_TRACKING_URI"
+        uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+        try:
+            check_no_password(uri, where)
+        except CredentialsInUriError as exc:
+            raise ValueError(str(exc)) from None
+        return resolve_tracking_uri(uri or None, Path(info.data.get("storage", "sweeps")))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SweepSpec:
+        for algo in self.algorithms:
+            where = f"algorithms.{algo.name}"
+            names = hyperparameter_names(algo.name)
+            for part in ("hyperparameters", "grid", "search"):
+                for key in getattr(algo, part):
+                    if key not in names:
+                        raise ValueError(f"{where}.{part}: {algo.name} has no hyperparameter {key!r}."
+                                         f"{did_you_mean(key, names)} Valid: {', '.join(names)}.")  # fmt: skip
+            if algo.search and self.mode != "optuna":
+                raise ValueError(f"{where}.search is used by mode: optuna only; for mode {self.mode} give a grid.")
+            if algo.grid and self.mode == "optuna":
+                raise ValueError(f"{where}.grid: mode optuna searches a space; write it under {where}.search.")
+            if self.mode == "optuna" and not algo.search:
+                raise ValueError(f"{where}.search is empty: mode optuna needs at least one hyperparameter to search.")
+            overlap = set(algo.hyperparameters) & (set(algo.grid) | set(algo.search))
+            if overlap:
+                raise ValueError(f"{where}: {', '.join(sorted(overlap))} is both fixed and swept; keep one.")
+        if self.optuna != OptunaSettings() and self.mode != "optuna":
+            raise ValueError(f"optuna settings are used by mode: optuna only (mode is {self.mode}).")
+        return self
+
+    # ------------------------------------------------------------------ derived values
 
     @property
     def directory(self) -> Path:
-        return self.storage / self.name
+        return Path(self.storage) / self.name
 
     @property
     def runs_dir(self) -> Path:
@@ -141,6 +341,11 @@ class SweepSpec:
             "sweep": self.name,
         }
         return RunSpec.from_dict(values)
+
+    @property
+    def data(self) -> DataSpec:
+        """The data settings every trial shares (run.data)."""
+        return DataSpec.model_validate(self.run.get("data") or {})
 
     def datasets(self) -> list[DatasetInfo]:
         seen: dict[str, DatasetInfo] = {}
@@ -161,259 +366,59 @@ def load_sweep(path: Path | str, *, storage: Path | str | None = None) -> SweepS
     except YamlInputError as exc:
         raise SweepSpecError(str(exc)) from None
     if not isinstance(values, dict):
-        raise SweepSpecError(f"{path} must hold a mapping of sweep fields ({', '.join(_TOP_LEVEL)}).")
+        raise SweepSpecError(f"{path} must hold a mapping of sweep fields ({', '.join(SweepSpec.model_fields)}).")
     values.setdefault("name", path.stem)
     if storage is not None:
         values["storage"] = str(storage)
     try:
-        return dataclasses.replace(parse_sweep(values), source=path.absolute())
+        return parse_sweep(values | {"source": str(path.absolute())})
     except SweepSpecError as exc:
         raise SweepSpecError(f"{path}: {exc}") from None
 
 
 def parse_sweep(values: dict[str, Any]) -> SweepSpec:
-    """Validate plain data (a parsed YAML file) into a SweepSpec."""
-    _reject_unknown("sweep field", values, _TOP_LEVEL)
-    name = values.get("name")
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\ ") or name.startswith("."):
-        raise SweepSpecError(f"name must be a non-empty word without spaces or slashes, got {name!r}.")
-    mode = values.get("mode", "grid")
-    if mode not in MODES:
-        raise SweepSpecError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
-    algorithms = _parse_algorithms(values.get("algorithms"), mode)
-    tasks = _parse_tasks(values.get("tasks"))
-    seeds = _parse_seeds(values.get("seeds", 1))
-    run = _parse_run(values.get("run") or {})
-    storage = values.get("storage", "sweeps")
-    if not isinstance(storage, str) or not storage.strip():
-        raise SweepSpecError(f"storage must be a directory name (results go to storage/<name>/), got {storage!r}.")
-    storage = Path(storage).expanduser().absolute()
-    tracking_uri = values.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or ""
-    if not isinstance(tracking_uri, str):
-        raise SweepSpecError(f"tracking_uri must be a string (an MLflow URI), got {tracking_uri!r}.")
+    """Validate plain data (a parsed YAML file) into a SweepSpec, and build one trial of each kind."""
     try:
-        check_no_password(tracking_uri, "tracking_uri" if values.get("tracking_uri") else "MLFLOW_TRACKING_URI")
-    except CredentialsInUriError as exc:
-        raise SweepSpecError(str(exc)) from None
-    if not tracking_uri:
-        tracking_uri = f"sqlite:///{storage / 'mlflow.db'}"  # one store for every sweep under storage/
-    spec = SweepSpec(
-        name=name,
-        mode=mode,
-        algorithms=algorithms,
-        tasks=tasks,
-        seeds=seeds,
-        run=run,
-        resources=_parse_resources(values.get("resources") or {}),
-        max_failures=_int("max_failures", values.get("max_failures", 2), 0),
-        max_concurrent_trials=_int("max_concurrent_trials", values.get("max_concurrent_trials", 0), 0),
-        storage=storage,
-        tracking_uri=tracking_uri,
-        optuna=_parse_optuna(values.get("optuna") or {}, mode),
-        report=_parse_report(values.get("report") or {}),
-    )
+        spec = SweepSpec.model_validate(values)
+    except ValidationError as exc:
+        raise SweepSpecError(first_error(exc, SweepSpec)) from None
     _check_trials(spec)
     return spec
 
 
-def _parse_algorithms(raw: Any, mode: str) -> tuple[AlgorithmSweep, ...]:
-    if isinstance(raw, list) and all(isinstance(a, str) for a in raw):
-        raw = {a: {} for a in raw}
-    if not isinstance(raw, dict) or not raw:
-        raise SweepSpecError(
-            "algorithms must name at least one algorithm, as a list (algorithms: [bc, fql]) or a mapping "
-            "(algorithms: {fql: {grid: {alpha: [3, 10]}}})."
-        )
-    out = []
-    for algo, body in raw.items():
-        where = f"algorithms.{algo}"
-        if algo not in ALGORITHMS:
-            valid = ", ".join(ALGORITHMS)
-            raise SweepSpecError(f"{where}: unknown algorithm {algo!r}.{_close(algo, ALGORITHMS)} Valid: {valid}.")
-        body = body or {}
-        if not isinstance(body, dict):
-            raise SweepSpecError(f"{where} must be a mapping with hyperparameters, grid or search, got {body!r}.")
-        _reject_unknown(f"field of {where}", body, ("hyperparameters", "grid", "search"))
-        names = hyperparameter_names(algo)
-        fixed = body.get("hyperparameters") or {}
-        grid = body.get("grid") or {}
-        search = body.get("search") or {}
-        for part, mapping in (("hyperparameters", fixed), ("grid", grid), ("search", search)):
-            if not isinstance(mapping, dict):
-                raise SweepSpecError(f"{where}.{part} must be a mapping of hyperparameter names, got {mapping!r}.")
-            for key in mapping:
-                if key not in names:
-                    raise SweepSpecError(
-                        f"{where}.{part}: {algo} has no hyperparameter {key!r}.{_close(key, names)} "
-                        f"Valid: {', '.join(names)}."
-                    )
-        for key, grid_values in grid.items():
-            if not isinstance(grid_values, list) or not grid_values:
-                raise SweepSpecError(f"{where}.grid.{key} must be a non-empty list of values, got {grid_values!r}.")
-            for i, value in enumerate(grid_values):
-                same = [other for other in grid_values[:i] if _same_value(other, value)]
-                if same:  # 10 and 10.0 would be two trials of one setting, under two ids
-                    raise SweepSpecError(
-                        f"{where}.grid.{key} lists one value twice ({same[0]!r} and {value!r}); list each once."
-                    )
-        if search and mode != "optuna":
-            raise SweepSpecError(f"{where}.search is used by mode: optuna only; for mode {mode} give a grid.")
-        if grid and mode == "optuna":
-            raise SweepSpecError(f"{where}.grid: mode optuna searches a space; write it under {where}.search.")
-        if mode == "optuna" and not search:
-            raise SweepSpecError(f"{where}.search is empty: mode optuna needs at least one hyperparameter to search.")
-        for key, dist in search.items():
-            _check_distribution(f"{where}.search.{key}", dist)
-        overlap = set(fixed) & (set(grid) | set(search))
-        if overlap:
-            raise SweepSpecError(f"{where}: {', '.join(sorted(overlap))} is both fixed and swept; keep one.")
-        out.append(AlgorithmSweep(algo, dict(fixed), dict(grid), dict(search)))
-    return tuple(out)
-
-
-def _check_distribution(where: str, dist: Any) -> None:
-    if not isinstance(dist, dict) or len(dist) != 1:
-        raise SweepSpecError(f"{where} must be one of {{{': [...]}, {'.join(DISTRIBUTIONS)}: [...]}}, got {dist!r}.")
-    kind, args = next(iter(dist.items()))
-    if kind not in DISTRIBUTIONS:
-        valid = ", ".join(DISTRIBUTIONS)
-        raise SweepSpecError(f"{where}: unknown distribution {kind!r}.{_close(kind, DISTRIBUTIONS)} Valid: {valid}.")
-    if kind == "choice":
-        if not isinstance(args, list) or not args:
-            raise SweepSpecError(f"{where}.choice must be a non-empty list of values, got {args!r}.")
-        return
-    numbers = isinstance(args, list) and len(args) == 2 and all(_is_finite(a) for a in args)
-    if not numbers or not args[0] < args[1]:
-        raise SweepSpecError(f"{where}.{kind} must be [low, high] with low < high, got {args!r}.")
-    if kind == "loguniform" and args[0] <= 0:
-        raise SweepSpecError(f"{where}.loguniform needs low > 0, got {args[0]!r}.")
-    if kind == "randint" and not all(isinstance(a, int) for a in args):
-        raise SweepSpecError(f"{where}.randint needs integers [low, high), got {args!r}.")
-
-
-def _parse_tasks(raw: Any) -> tuple[str, ...]:
-    """Task entries: a task, a dataset (its five tasks), 'DATASET:default' or 'DATASET:1,3', or a group."""
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list) or not raw:
-        raise SweepSpecError(
-            "tasks must be a non-empty list; entries: a task (cube-single-play-singletask-task2-v0), a dataset "
-            "(cube-single-play: its five tasks), DATASET:default or DATASET:1,3, or a group "
-            f"({', '.join(GROUPS)}, optionally :default)."
-        )
-    tasks: list[str] = []
-    for i, entry in enumerate(raw):
-        if not isinstance(entry, str):
-            raise SweepSpecError(f"tasks[{i}] must be a string, got {entry!r}.")
-        for task in _expand_task_entry(entry.strip(), f"tasks[{i}]"):
-            if task not in tasks:
-                tasks.append(task)
-    return tuple(tasks)
-
-
-def _expand_task_entry(entry: str, where: str) -> list[str]:
-    base, _, selector = entry.partition(":")
-    if base in GROUPS:
-        infos = [DATASETS[name] for name in GROUPS[base]]
-    elif "-singletask" in base:
-        if selector:
-            raise SweepSpecError(f"{where}: {entry!r} names one task already; drop ':{selector}'.")
-        try:
-            return [parse_task(base).name]
-        except DatasetError as exc:
-            raise SweepSpecError(f"{where}: {exc}") from None
-    else:
-        name = base if base.endswith("-v0") else f"{base}-v0"
-        if name not in DATASETS:
-            valid = [d.category for d in DATASETS.values()] + list(GROUPS)
-            raise SweepSpecError(
-                f"{where}: {base!r} is no OGBench dataset, task or group.{_close(base, valid)} Datasets: "
-                f"{', '.join(d.category for d in DATASETS.values())}; groups: {', '.join(GROUPS)}; or a full task "
-                f"name such as cube-single-play-singletask-task2-v0."
-            )
-        infos = [DATASETS[name]]
-    if not selector:
-        return [t for info in infos for t in info.task_names]
-    if selector == "default":
-        return [info.default_task_name for info in infos]
-    try:
-        ids = [int(part) for part in selector.split(",")]
-    except ValueError:
-        ids = []
-    if not ids or any(not 1 <= k <= NUM_TASKS for k in ids):
-        raise SweepSpecError(
-            f"{where}: after ':' give 'default' or task numbers 1..{NUM_TASKS} (e.g. :1,3), got {selector!r}."
-        )
-    return [info.task_name(k) for info in infos for k in ids]
-
-
-def _parse_seeds(raw: Any) -> tuple[int, ...]:
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        if raw < 1:
-            raise SweepSpecError(f"seeds must be a count >= 1 or a list of seeds, got {raw!r}.")
-        return tuple(range(raw))
-    if isinstance(raw, list) and raw and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in raw):
-        if len(set(raw)) != len(raw):
-            raise SweepSpecError(f"seeds lists a seed twice: {raw!r}.")
-        return tuple(raw)
-    raise SweepSpecError(f"seeds must be a count (seeds: 8) or a non-empty list of integers >= 0, got {raw!r}.")
-
-
-def _parse_run(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise SweepSpecError(f"run must be a mapping of run settings (offline_steps, eval_interval, ...), got {raw!r}.")
-    valid = [f.name for f in dataclasses.fields(RunSpec) if f.name not in (*_TRIAL_FIELDS, "setting")]
-    for key in raw:
-        if key in _TRIAL_FIELDS:
-            raise SweepSpecError(
-                f"run.{key} is set by the sweep itself (algorithms, tasks, seeds, storage, tracking_uri)."
-            )
-    _reject_unknown("field of run", raw, valid)
-    return dict(raw)
-
-
-def _parse_resources(raw: Any) -> Resources:
-    if not isinstance(raw, dict):
-        raise SweepSpecError(f"resources must be a mapping like {{cpu: 1, gpu: 0.25}}, got {raw!r}.")
-    _reject_unknown("field of resources", raw, ("cpu", "gpu"))
-    cpu, gpu = raw.get("cpu", 1), raw.get("gpu", 0)
-    if not _is_finite(cpu) or cpu <= 0:
-        raise SweepSpecError(f"resources.cpu must be a number > 0, got {cpu!r}.")
-    if not _is_finite(gpu) or gpu < 0 or (gpu > 1 and gpu != int(gpu)):
-        raise SweepSpecError(f"resources.gpu must be 0, a fraction in (0, 1] or a whole number, got {gpu!r}.")
-    return Resources(float(cpu), float(gpu))
-
-
-def _parse_optuna(raw: Any, mode: str) -> OptunaSettings:
-    if not isinstance(raw, dict):
-        raise SweepSpecError(f"optuna must be a mapping like {{suggestions: 8, seed: 0}}, got {raw!r}.")
-    if raw and mode != "optuna":
-        raise SweepSpecError(f"optuna settings are used by mode: optuna only (mode is {mode}).")
-    _reject_unknown("field of optuna", raw, [f.name for f in dataclasses.fields(OptunaSettings)])
-    return OptunaSettings(
-        suggestions=_int("optuna.suggestions", raw.get("suggestions", 8), 1),
-        seed=_int("optuna.seed", raw.get("seed", 0), 0),
-        max_concurrent=_int("optuna.max_concurrent", raw.get("max_concurrent", 0), 0),
-    )
-
-
-def _parse_report(raw: Any) -> ReportSettings:
-    from flowsteer.reports.tables import LAYOUTS
-    from flowsteer.reports.writers import FORMATS
-
-    if not isinstance(raw, dict):
-        raise SweepSpecError(f"report must be a mapping like {{layouts: [task], formats: [csv, md]}}, got {raw!r}.")
-    _reject_unknown("field of report", raw, ("layouts", "formats", "stats", "plots"))
-    defaults = ReportSettings()
-    layouts = raw.get("layouts", list(defaults.layouts))
-    formats = raw.get("formats", list(defaults.formats))
-    for key, chosen, valid in (("layouts", layouts, LAYOUTS), ("formats", formats, FORMATS)):
-        if not isinstance(chosen, list) or not chosen or any(c not in valid for c in chosen):
-            raise SweepSpecError(f"report.{key} must be a non-empty list from {', '.join(valid)}, got {chosen!r}.")
-    for key in ("stats", "plots"):
-        if not isinstance(raw.get(key, False), bool):
-            raise SweepSpecError(f"report.{key} must be true or false, got {raw[key]!r}.")
-    return ReportSettings(tuple(layouts), tuple(formats), raw.get("stats", False), raw.get("plots", False))
+def sweep_schema() -> dict[str, Any]:
+    """The sweep file's JSON Schema (for editors: docs/sweep.schema.json), written as the file is written:
+    algorithms as a list of names or a mapping from name to {hyperparameters, grid, search}."""
+    schema = SweepSpec.model_json_schema()
+    entry = AlgorithmSweep.model_json_schema()
+    defs = schema.setdefault("$defs", {})
+    defs.update(entry.pop("$defs", {}))
+    entry["properties"].pop("name")
+    defs["AlgorithmSweep"] = entry
+    defs["RunSettings"] = RunSettings.model_json_schema()
+    defs.update(defs["RunSettings"].pop("$defs", {}))
+    names = list(ALGORITHMS)
+    schema["properties"]["algorithms"] = {
+        "description": schema["properties"]["algorithms"].get("description", ""),
+        "anyOf": [
+            {"type": "array", "items": {"enum": names}, "minItems": 1},
+            {"type": "object", "propertyNames": {"enum": names}, "minProperties": 1,
+             "additionalProperties": {"anyOf": [{"$ref": "#/$defs/AlgorithmSweep"}, {"type": "null"}]}},
+        ],
+    }  # fmt: skip
+    schema["properties"]["tasks"] = {
+        "description": schema["properties"]["tasks"]["description"],
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+    }
+    schema["properties"]["seeds"] = {
+        "description": schema["properties"]["seeds"]["description"],
+        "anyOf": [{"type": "integer", "minimum": 1}, {"type": "array", "items": {"type": "integer", "minimum": 0},
+                                                       "minItems": 1, "uniqueItems": True}],
+    }  # fmt: skip
+    schema["properties"]["run"] = {"$ref": "#/$defs/RunSettings"}
+    schema["properties"].pop("source")
+    schema["required"] = [r for r in schema.get("required", []) if r != "name"]
+    return json.loads(json.dumps(schema, default=str))
 
 
 def _check_trials(spec: SweepSpec) -> None:
@@ -458,11 +463,8 @@ def _check_scored(run: RunSpec) -> None:
 
 def _search_probe(algo: AlgorithmSweep) -> dict[str, Any]:
     """One value from each search distribution, to check that the algorithm accepts its type."""
-    probe = {}
-    for key, dist in algo.search.items():
-        kind, args = next(iter(dist.items()))
-        probe[key] = args[0] if kind in ("choice", "randint") else float(args[0])
-    return probe
+    return {key: dist.args[0] if dist.kind in ("choice", "randint") else float(dist.args[0])
+            for key, dist in algo.search.items()}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -476,10 +478,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _is_finite(value: Any) -> bool:
-    return _is_number(value) and math.isfinite(value)
-
-
 def _same_value(a: Any, b: Any) -> bool:
     """Equal as hyperparameter values (10 == 10.0, [64, 64] == [64, 64]); True never equals 1 here."""
     if isinstance(a, bool) or isinstance(b, bool):
@@ -487,20 +485,3 @@ def _same_value(a: Any, b: Any) -> bool:
     if _is_number(a) and _is_number(b):
         return a == b
     return type(a) is type(b) and a == b
-
-
-def _int(name: str, value: Any, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise SweepSpecError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return value
-
-
-def _close(name: str, valid: Any) -> str:
-    close = difflib.get_close_matches(str(name), list(valid), n=2)
-    return f" Did you mean {' or '.join(close)}?" if close else ""
-
-
-def _reject_unknown(kind: str, values: dict[str, Any], valid: Any) -> None:
-    for key in values:
-        if key not in valid:
-            raise SweepSpecError(f"unknown {kind} {key!r}.{_close(key, valid)} Valid: {', '.join(valid)}.")

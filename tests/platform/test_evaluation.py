@@ -38,9 +38,7 @@ def smoke_cache_module(tmp_path_factory):
 
 
 def _evaluate(spec, state, **fields):
-    import dataclasses
-
-    with Evaluator(dataclasses.replace(spec, **fields), spec.algo_config()) as evaluator:
+    with Evaluator(spec.replace(**fields), spec.algo_config()) as evaluator:
         return evaluator.evaluate(state, seed=123)
 
 
@@ -66,9 +64,8 @@ def test_one_in_process_worker_and_two_ray_workers_give_identical_results(traine
 
 def test_a_different_seed_gives_different_episodes(trained) -> None:
     spec, state = trained
-    import dataclasses
 
-    with Evaluator(dataclasses.replace(spec, eval_envs=3), spec.algo_config()) as evaluator:
+    with Evaluator(spec.replace(eval_envs=3), spec.algo_config()) as evaluator:
         first = evaluator.evaluate(state, seed=1)
         again = evaluator.evaluate(state, seed=1)
         other = evaluator.evaluate(state, seed=2)

@@ -153,9 +153,9 @@ def test_a_failure_while_the_learner_is_built_leaves_the_run_failed_in_the_direc
 def test_the_same_run_is_found_whatever_the_output_dir_spelling_or_the_worker_settings(make_spec, tmp_path) -> None:
     spec, _ = _finished(make_spec)
     for other in (
-        dataclasses.replace(spec, output_dir=str(tmp_path / "runs") + "/"),
-        dataclasses.replace(spec, eval_envs=5, eval_workers=1),
-        dataclasses.replace(spec, data=dataclasses.replace(spec.data, cache_dir=str(tmp_path / "elsewhere"))),
+        spec.replace(output_dir=str(tmp_path / "runs") + "/"),
+        spec.replace(eval_envs=5, eval_workers=1),
+        spec.replace(data={"cache_dir": str(tmp_path / "elsewhere")}),
     ):
         assert run(other, progress=False).status == "finished"
 
@@ -163,7 +163,7 @@ def test_the_same_run_is_found_whatever_the_output_dir_spelling_or_the_worker_se
 def test_a_moved_run_directory_can_be_resumed(make_spec, tmp_path: Path) -> None:
     spec, logs = _finished(make_spec)
     _as_if_killed_after(spec, 40)
-    moved = dataclasses.replace(spec, output_dir=str(tmp_path / "moved"))
+    moved = spec.replace(output_dir=str(tmp_path / "moved"))
     os.rename(spec.run_dir.parent, tmp_path / "moved")
     assert run(moved, resume=True, progress=False).status == "finished"
     for name in LOGS:

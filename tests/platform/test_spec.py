@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowsteer.platform.spec import RunSpec, RunSpecError
+from flowsteer.platform.spec import DataSpec, RunSpec, RunSpecError, role_of
 
 BASE = {"algo": "fql", "task": "scene-play-singletask-v0"}
 
@@ -94,5 +94,40 @@ def test_relative_sqlite_uris_become_absolute(tmp_path, monkeypatch) -> None:
 
 def test_a_relative_base_run_becomes_absolute(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    spec = RunSpec(algo="dsrl_na", task="cube-single-play-singletask-v0", hyperparameters={"base_run": "runs/base"})
-    assert spec.validate().hyperparameters["base_run"] == str(tmp_path / "runs" / "base")
+    spec = RunSpec.from_dict(
+        {"algo": "dsrl_na", "task": "cube-single-play-singletask-v0", "hyperparameters": {"base_run": "runs/base"}}
+    )
+    assert spec.hyperparameters["base_run"] == str(tmp_path / "runs" / "base")
+
+
+def test_every_run_field_declares_whether_it_is_identity_or_execution() -> None:
+    roles = {name: role_of(field) for name, field in RunSpec.model_fields.items()}
+    roles |= {f"data.{name}": role_of(field) for name, field in DataSpec.model_fields.items()}
+    assert set(roles.values()) == {"identity", "execution"}
+
+
+def test_only_identity_fields_reach_the_run_id() -> None:
+    spec = RunSpec.from_dict(BASE)
+    changed = RunSpec.from_dict(
+        BASE | {"tracking_uri": "sqlite:///x.db", "experiment": "e", "use_ray": True, "eval_envs": 3,
+                "sweep": "s", "data": {"data_dir": "/d", "cache_dir": "/c"}}
+    )  # fmt: skip
+    assert changed.run_id == spec.run_id
+    assert RunSpec.from_dict(BASE | {"chunk_size": 7}).run_id != spec.run_id
+
+
+@pytest.mark.parametrize(
+    ("task", "canonical"),
+    [
+        ("cube-single-play:3", "cube-single-play-singletask-task3-v0"),
+        ("cube-single-play:default", "cube-single-play-singletask-task2-v0"),
+        ("puzzle-3x3-play-singletask-task4-v0", "puzzle-3x3-play-singletask-task4-v0"),
+    ],
+)
+def test_a_task_selector_naming_one_task_selects_it(task: str, canonical: str) -> None:
+    assert RunSpec.from_dict(BASE | {"task": task}).task == canonical
+
+
+def test_a_task_selector_naming_several_tasks_points_to_a_sweep() -> None:
+    with pytest.raises(RunSpecError, match="'cube-single-play' names 5 tasks, and a run trains on one"):
+        RunSpec.from_dict(BASE | {"task": "cube-single-play"})

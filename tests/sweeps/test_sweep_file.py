@@ -108,7 +108,7 @@ def test_tune_then_broadcast_tunes_on_default_tasks_and_broadcasts_to_the_rest(w
             "schedules 2 evaluation(s), but a trial's score (and its report cell) "
             "averages the last 3: set eval_interval to at most 20",
         ),
-        ({"run": {"offline_steps": 10**30}}, "run: offline_steps must be at most 2,147,483,647"),
+        ({"run": {"offline_steps": 10**30}}, "run.offline_steps must be at most 2,147,483,647"),
         ({"tracking_uri": "http://bob:Hunter2@127.0.0.1:5000"}, "tracking_uri http://bob:***@127.0.0.1:5000 holds"),
     ],
 )
