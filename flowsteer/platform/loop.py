@@ -27,6 +27,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
 from flowsteer.datasets import OfflineTask, load_task
 from flowsteer.platform import checkpoint
 from flowsteer.platform.base_policy import BasePolicy, load_base_policy
@@ -70,6 +71,7 @@ def run(
     after ``lock_wait`` seconds (a sweep's retry waits for a lost node's lock to expire).
     """
     spec = spec.validate()
+    apply_cpu_tweaks()  # before anything is compiled; once per process
     started = time.perf_counter()
     run_dir = RunDirectory(spec.run_dir)
     config = spec.algo_config()
