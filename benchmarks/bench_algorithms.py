@@ -40,6 +40,7 @@ from flowsteer.algorithms import (
     to_device_dataset,
 )
 from flowsteer.algorithms.training import train_step
+from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
 
 OBS_DIM, ACT_DIM, DATASET_SIZE = 28, 5, 100_000
 # Time what each learner spends its run on: DSRL-NA's steering updates, not the base pretraining before them.
@@ -138,6 +139,7 @@ def _pinned_learner(core: int, algo: str, chunk: int, seconds: float, trials: in
     """Child process: pin to `core` before JAX starts its thread pool (XLA sizes it from the affinity mask),
     compile, wait for every sibling, then time the chunked update like `throughput`."""
     os.sched_setaffinity(0, {core})
+    apply_cpu_tweaks()  # a spawned process starts with stock JAX, like any other
     config = make_config(algo, overrides=OVERRIDES.get(algo))
     alg = get_algorithm(algo)
     data = dataset_for(algo, random_dataset())
@@ -172,6 +174,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=100, help="updates per dispatch in the per-algorithm table")
     parser.add_argument("--seeds", default=None, help="comma-separated seed counts for the vmap table (GPU: 1,8,64)")
     args = parser.parse_args()
+    tweaks = apply_cpu_tweaks()  # as a run does (FLOWSTEER_XLA_CPU_TWEAKS=0 measures stock JAX)
     seconds = args.seconds if args.seconds is not None else (3.0 if args.quick else 9.0)
     chunk = min(args.chunk, 20) if args.quick else args.chunk
     algos = [a for a in args.algos.split(",") if a]
@@ -224,7 +227,10 @@ def main() -> None:
             print(f"  fql one learner per core: {sum(per_core):.2f} updates/s", file=sys.stderr, flush=True)
 
     peak = max(peaks)
-    print(f"# flowsteer algorithm throughput: {os.cpu_count()} CPUs, jax {jax.__version__} ({jax.default_backend()})")
+    print(
+        f"# flowsteer algorithm throughput: {os.cpu_count()} CPUs, jax {jax.__version__} ({jax.default_backend()}), "
+        f"XLA CPU tweaks {'on' if tweaks else 'off'}"
+    )
     print(
         f"\nfloat32 matmul peak (2048×2048 jitted, best of the run): {peak:.1f} GFLOP/s "
         f"(lowest re-measurement {min(peaks):.1f}); load average {load_before:.2f} → {os.getloadavg()[0]:.2f}"

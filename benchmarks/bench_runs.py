@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from flowsteer.algorithms.registry import get_algorithm, make_config
+from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
 from flowsteer.datasets import load_task, make_env
 from flowsteer.platform.evaluation import Evaluator
 from flowsteer.platform.loop import run
@@ -130,6 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.episodes, args.steps = 10, 1000
+    apply_cpu_tweaks()  # the bare update is compiled as a run compiles it
     print(f"device: {jax.devices()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
         if args.part in ("all", "eval"):

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install flowsteer with its pinned dependencies; a no-op when nothing changed.
+# Create .venv and install flowsteer with the locked environment (requirements-dev.lock: every package at one
+# version, checked by hash); a no-op when nothing changed.
 # Sourced by scripts/main.sh and scripts/test.sh; needs only python3 (>= 3.11) and pip.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,11 +15,11 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 stamp=.venv/.flowsteer-installed
-want=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements-dev.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: installing pinned dependencies into .venv (about 2 GB, 1-2 minutes)"
     log=.venv/install.log
-    if ! { .venv/bin/python -m pip install --disable-pip-version-check -q -r requirements-dev.txt &&
+    if ! { .venv/bin/python -m pip install --disable-pip-version-check -q --require-hashes -r requirements-dev.lock &&
            .venv/bin/python -m pip install --disable-pip-version-check -q --no-deps -e .; } >"$log" 2>&1; then
         grep -v "^WARNING: Location" "$log" >&2 || true
         echo "setup: pip failed; the full log is in $log" >&2

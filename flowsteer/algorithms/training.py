@@ -12,9 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from flowsteer.algorithms.xla_cpu import CPU_COMPILER_OPTIONS, unroll_threefry_on_cpu
-
-unroll_threefry_on_cpu()
+from flowsteer.algorithms.xla_cpu import compiler_options
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -160,7 +158,7 @@ def make_update_chunk(
 
     if vmap_seeds:
         chunk = jax.vmap(chunk, in_axes=(0, None))
-    return jax.jit(chunk, compiler_options=CPU_COMPILER_OPTIONS)
+    return jax.jit(chunk, compiler_options=compiler_options())
 
 
 def make_update(update: UpdateFn, config: Config) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
@@ -203,7 +201,7 @@ def online_update_fn(
         return state, {k: v[-1] for k, v in metrics.items()}
 
     write_jit = jax.jit(write, donate_argnums=(0,))
-    train_jit = jax.jit(train, compiler_options=CPU_COMPILER_OPTIONS)
+    train_jit = jax.jit(train, compiler_options=compiler_options())
 
     def step(state: TrainState, buffer: Batch, transition: Batch, index: int, size: int):
         buffer = write_jit(buffer, transition, index)

@@ -10,14 +10,38 @@
 
 Measured on an FQL update at the paper's sizes, A/B in the same minutes: about 3% more updates/s (benchmarks/
 bench_algorithms_results.md).
+
+The first change replaces a lowering rule for the whole process, so importing flowsteer never makes it: the run
+loop and the benchmarks call `apply_cpu_tweaks()` before they compile anything. FLOWSTEER_XLA_CPU_TWEAKS=0 keeps
+stock JAX and XLA (both changes off).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import warnings
+
+OPT_OUT = "FLOWSTEER_XLA_CPU_TWEAKS"  # "0" turns both changes off
 
 # Passed to jax.jit; a DebugOptions field, so other backends accept and ignore it.
 CPU_COMPILER_OPTIONS: dict[str, bool] = {"xla_cpu_copy_insertion_use_region_analysis": True}
+
+
+def tweaks_enabled() -> bool:
+    return os.environ.get(OPT_OUT, "1").strip() != "0"
+
+
+def compiler_options() -> dict[str, bool]:
+    """The options flowsteer's own jax.jit calls pass: CPU_COMPILER_OPTIONS unless the user opted out."""
+    return dict(CPU_COMPILER_OPTIONS) if tweaks_enabled() else {}
+
+
+@functools.cache
+def apply_cpu_tweaks() -> bool:
+    """Unroll Threefry on CPU for this process, once, unless FLOWSTEER_XLA_CPU_TWEAKS=0; returns whether it did.
+    Call it before the first compile: a program already compiled keeps the lowering it was compiled with."""
+    return tweaks_enabled() and unroll_threefry_on_cpu()
 
 
 def unroll_threefry_on_cpu() -> bool:

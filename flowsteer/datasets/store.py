@@ -323,17 +323,27 @@ def resolve(
                  episode_steps=episode_steps)  # fmt: skip
     info, spec = entry.info, entry.spec
     if entry.source == "official":
-        return find_official(info, data_dir)  # type: ignore[return-value]
+        return _still_there(find_official(info, data_dir), entry)
     assert spec is not None
     if entry.source == "generated":
-        return find_generated(spec, cache_dir, checksums=True)  # type: ignore[return-value]
+        return _still_there(find_generated(spec, cache_dir, checksums=True), entry)
     if not generate:
         raise DatasetError(
             f"No copy of {info.name} with {episodes} episodes and seed {seed} is available and generation is "
             f"off. Run `flowsteer data generate {info.name} --episodes {episodes} --seed {seed}` first."
         )
     build_dataset(spec, cache_root(cache_dir), workers=workers, progress=progress)
-    return find_generated(spec, cache_dir)  # type: ignore[return-value]
+    return _still_there(find_generated(spec, cache_dir), entry)
+
+
+def _still_there(files: DatasetFiles | None, entry: DatasetPlan) -> DatasetFiles:
+    """The copy ``entry`` planned (or just built); gone only if another process deleted it in between."""
+    if files is None:
+        raise DatasetError(
+            f"The copy of {entry.info.name} in {entry.where} disappeared while this process was reading it (another "
+            f"process deleted it); run again."
+        )
+    return files
 
 
 def missing_official_message(info: DatasetInfo, data_dir: str | Path | None = None) -> str:

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
 from flowsteer.datasets import OfflineTask, load_task
 from flowsteer.platform import checkpoint
 from flowsteer.platform.base_policy import BasePolicy, load_base_policy
@@ -69,6 +70,7 @@ def run(
     directory has one owner at a time: another process running the same run raises RunBusyError at once, or
     after ``lock_wait`` seconds (a sweep's retry waits for a lost node's lock to expire).
     """
+    apply_cpu_tweaks()  # before anything is compiled; once per process
     started = time.perf_counter()
     run_dir = RunDirectory(spec.run_dir)
     config = spec.algo_config()

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from flowsteer.loggers import quiet_library_loggers
 from flowsteer.platform.spec import identity_of
 from flowsteer.rundir import (
     CONFIG,
@@ -208,6 +209,7 @@ class MlflowSync:
         if self._client is None:
             for key, value in _CLIENT_ENV.items():
                 os.environ.setdefault(key, value)
+            quiet_library_loggers()
             from mlflow.tracking import MlflowClient
 
             self._client = MlflowClient(tracking_uri=self.uri)

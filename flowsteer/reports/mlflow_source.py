@@ -21,6 +21,7 @@ import pandas as pd
 
 from flowsteer.datasets.catalog import parse_task
 from flowsteer.datasets.errors import UnknownNameError
+from flowsteer.loggers import quiet_library_loggers
 from flowsteer.reports.load import COLUMNS, ReportError, ReportWarning, SkippedRun, provenance_key
 from flowsteer.rundir import schedule
 from flowsteer.trackinguri import redact
@@ -43,6 +44,7 @@ def _refusal(uri: str, experiment: str, exc: Exception) -> str:
 
 def load_mlflow(tracking_uri: str, experiment: str, cache_dir: Path | None = None) -> pd.DataFrame:
     """Every flowsteer run of ``experiment`` as a tidy table; cached as Parquet in ``cache_dir`` once all ended."""
+    quiet_library_loggers()
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient  # slow to import; only this source needs it
 

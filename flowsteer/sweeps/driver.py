@@ -29,6 +29,7 @@ import pandas as pd
 from flowsteer.datasets.catalog import parse_task
 from flowsteer.datasets.errors import MissingOfficialDataError
 from flowsteer.datasets.store import DatasetFiles, DatasetPlan, plan, resolve
+from flowsteer.loggers import quiet_library_loggers
 from flowsteer.platform.spec import DataSpec
 from flowsteer.rundir import RunDirectoryError, read_json, write_json_atomic
 from flowsteer.sweeps import cluster
@@ -252,6 +253,7 @@ def _check_storage(spec: SweepSpec) -> None:
 def _create_experiment(spec: SweepSpec) -> None:
     """Create the MLflow experiment once here: trials creating it at the same moment would race.
     Wrong credentials fail here, before any trial (TrackingAuthError); an unreachable server only warns."""
+    quiet_library_loggers()
     from mlflow.tracking import MlflowClient
 
     from flowsteer.platform.tracking import check_access

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from flowsteer.algorithms import get_algorithm
+from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
 
 # policy(observations (n, obs_dim), keys (n, 2)) -> actions (n, act_dim); row i acts with key i only.
 Policy = Callable[[np.ndarray, jax.Array], Any]
@@ -147,6 +148,7 @@ class RolloutWorker:
     def __init__(self, task: str, num_envs: int, algo: str, config: Any) -> None:
         from flowsteer.datasets import make_env
 
+        apply_cpu_tweaks()  # as the run loop does: a Ray actor is a process of its own
         self.envs = [make_env(task) for _ in range(num_envs)]
         self.policy = make_state_policy(algo, config, deterministic=True)
 
