@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowsteer.algorithms.registry import ALGORITHMS, make_config
+from flowsteer.algorithms.registry import ALGORITHMS, check_run, make_config
 from flowsteer.datasets.catalog import parse_task
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.datasets.generate import SIZES
@@ -157,9 +157,7 @@ class RunSpec:
         )
         try:
             config = canonical.algo_config()
-            check_run = ALGORITHMS[self.algo].check_run  # e.g. DSRL: a base policy must exist before steering
-            if check_run is not None:
-                check_run(config, self.offline_steps, self.online_steps)
+            check_run(self.algo, config, self.offline_steps, self.online_steps)  # e.g. DSRL: a base must exist
         except (ValueError, TypeError) as exc:
             raise RunSpecError(f"hyperparameters: {exc}") from None
         return canonical
