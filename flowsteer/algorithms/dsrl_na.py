@@ -5,8 +5,8 @@ ordinary (s, a, r, s′) transitions, so DSRL-NA runs offline, offline-to-online
 same action (they are "aliased"), so the value of a noise is learned through the action: an action critic Q^A(s, a)
 is learned by TD, then distilled into a noise critic Q^W(s, w) ≈ Q^A(s, π_dp(s, w)), which π^W climbs by SAC.
 
-One `update`, on one batch, in the order of the official code (ajwagen/stable-baselines3-dsrl
-stable_baselines3/dsrl/dsrl.py `train`):
+One `update`, on one batch (the steps of the official code's `train`, ajwagen/stable-baselines3-dsrl
+stable_baselines3/dsrl/dsrl.py, which steps α first but with the same pre-step α and entropy):
 1. Q^A by TD on the batch's actions: y = r + γ·mask·V(s′), V(s′) = agg_i Q̄^A_i(s′, a′) [− α·log π^W(w′|s′)],
    a′ = π_dp(s′, w′), w′ ~ π^W(s′) (`critic_loss`; agg and the entropy term: `dsrl.soft_value`).
 2. π^W by SAC against Q^W, then the temperature α (`dsrl.policy_step`).
