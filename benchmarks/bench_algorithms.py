@@ -62,11 +62,11 @@ def random_dataset(n: int = DATASET_SIZE) -> dict[str, jax.Array]:
 
 
 def dataset_for(algo: str, dataset: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """DSRL-SAC learns from online transitions labelled with the noise they were decoded from; give it that
-    column (without it, its update is a base-pretraining step)."""
-    if get_algorithm(algo).online_columns:
-        return dataset | {name: dataset["actions"] for name in get_algorithm(algo).online_columns}
-    return dataset
+    """DSRL-SAC's update learns from online transitions labelled with the noise they were decoded from; give it
+    that column (random actions stand in for noises: only the speed is measured)."""
+    steering = get_algorithm(algo).steering
+    columns = steering.online_columns if steering is not None else ()
+    return dataset | {name: dataset["actions"] for name in columns}
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5, trials: int = 2) -> float:

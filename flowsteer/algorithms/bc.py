@@ -25,7 +25,6 @@ class BCConfig:
     batch_size: int = 256  # transitions per update
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)  # policy MLP ([256]×4 was tried, 512 kept)
     actor_layer_norm: bool = False  # LayerNorm in the policy
-    discount: float = 0.99  # unused by BC; kept so every config answers to the same task presets
 
 
 def _actor(config: BCConfig, act_dim: int) -> GaussianActor:
@@ -54,7 +53,7 @@ def actor_loss(config: BCConfig, params: dict, batch: Batch) -> tuple[jax.Array,
 
 def update(config: BCConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     """One Adam step on the NLL."""
-    return summed_loss_update(optax.adam(config.lr), state, lambda p, _: actor_loss(config, p, batch), 0.0, ())
+    return summed_loss_update(optax.adam(config.lr), state, lambda p, _: actor_loss(config, p, batch))
 
 
 def act(

@@ -1,16 +1,24 @@
-"""What DSRL-NA and DSRL-SAC share (Wagenmaker et al. 2025, diffusion steering via latent-noise RL; spec §10).
+"""What DSRL-NA and DSRL-SAC share: a frozen base policy, and SAC over the noise that it decodes.
 
-A pretrained BC flow policy π_dp(s, w) maps the noise w that starts its Euler integration to an action; DSRL
-learns a policy π^W(w | s) over that noise and never changes π_dp, so every action stays on the base policy's
-manifold. Shared here: the base policy (its network, how it is decoded, its pretraining step, installing one
-from another run), and SAC over w: a tanh-Gaussian noise policy scaled by the noise bound, its entropy
-temperature, and the soft TD target. `dsrl_na.py` and `dsrl_sac.py` are the two algorithms.
+Diffusion steering via reinforcement learning (DSRL; Wagenmaker et al. 2025, "Steering Your Diffusion Policy with
+Latent Space Reinforcement Learning", arXiv 2506.15799; docs/algorithms.md#dsrl):
+
+- The base policy π_dp(s, w) is a BC flow policy read as a deterministic map from the noise w that starts its
+  Euler integration to an action a. DSRL never changes it, so every action stays on what the base learned.
+  Here: `base_net`, `decode_noise`, `base_step` (its flow-BC pretraining), `base_policy` / `with_base_policy`
+  (lending it to, and installing it from, another run).
+- The latent-noise policy π^W(w | s) is trained by SAC in noise space: a tanh-Gaussian scaled by the noise bound
+  m (`sample_noise`, `noise_mode`), an actor loss against a critic over (s, w) (`actor_loss`), an entropy
+  temperature α tuned toward a target entropy (`temperature_loss`), and the soft value of the next state that
+  both critics' TD targets use (`soft_value`). `policy_step` is one SAC actor step followed by one α step.
+
+What differs is the critic that π^W climbs: DSRL-SAC learns Q(s, w) on stored noise (`dsrl_sac.py`); DSRL-NA learns
+Q^A(s, a) on ordinary transitions and distils it into Q^W(s, w) (`dsrl_na.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +26,7 @@ import optax
 
 from flowsteer.algorithms.flow_bc import bc_flow_loss, decode, flow_net
 from flowsteer.algorithms.networks import Critic, GaussianActor, VectorField, tanh_gaussian_sample
-from flowsteer.algorithms.training import Batch, Metrics, TrainState, polyak, train_network
+from flowsteer.algorithms.training import Batch, Metrics, TrainState, train_network
 
 
 class DSRLConfig(Protocol):
@@ -68,28 +76,28 @@ def decode_noise(
     config: DSRLConfig, params: dict, target_params: dict, observations: jax.Array, noise: jax.Array
 ) -> jax.Array:
     """a = π_dp(s, w), with no gradient into the base. A base that keeps training is decoded through its slow
-    EMA copy (`target_params['bc_flow']`, QAM's `use_target_latent`), so the noise space moves slowly."""
+    EMA copy (`target_params['bc_flow']`; `use_target_latent` in ColinQiyangLi/qam agents/dsrl.py), so the
+    noise space moves slowly."""
     base = jax.lax.stop_gradient(target_params.get("bc_flow", params["bc_flow"]))
     return decode(base_net(config, noise.shape[-1]), base, observations, noise, config.flow_steps)
 
 
 def base_step(
-    config: Any, params: dict, opt_state: dict, target_params: dict, batch: Batch, key: jax.Array
-) -> tuple[dict, dict, dict, Metrics]:
-    """One BC flow-matching step of the base on `batch`; its EMA copy (if it has one) follows with rate base_tau."""
+    config: DSRLConfig, params: dict, opt_state: dict, batch: Batch, key: jax.Array
+) -> tuple[dict, dict, Metrics]:
+    """One flow-matching (BC) step of the base on the batch's actions; only `params['bc_flow']` changes."""
     net = base_net(config, batch["actions"].shape[-1])
 
     def loss(p: dict) -> tuple[jax.Array, Metrics]:
         value = bc_flow_loss(net, p["bc_flow"], batch, key)
         return value, {"base/bc_flow_loss": value}
 
-    params, opt_state, metrics = train_network(optimizer(config), params, opt_state, "bc_flow", loss)
-    if "bc_flow" in target_params:
-        target_params = {
-            **target_params,
-            "bc_flow": polyak(params["bc_flow"], target_params["bc_flow"], config.base_tau),
-        }
-    return params, opt_state, target_params, metrics
+    return train_network(optimizer(config), params, opt_state, "bc_flow", loss)
+
+
+def base_run(config: DSRLConfig) -> str | None:
+    """The run directory whose BC flow is this learner's base, if it loads one."""
+    return config.base_run
 
 
 def base_policy(config: DSRLConfig, state: TrainState) -> tuple[VectorField, dict]:
@@ -116,7 +124,8 @@ def with_base_policy(config: DSRLConfig, state: TrainState, net: VectorField, ba
 
 
 def noise_policy_net(config: DSRLConfig, act_dim: int) -> GaussianActor:
-    # FQL's SAC actor (spec §9): state-dependent log-std clipped to [−5, 2], output layers initialised at scale 0.01.
+    # FQL's SAC actor (seohongpark/fql agents/sac.py): state-dependent log-std clipped to [−5, 2], output layers
+    # initialised at scale 0.01.
     return GaussianActor(
         config.actor_hidden_dims, act_dim, layer_norm=config.actor_layer_norm, state_dependent_std=True
     )
@@ -153,13 +162,6 @@ def steer(
     return decode_noise(config, state.params, state.target_params, observations, noise), noise
 
 
-def aggregate(config: DSRLConfig, qs: jax.Array) -> jax.Array:
-    """Target over the (E, B) critic heads: min (official DSRL), or mean − ρ·std (QAM; ρ = q_std_penalty)."""
-    if config.q_agg == "min":
-        return qs.min(axis=0)
-    return qs.mean(axis=0) - config.q_std_penalty * qs.std(axis=0)
-
-
 def temperature(params: dict) -> jax.Array:
     return jnp.exp(params["log_alpha"])
 
@@ -169,32 +171,29 @@ def target_entropy(config: DSRLConfig, act_dim: int) -> float:
     return -0.5 * act_dim if config.target_entropy is None else config.target_entropy
 
 
-def soft_td_target(
-    config: DSRLConfig,
-    params: dict,
-    target_critic: dict,
-    batch: Batch,
-    key: jax.Array,
-    critic_input: Callable[[jax.Array], jax.Array],
-) -> jax.Array:
-    """y = r + γ·mask·(agg_i Q̄_i(s′, x′) − [backup_entropy]·α·log π^W(w′|s′)), w′ ~ π^W(s′), x′ = critic_input(w′).
-
-    Everything on the right is frozen. DSRL-SAC's critic reads w′ itself; DSRL-NA's action critic reads the
-    decoded action π_dp(s′, w′)."""
-    frozen = jax.lax.stop_gradient(params)
-    next_obs = batch["next_observations"]
-    next_noise, next_log_prob = sample_noise(config, frozen, next_obs, key, batch["actions"].shape[-1])
-    next_q = aggregate(config, critic_net(config).apply(target_critic, next_obs, critic_input(next_noise)))
+def soft_value(config: DSRLConfig, params: dict, next_qs: jax.Array, next_log_prob: jax.Array) -> jax.Array:
+    """V(s′) = agg_i Q̄_i(s′, ·) − [backup_entropy]·α·log π^W(w′|s′) over the (E, B) target heads, the bootstrap of
+    both critics' TD targets. agg is min (q_agg='min': the official DSRL, SB3's clipped double Q) or mean − ρ·std
+    (q_agg='mean', ρ = q_std_penalty: QAM's pessimistic backup, ColinQiyangLi/qam agents/dsrl.py critic_loss)."""
+    if config.q_agg == "min":
+        value = next_qs.min(axis=0)
+    else:
+        value = next_qs.mean(axis=0) - config.q_std_penalty * next_qs.std(axis=0)
     if config.backup_entropy:
-        next_q = next_q - temperature(frozen) * next_log_prob
-    return batch["rewards"] + config.discount * batch["masks"] * next_q
+        value = value - temperature(jax.lax.stop_gradient(params)) * next_log_prob
+    return value
 
 
 def actor_loss(
     config: DSRLConfig, params: dict, critic_name: str, observations: jax.Array, key: jax.Array, act_dim: int
 ) -> tuple[jax.Array, Metrics]:
-    """mean(α·log π^W(w|s) − Q(s, w)) with w reparameterised; Q is `params[critic_name]` (frozen) aggregated over
-    its heads by min (q_agg='min') or mean; α is frozen. Returns the loss and the entropy estimate −mean log π."""
+    """mean(α·log π^W(w|s) − Q(s, w)) with w reparameterised; Q is `params[critic_name]` (frozen) and α is frozen.
+    Returns the loss and the entropy estimate −mean log π.
+
+    The heads are aggregated by min (q_agg='min') or by their plain mean (q_agg='mean'), not by the target's
+    mean − ρ·std: the official DSRL-NA uses one rule for both (`critic_backup_combine_type`, min or mean, in
+    ajwagen/stable-baselines3-dsrl stable_baselines3/dsrl/dsrl.py `train`), while QAM's JAX DSRL, whose defaults
+    dsrl_na follows, backs up mean − ρ·std but climbs the plain mean (ColinQiyangLi/qam agents/dsrl.py actor_loss)."""
     frozen = jax.lax.stop_gradient(params)
     noise, log_prob = sample_noise(config, params, observations, key, act_dim)
     qs = critic_net(config).apply(frozen[critic_name], observations, noise)
@@ -253,8 +252,3 @@ def init_shared(
     }
     targets = {"critic": params["critic"]} | ({"bc_flow": params["bc_flow"]} if trainable_base else {})
     return params, targets
-
-
-def with_zeros(metrics: Metrics, names: Any) -> Metrics:
-    """`metrics` completed with zeros for the other `names`: every update logs the same columns."""
-    return {name: metrics.get(name, jnp.zeros((), jnp.float32)) for name in names}

@@ -1,19 +1,24 @@
-"""DSRL-NA, noise-aliased diffusion steering (Wagenmaker et al. 2025; spec §10.2, §10.4): steer a frozen BC flow
-policy π_dp(s, w) with a noise policy π^W(w | s), learning from ordinary (s, a, r, s′) transitions, so it runs
-offline, offline-to-online and online.
+"""DSRL-NA, noise-aliased diffusion steering (Wagenmaker et al. 2025, arXiv 2506.15799; docs/algorithms.md#dsrl-na).
 
-Per update, on one batch:
-1. Action critic Q^A(s, a) by TD on the batch's actions; the next action is a′ = π_dp(s′, w′), w′ ~ π^W(s′).
-2. Noise policy π^W (tanh-Gaussian × noise bound) maximising the noise critic Q^W, with entropy temperature α.
-3. `noise_critic_steps` steps of the noise critic Q^W(s, w), distilled from Q^A on w ~ N(0, I): head i regresses
-   Q^A_i(s, π_dp(s, w)). This is how the value of a noise (aliased: many w decode to one a) reaches π^W.
-4. Polyak on the target Q^A.
-The base policy is pretrained by flow BC during the first `base_steps` updates of the run, or loaded from an
-earlier run (`base_run`); it is frozen afterwards unless `base_trainable`, which keeps training it by BC and
-decodes through its slow EMA copy (the JAX DSRL of QAM).
+A frozen BC flow policy π_dp(s, w) (the base: `dsrl.py`) is steered by a noise policy π^W(w | s) that learns from
+ordinary (s, a, r, s′) transitions, so DSRL-NA runs offline, offline-to-online and online. Many noises decode to the
+same action (they are "aliased"), so the value of a noise is learned through the action: an action critic Q^A(s, a)
+is learned by TD, then distilled into a noise critic Q^W(s, w) ≈ Q^A(s, π_dp(s, w)), which π^W climbs by SAC.
+
+One `update`, on one batch (the steps of the official code's `train`, ajwagen/stable-baselines3-dsrl
+stable_baselines3/dsrl/dsrl.py, which steps α first but with the same pre-step α and entropy):
+1. Q^A by TD on the batch's actions: y = r + γ·mask·V(s′), V(s′) = agg_i Q̄^A_i(s′, a′) [− α·log π^W(w′|s′)],
+   a′ = π_dp(s′, w′), w′ ~ π^W(s′) (`critic_loss`; agg and the entropy term: `dsrl.soft_value`).
+2. π^W by SAC against Q^W, then the temperature α (`dsrl.policy_step`).
+3. `noise_critic_steps` steps of Q^W: head i regresses Q^A_i(s, π_dp(s, w)) on w ~ N(0, I) (`noise_critic_loss`).
+4. Polyak of the target Q^A toward the post-step Q^A (as SB3).
+The base is pretrained by flow BC during the first `base_steps` updates of the run (`pretrain_update`, which the
+run loop runs first: flowsteer.algorithms.steering), or loaded from an earlier run (`base_run`); it is frozen
+afterwards unless `base_trainable`, which keeps training it by BC in every update and decodes through its slow
+EMA copy, as QAM's JAX DSRL does (ColinQiyangLi/qam agents/dsrl.py, `use_target_latent`).
 
 Unlike the official code, the noise bound is respected: π^W's noise lies in [−noise_bound, noise_bound]^d (the
-official DSRL-NA ignores `action_magnitude` and bounds the noise by ±1; ajwagen/dsrl#6).
+official DSRL-NA ignores `action_magnitude` and bounds the noise by ±1; ajwagen/dsrl#6; docs/pitfalls.md, pitfall 9).
 """
 
 from __future__ import annotations
@@ -32,9 +37,9 @@ DEFAULT_BASE_STEPS = 500_000
 
 @dataclass(frozen=True)
 class DSRLNAConfig:
-    """DSRL-NA hyperparameters. Defaults follow the JAX DSRL used on OGBench (QAM, spec §10.4) where it differs
-    from the official torch code (spec §10.2-10.3), which the comments give too; the noise bound is per task
-    (presets)."""
+    """DSRL-NA hyperparameters. Defaults follow QAM's JAX DSRL on OGBench (ColinQiyangLi/qam agents/dsrl.py
+    `get_config`) where it differs from the official torch code (ajwagen/dsrl cfg/, SB3 DSRL), whose value the
+    comments give too; the noise bound is per task (presets)."""
 
     lr: float = 3e-4  # Adam learning rate of every network (each has its own Adam state)
     batch_size: int = 256  # transitions per update
@@ -77,6 +82,11 @@ class DSRLNAConfig:
         return 0 if self.base_run is not None else DEFAULT_BASE_STEPS
 
 
+def pretrain_steps(config: DSRLNAConfig) -> int:
+    """How many of the run's first updates pretrain the base (`pretrain_update`) before steering starts."""
+    return config.pretrain_steps
+
+
 def check_run(config: DSRLNAConfig, offline_steps: int, online_steps: int) -> None:
     """A run must have a base to steer, and must not pretrain it on online data."""
     if config.base_run is None and config.pretrain_steps == 0 and not config.base_trainable:
@@ -89,7 +99,7 @@ def check_run(config: DSRLNAConfig, offline_steps: int, online_steps: int) -> No
 
 
 def init(config: DSRLNAConfig, obs_dim: int, act_dim: int, key: jax.Array) -> TrainState:
-    """Base flow, Q^A (+ target), Q^W, π^W and α; one Adam state per network."""
+    """Base flow (+ its EMA copy if trainable), Q^A (+ target), Q^W, π^W and α; one Adam state per network."""
     rng, shared_key, noise_critic_key = jax.random.split(key, 3)
     params, target_params = dsrl.init_shared(config, obs_dim, act_dim, shared_key, config.base_trainable)
     params["noise_critic"] = dsrl.critic_net(config).init(
@@ -103,14 +113,16 @@ def init(config: DSRLNAConfig, obs_dim: int, act_dim: int, key: jax.Array) -> Tr
 def critic_loss(
     config: DSRLNAConfig, params: dict, target_params: dict, batch: Batch, key: jax.Array
 ) -> tuple[jax.Array, Metrics]:
-    """TD regression of every Q^A head on the batch's actions; a′ = π_dp(s′, w′) with w′ ~ π^W(s′) (spec §10.2).
-    The noise policy, the base and the target heads are frozen."""
+    """Step 1: mean over heads and batch of (Q^A_i(s, a) − y)², y = r + γ·mask·V(s′) with a′ = π_dp(s′, w′),
+    w′ ~ π^W(s′). The noise policy, α, the base and the target heads are frozen."""
+    frozen = jax.lax.stop_gradient(params)
     next_obs = batch["next_observations"]
-
-    def next_action(next_noise: jax.Array) -> jax.Array:
-        return dsrl.decode_noise(config, params, target_params, next_obs, next_noise)
-
-    target_q = dsrl.soft_td_target(config, params, target_params["critic"], batch, key, next_action)
+    next_noise, next_log_prob = dsrl.sample_noise(config, frozen, next_obs, key, batch["actions"].shape[-1])
+    next_actions = dsrl.decode_noise(config, frozen, target_params, next_obs, next_noise)
+    next_qs = dsrl.critic_net(config).apply(target_params["critic"], next_obs, next_actions)
+    target_q = batch["rewards"] + config.discount * batch["masks"] * dsrl.soft_value(
+        config, frozen, next_qs, next_log_prob
+    )
     qs = dsrl.critic_net(config).apply(params["critic"], batch["observations"], batch["actions"])
     loss = jnp.mean((qs - target_q) ** 2)
     return loss, {
@@ -124,8 +136,9 @@ def critic_loss(
 def noise_critic_loss(
     config: DSRLNAConfig, params: dict, target_params: dict, observations: jax.Array, key: jax.Array, act_dim: int
 ) -> tuple[jax.Array, Metrics]:
-    """mean over heads and batch of (Q^W_i(s, w) − Q^A_i(s, π_dp(s, w)))², w = normal(key), unclipped N(0, I) as
-    in both reference codes; Q^A and the base are frozen (spec §10.2, §10.4)."""
+    """Step 3: mean over heads and batch of (Q^W_i(s, w) − Q^A_i(s, π_dp(s, w)))², w = normal(key), unclipped
+    N(0, I) as in both reference codes (SB3 DSRL `update_noise_critic`, QAM's distill_loss; docs/pitfalls.md,
+    pitfall 10); Q^A and the base are frozen."""
     noise = jax.random.normal(key, (*observations.shape[:-1], act_dim))
     actions = dsrl.decode_noise(config, params, target_params, observations, noise)
     critic = dsrl.critic_net(config)
@@ -135,17 +148,39 @@ def noise_critic_loss(
     return loss, {"noise_critic/distill_loss": loss, "noise_critic/q_mean": qs.mean()}
 
 
-def _steer_update(config: DSRLNAConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+def _train_base(
+    config: DSRLNAConfig, params: dict, opt_state: dict, targets: dict, batch: Batch, key: jax.Array
+) -> tuple[dict, dict, dict, Metrics]:
+    """A flow-BC step of the base; a trainable base's EMA copy (the one decoded) follows it at rate base_tau."""
+    params, opt_state, metrics = dsrl.base_step(config, params, opt_state, batch, key)
+    if config.base_trainable:
+        targets = {**targets, "bc_flow": polyak(params["bc_flow"], targets["bc_flow"], config.base_tau)}
+    return params, opt_state, targets, metrics
+
+
+def pretrain_update(config: DSRLNAConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    """One update of the base's pretraining (the run's first `base_steps` updates): only the base learns."""
+    rng, key = jax.random.split(state.rng)
+    params, opt, targets, metrics = _train_base(config, state.params, state.opt_state, state.target_params, batch, key)
+    new = state.replace(params=params, target_params=targets, opt_state=opt, step=state.step + 1, rng=rng)
+    return new, metrics
+
+
+def update(config: DSRLNAConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    """One steering update: the four steps of the module docstring, then a BC step of a trainable base."""
     rng, critic_key, policy_key, distill_key, base_key = jax.random.split(state.rng, 5)
     act_dim, obs = state.act_dim, batch["observations"]
     tx = dsrl.optimizer(config)
     targets = state.target_params
+    # 1. Q^A by TD.
     params, opt, metrics = train_network(
         tx, state.params, state.opt_state, "critic", lambda p: critic_loss(config, p, targets, batch, critic_key)
     )
+    # 2. π^W and α, against Q^W.
     params, opt, info = dsrl.policy_step(config, params, opt, "noise_critic", obs, policy_key, act_dim)
     metrics |= info
 
+    # 3. Q^W distilled from Q^A.
     def distill(carry: tuple[dict, dict], key: jax.Array) -> tuple[tuple[dict, dict], Metrics]:
         p, o = carry
         p, o, m = train_network(
@@ -156,37 +191,13 @@ def _steer_update(config: DSRLNAConfig, state: TrainState, batch: Batch) -> tupl
     keys = jax.random.split(distill_key, config.noise_critic_steps)
     (params, opt), info = jax.lax.scan(distill, (params, opt), keys)
     metrics |= {k: v[-1] for k, v in info.items()}
-    # Polyak toward the critic after this step, as SB3 (the official DSRL) does.
+    # 4. Polyak toward the critic after this step, as SB3 (the official DSRL) does.
     targets = {**targets, "critic": polyak(params["critic"], targets["critic"], config.tau)}
     if config.base_trainable:
-        params, opt, targets, info = dsrl.base_step(config, params, opt, targets, batch, base_key)
+        params, opt, targets, info = _train_base(config, params, opt, targets, batch, base_key)
         metrics |= info
-    else:
-        metrics["base/bc_flow_loss"] = jnp.zeros(())
     new = state.replace(params=params, target_params=targets, opt_state=opt, step=state.step + 1, rng=rng)
     return new, metrics
-
-
-def _pretrain_update(config: DSRLNAConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    rng, key = jax.random.split(state.rng)
-    params, opt, targets, metrics = dsrl.base_step(
-        config, state.params, state.opt_state, state.target_params, batch, key
-    )
-    new = state.replace(params=params, target_params=targets, opt_state=opt, step=state.step + 1, rng=rng)
-    return new, metrics
-
-
-def update(config: DSRLNAConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    """A base-pretraining update while step < base_steps, a steering update (the four steps above) after it."""
-    if config.pretrain_steps == 0:
-        return _steer_update(config, state, batch)
-    names = jax.eval_shape(lambda s: _steer_update(config, s, batch)[1], state).keys()
-
-    def pretrain(s: TrainState) -> tuple[TrainState, Metrics]:
-        new, metrics = _pretrain_update(config, s, batch)
-        return new, dsrl.with_zeros(metrics, names)
-
-    return jax.lax.cond(state.step < config.pretrain_steps, pretrain, lambda s: _steer_update(config, s, batch), state)
 
 
 def act(
@@ -196,5 +207,5 @@ def act(
     return dsrl.steer(config, state, observations, key, deterministic)[0]
 
 
-base_policy = dsrl.base_policy
+base_policy = dsrl.base_policy  # the base this learner decodes with, lent to another run as its base_run
 with_base_policy = dsrl.with_base_policy

@@ -1,14 +1,19 @@
-"""DSRL-SAC, diffusion steering with SAC in the noise space (Wagenmaker et al. 2025; spec §10.1, §9).
+"""DSRL-SAC, diffusion steering with SAC in the noise space (Wagenmaker et al. 2025, arXiv 2506.15799;
+docs/algorithms.md#dsrl-sac).
 
 The latent MDP: its action is the noise w ∈ [−m, m]^d that starts the base flow policy's Euler integration, and
-its environment decodes w once into a = π_dp(s, w) and steps the real environment with a. Plain SAC runs on it:
-the critic Q(s, w) and the tanh-Gaussian noise policy π(w | s) both live in noise space, and the replay buffer
-stores w next to a (`explore` returns both; the collector writes them). Dataset transitions carry no w, so
-DSRL-SAC learns from online transitions only: its offline phase pretrains the base by flow BC (or `base_run`
-loads one and the offline phase is empty), and its online replay buffer does not start with the dataset.
+its environment decodes w once into a = π_dp(s, w) and steps the real environment with a. Plain SAC runs on it
+(ajwagen/dsrl train_dsrl.py: SB3 SAC on `DiffusionPolicyEnvWrapper`): the critic Q(s, w) and the tanh-Gaussian
+noise policy π(w | s) both live in noise space, and the replay buffer stores w next to a (`explore` returns
+both; the collector writes them).
+
+Dataset transitions carry no w, so DSRL-SAC learns from online transitions only. The run loop makes that
+explicit (flowsteer.algorithms.steering): every offline update is a `pretrain_update` (flow BC of the base; with
+`base_run` the base is loaded and the offline phase is empty), every online update is an `update` on a batch of
+noise-labelled transitions, and the online replay buffer does not start with the dataset.
 
 Unlike the official code, each noise vector is decoded exactly once (its rollout collection decoded twice,
-ajwagen/dsrl#6), and the noise bound m is the bound of the stored noise.
+ajwagen/dsrl#6; docs/pitfalls.md, pitfall 9), and the noise bound m is the bound of the stored noise.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ ONLINE_COLUMNS = ("noises",)  # what the replay buffer stores besides the transi
 
 @dataclass(frozen=True)
 class DSRLSACConfig:
-    """DSRL-SAC hyperparameters: the official DSRL-SAC settings (SB3 SAC, spec §10.1) on FQL-codebase networks."""
+    """DSRL-SAC hyperparameters: the official DSRL-SAC settings (SB3 SAC; ajwagen/dsrl cfg/robomimic transport) on
+    FQL-codebase networks."""
 
     lr: float = 3e-4  # Adam learning rate of every network (each has its own Adam state)
     batch_size: int = 256  # transitions per update
@@ -53,6 +59,11 @@ class DSRLSACConfig:
         dsrl.check_config(self)
 
 
+def pretrain_steps(config: DSRLSACConfig) -> int | None:
+    """Updates that pretrain the base: every offline update (None), or none when `base_run` loads it."""
+    return 0 if config.base_run is not None else None
+
+
 def check_run(config: DSRLSACConfig, offline_steps: int, online_steps: int) -> None:
     """The offline phase is the base's pretraining: it needs one without base_run, and none with it."""
     if config.base_run is None and offline_steps == 0:
@@ -76,9 +87,16 @@ def init(config: DSRLSACConfig, obs_dim: int, act_dim: int, key: jax.Array) -> T
 def critic_loss(
     config: DSRLSACConfig, params: dict, target_params: dict, batch: Batch, key: jax.Array
 ) -> tuple[jax.Array, Metrics]:
-    """Soft TD regression of every head on the stored noise: Q_i(s, w) → r + γ·mask·(agg Q̄(s′, w′) − α·log π(w′|s′))
-    with w′ ~ π(s′); the policy, α and the target heads are frozen."""
-    target_q = dsrl.soft_td_target(config, params, target_params["critic"], batch, key, lambda w: w)
+    """Soft TD regression of every head on the stored noise: Q_i(s, w) → r + γ·mask·V(s′), V(s′) =
+    agg Q̄(s′, w′) − α·log π(w′|s′) with w′ ~ π(s′) (`dsrl.soft_value`); the policy, α and the target heads are
+    frozen."""
+    frozen = jax.lax.stop_gradient(params)
+    next_obs = batch["next_observations"]
+    next_noise, next_log_prob = dsrl.sample_noise(config, frozen, next_obs, key, batch["actions"].shape[-1])
+    next_qs = dsrl.critic_net(config).apply(target_params["critic"], next_obs, next_noise)
+    target_q = batch["rewards"] + config.discount * batch["masks"] * dsrl.soft_value(
+        config, frozen, next_qs, next_log_prob
+    )
     qs = dsrl.critic_net(config).apply(params["critic"], batch["observations"], batch["noises"])
     loss = jnp.mean((qs - target_q) ** 2)
     return loss, {
@@ -89,7 +107,21 @@ def critic_loss(
     }
 
 
-def _sac_update(config: DSRLSACConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+def pretrain_update(config: DSRLSACConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    """One offline update: a flow-BC step of the base on a dataset batch (the base's pretraining)."""
+    rng, key = jax.random.split(state.rng)
+    params, opt, metrics = dsrl.base_step(config, state.params, state.opt_state, batch, key)
+    return state.replace(params=params, opt_state=opt, step=state.step + 1, rng=rng), metrics
+
+
+def update(config: DSRLSACConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    """One SAC update in noise space on a batch of online transitions, which carry the noise `w` that was decoded
+    into each action (the replay column `noises`): the critic, then the noise policy and α, then Polyak."""
+    if "noises" not in batch:
+        raise ValueError(
+            "DSRL-SAC learns from online transitions labelled with their noise (the replay column 'noises'); "
+            "dataset batches have none: pretrain the base on them with pretrain_update"
+        )
     rng, critic_key, policy_key = jax.random.split(state.rng, 3)
     tx = dsrl.optimizer(config)
     params, opt, metrics = train_network(
@@ -103,23 +135,8 @@ def _sac_update(config: DSRLSACConfig, state: TrainState, batch: Batch) -> tuple
         config, params, opt, "critic", batch["observations"], policy_key, state.act_dim
     )
     targets = {**state.target_params, "critic": polyak(params["critic"], state.target_params["critic"], config.tau)}
-    metrics = metrics | info | {"base/bc_flow_loss": jnp.zeros(())}
-    return state.replace(params=params, target_params=targets, opt_state=opt, step=state.step + 1, rng=rng), metrics
-
-
-def update(config: DSRLSACConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    """A SAC update on a batch of online transitions (they carry `noises`); on dataset batches, which do not, a
-    flow-BC step of the base (the offline phase). Both log the same columns."""
-    if "noises" in batch:
-        return _sac_update(config, state, batch)
-    labelled = {**batch, "noises": batch["actions"]}  # shapes only: the names of the SAC update's metrics
-    names = jax.eval_shape(lambda s: _sac_update(config, s, labelled)[1], state).keys()
-    rng, key = jax.random.split(state.rng)
-    params, opt, targets, metrics = dsrl.base_step(
-        config, state.params, state.opt_state, state.target_params, batch, key
-    )
     new = state.replace(params=params, target_params=targets, opt_state=opt, step=state.step + 1, rng=rng)
-    return new, dsrl.with_zeros(metrics, names)
+    return new, metrics | info
 
 
 def explore(
@@ -137,5 +154,5 @@ def act(
     return dsrl.steer(config, state, observations, key, deterministic)[0]
 
 
-base_policy = dsrl.base_policy
+base_policy = dsrl.base_policy  # the base this learner decodes with, lent to another run as its base_run
 with_base_policy = dsrl.with_base_policy

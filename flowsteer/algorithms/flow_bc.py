@@ -29,7 +29,6 @@ class FlowBCConfig:
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)  # velocity field MLP
     actor_layer_norm: bool = False  # LayerNorm in the velocity field
     flow_steps: int = 10  # Euler steps from noise to action
-    discount: float = 0.99  # unused by BC; kept so every config answers to the same task presets
 
 
 def flow_net(hidden_dims: tuple[int, ...], layer_norm: bool, act_dim: int) -> VectorField:
@@ -71,7 +70,7 @@ def update(config: FlowBCConfig, state: TrainState, batch: Batch) -> tuple[Train
         loss = bc_flow_loss(net, params["bc_flow"], batch, key)
         return loss, {"actor/bc_flow_loss": loss}
 
-    return summed_loss_update(optax.adam(config.lr), state, loss_fn, 0.0, ())
+    return summed_loss_update(optax.adam(config.lr), state, loss_fn)
 
 
 def act(

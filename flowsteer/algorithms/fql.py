@@ -149,7 +149,11 @@ def total_loss(
 def update(config: FQLConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     """One Adam step on the summed loss, then Polyak on the critic."""
     return summed_loss_update(
-        _optimizer(config), state, lambda p, key: total_loss(config, p, state.target_params, batch, key), config.tau
+        _optimizer(config),
+        state,
+        lambda p, key: total_loss(config, p, state.target_params, batch, key),
+        targets=("critic",),
+        tau=config.tau,
     )
 
 

@@ -73,7 +73,11 @@ def total_loss(
 def update(config: IFQLConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     """One Adam step on the summed loss, then Polyak on the critic."""
     return summed_loss_update(
-        optax.adam(config.lr), state, lambda p, key: total_loss(config, p, state.target_params, batch, key), config.tau
+        optax.adam(config.lr),
+        state,
+        lambda p, key: total_loss(config, p, state.target_params, batch, key),
+        targets=("critic",),
+        tau=config.tau,
     )
 
 

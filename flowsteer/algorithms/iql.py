@@ -133,7 +133,11 @@ def total_loss(config: IQLConfig, params: dict, target_params: dict, batch: Batc
 def update(config: IQLConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     """One Adam step on the summed loss, then Polyak on the critic."""
     return summed_loss_update(
-        optax.adam(config.lr), state, lambda p, _: total_loss(config, p, state.target_params, batch), config.tau
+        optax.adam(config.lr),
+        state,
+        lambda p, _: total_loss(config, p, state.target_params, batch),
+        targets=("critic",),
+        tau=config.tau,
     )
 
 

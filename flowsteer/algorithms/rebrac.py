@@ -12,7 +12,8 @@ import optax
 from flowsteer.algorithms.networks import Critic, GaussianActor
 from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, summed_loss_update
 
-ACTOR_METRICS = ("actor_loss", "q_loss", "bc_loss", "mse")
+# Computed on every `actor_freq`-th update only; NaN on the others (a loss never computed is not a 0.0 loss).
+ACTOR_METRICS = ("actor/actor_loss", "actor/q_loss", "actor/bc_loss", "actor/mse")
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def update(config: ReBRACConfig, state: TrainState, batch: Batch) -> tuple[Train
     """One Adam step on the critic loss, plus the actor loss on every `actor_freq`-th update (the reference's
     `full_update = i % actor_freq == 0`, i counted from 1). On critic-only steps the actor's gradient is zero,
     but the single Adam still moves it with its momentum, as in the reference (docs/pitfalls.md pitfall 6);
-    targets move only on full steps. Actor metrics read 0 on critic-only steps."""
+    targets move only on full steps. Actor metrics are NaN on critic-only steps, where no actor loss is computed."""
     tx = optax.adam(config.lr)
 
     def step(with_actor: bool):
@@ -116,12 +117,12 @@ def update(config: ReBRACConfig, state: TrainState, batch: Batch) -> tuple[Train
             c_loss, c_info = critic_loss(config, p, state.target_params, batch, key)
             metrics = {f"critic/{k}": v for k, v in c_info.items()}
             if not with_actor:
-                return c_loss, metrics | {f"actor/{k}": jnp.zeros(()) for k in ACTOR_METRICS}
+                return c_loss, metrics | {name: jnp.full((), jnp.nan) for name in ACTOR_METRICS}
             a_loss, a_info = actor_loss(config, p, batch)
             return c_loss + a_loss, metrics | {f"actor/{k}": v for k, v in a_info.items()}
 
         targets = ("critic", "actor") if with_actor else ()
-        return lambda s: summed_loss_update(tx, s, loss_fn, config.tau, targets)
+        return lambda s: summed_loss_update(tx, s, loss_fn, targets=targets, tau=config.tau)
 
     full_update = (state.step + 1) % config.actor_freq == 0
     return jax.lax.cond(full_update, step(True), step(False), state)

@@ -9,29 +9,28 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from flowsteer.algorithms import bc, dsrl_na, dsrl_sac, flow_bc, fql, idql, ifql, iql, presets, rebrac
+from flowsteer.algorithms import bc, dsrl, dsrl_na, dsrl_sac, flow_bc, fql, idql, ifql, iql, presets, rebrac
 from flowsteer.algorithms.hyperparameters import check_overrides, check_ranges
+from flowsteer.algorithms.steering import Steering
 
 
 @dataclass(frozen=True)
 class Algorithm:
-    """A learner: its config class, its three pure functions, and what the run loop needs to know beyond them."""
+    """A learner: its config class and its three pure functions; `steering` is set only for the learners that
+    steer a pretrained base policy (DSRL), which need more of the run loop (see flowsteer.algorithms.steering)."""
 
     name: str
     config_cls: type
     init: Callable[..., Any]  # (config, obs_dim, act_dim, key) -> TrainState
     update: Callable[..., Any]  # (config, state, batch) -> (TrainState, metrics)
     act: Callable[..., Any]  # (config, state, observations, key, deterministic) -> actions
-    # Online collection (config, state, observations, key) -> (actions, {column: values}); None: act, temperature 1.
-    explore: Callable[..., Any] | None = None
-    online_columns: tuple[str, ...] = ()  # replay columns (shaped like actions) that `explore` returns
-    replay_dataset: bool = True  # the online replay buffer starts with the offline dataset
-    # (config, state) -> (flow network, params): the BC flow this learner can lend to DSRL as `base_run`.
+    # (config, state) -> (flow network, params): the BC flow this learner trained, which a steering run can load
+    # as its base (`base_run`); None for learners without a BC flow.
     base_policy: Callable[..., Any] | None = None
-    # (config, state, network, params) -> state: install a pretrained base policy (the learner's `base_run`).
-    with_base_policy: Callable[..., Any] | None = None
-    # (config, offline_steps, online_steps) -> None, raising ValueError for a run schedule it cannot use.
-    check_run: Callable[..., Any] | None = None
+    # Metrics its update computes on some steps only and logs as NaN on the others (ReBRAC's actor metrics on its
+    # critic-only steps): a NaN there is not divergence (flowsteer.workers.learner).
+    intermittent_metrics: tuple[str, ...] = ()
+    steering: Steering | None = None
 
 
 def _algorithm(name: str, module: ModuleType, config_cls: type, **extra: Any) -> Algorithm:
@@ -41,7 +40,7 @@ def _algorithm(name: str, module: ModuleType, config_cls: type, **extra: Any) ->
 ALGORITHMS: dict[str, Algorithm] = {
     "bc": _algorithm("bc", bc, bc.BCConfig),
     "iql": _algorithm("iql", iql, iql.IQLConfig),
-    "rebrac": _algorithm("rebrac", rebrac, rebrac.ReBRACConfig),
+    "rebrac": _algorithm("rebrac", rebrac, rebrac.ReBRACConfig, intermittent_metrics=rebrac.ACTOR_METRICS),
     "ifql": _algorithm("ifql", ifql, ifql.IFQLConfig, base_policy=ifql.base_policy),
     "idql": _algorithm("idql", idql, idql.IDQLConfig),
     "fql": _algorithm("fql", fql, fql.FQLConfig, base_policy=fql.base_policy),
@@ -51,21 +50,39 @@ ALGORITHMS: dict[str, Algorithm] = {
         dsrl_na,
         dsrl_na.DSRLNAConfig,
         base_policy=dsrl_na.base_policy,
-        with_base_policy=dsrl_na.with_base_policy,
-        check_run=dsrl_na.check_run,
+        steering=Steering(
+            base_run=dsrl.base_run,
+            with_base_policy=dsrl_na.with_base_policy,
+            check_run=dsrl_na.check_run,
+            pretrain_update=dsrl_na.pretrain_update,
+            pretrain_steps=dsrl_na.pretrain_steps,
+        ),
     ),
     "dsrl_sac": _algorithm(
         "dsrl_sac",
         dsrl_sac,
         dsrl_sac.DSRLSACConfig,
-        explore=dsrl_sac.explore,
-        online_columns=dsrl_sac.ONLINE_COLUMNS,
-        replay_dataset=False,  # dataset transitions carry no noise labels
         base_policy=dsrl_sac.base_policy,
-        with_base_policy=dsrl_sac.with_base_policy,
-        check_run=dsrl_sac.check_run,
+        steering=Steering(
+            base_run=dsrl.base_run,
+            with_base_policy=dsrl_sac.with_base_policy,
+            check_run=dsrl_sac.check_run,
+            pretrain_update=dsrl_sac.pretrain_update,
+            pretrain_steps=dsrl_sac.pretrain_steps,
+            explore=dsrl_sac.explore,
+            online_columns=dsrl_sac.ONLINE_COLUMNS,
+            replay_dataset=False,  # dataset transitions carry no noise labels
+        ),
     ),
 }
+
+
+def check_run(algo: str, config: Any, offline_steps: int, online_steps: int) -> None:
+    """ValueError naming the problem when `algo` cannot use this run schedule (a steering learner whose base would
+    never be trained, say); nothing for learners that do not steer a base policy."""
+    steering = get_algorithm(algo).steering
+    if steering is not None:
+        steering.check_run(config, offline_steps, online_steps)
 
 
 def _unknown(kind: str, names: list[str], valid: list[str]) -> ValueError:
@@ -81,13 +98,6 @@ def get_algorithm(name: str) -> Algorithm:
     if name not in ALGORITHMS:
         raise _unknown("algorithm", [name], list(ALGORITHMS))
     return ALGORITHMS[name]
-
-
-def check_run(algo: str, config: Any, offline_steps: int, online_steps: int) -> None:
-    """Raise ValueError when `algo` cannot use this run schedule (DSRL: a base policy must exist to steer)."""
-    hook = get_algorithm(algo).check_run
-    if hook is not None:
-        hook(config, offline_steps, online_steps)
 
 
 def hyperparameter_names(algo: str) -> list[str]:

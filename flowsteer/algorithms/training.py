@@ -90,12 +90,15 @@ def summed_loss_update(
     tx: optax.GradientTransformation,
     state: TrainState,
     loss_fn: Callable[[Any, jax.Array], tuple[jax.Array, Metrics]],
-    tau: float,
-    targets: tuple[str, ...] = ("critic",),
+    *,
+    targets: tuple[str, ...] = (),
+    tau: float | None = None,
 ) -> tuple[TrainState, Metrics]:
     """The FQL codebase's update: one step of `tx` on `loss_fn(params, key)`, the sum of all the agent's losses,
-    then Polyak of each network in `targets` toward its parameters from *before* the step (the reference's
-    one-step lag; docs/algorithms.md#shared-conventions)."""
+    then Polyak (rate `tau`) of each network in `targets` toward its parameters from *before* the step (the
+    reference's one-step lag; docs/algorithms.md#shared-conventions)."""
+    if targets and tau is None:
+        raise ValueError(f"Polyak averaging of {list(targets)} needs a rate: pass tau")
     rng, key = jax.random.split(state.rng)
     params, opt_state, metrics = optimizer_step(tx, state.params, state.opt_state, lambda p: loss_fn(p, key))
     target_params = dict(state.target_params)
@@ -161,11 +164,6 @@ def make_update_chunk(
     return jax.jit(chunk, compiler_options=compiler_options())
 
 
-def make_update(update: UpdateFn, config: Config) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
-    """A jitted single update on a given batch (host-sampled batches, e.g. for online phases)."""
-    return jax.jit(lambda state, batch: update(config, state, batch))
-
-
 def init_seeds(
     init: Callable[..., TrainState], config: Any, obs_dim: int, act_dim: int, seeds: list[int] | np.ndarray
 ) -> TrainState:
@@ -178,7 +176,7 @@ def online_update_fn(
     update: UpdateFn, config: Config, utd: int
 ) -> Callable[[TrainState, Batch, Batch, int, int], tuple[TrainState, Batch, Metrics]]:
     """An online step: write one transition into the replay buffer at row `index`, then run `utd` updates
-    on batches from its first `size` rows.
+    on batches from its first `size` rows; metrics come back stacked over the `utd` updates.
 
     Two compiled calls: the write donates the buffer and happens in place; in one program XLA fuses the
     batch gathers with the write and copies the whole buffer every step. Like the reference's contiguous
@@ -197,8 +195,7 @@ def online_update_fn(
         def body(carry: TrainState, _: None) -> tuple[TrainState, Metrics]:
             return train_step(update, config, carry, buffer, size)
 
-        state, metrics = jax.lax.scan(body, state, None, length=utd)
-        return state, {k: v[-1] for k, v in metrics.items()}
+        return jax.lax.scan(body, state, None, length=utd)
 
     write_jit = jax.jit(write, donate_argnums=(0,))
     train_jit = jax.jit(train, compiler_options=compiler_options())

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from flowsteer.algorithms.registry import get_algorithm
 from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
 from flowsteer.datasets import OfflineTask, load_task
 from flowsteer.platform import checkpoint
@@ -84,7 +85,7 @@ def run(
         start = _starting_checkpoint(run_dir, resume)
         task = load_task(spec.task, progress=progress, **spec.data.model_dump())
         try:
-            base = _base_policy(config, task)  # before any work: a bad base_run fails here
+            base = _base_policy(spec.algo, config, task)  # before any work: a bad base_run fails here
         except BaseException:
             task.env.close()
             raise
@@ -223,9 +224,10 @@ def _starting_checkpoint(run_dir: RunDirectory, resume: bool) -> Path | None:
     return start
 
 
-def _base_policy(config: Any, task: OfflineTask) -> BasePolicy | None:
-    """The pretrained base policy a DSRL config names in `base_run`, if any."""
-    base_run = getattr(config, "base_run", None)
+def _base_policy(algo: str, config: Any, task: OfflineTask) -> BasePolicy | None:
+    """The pretrained base policy that a steering learner's config names (DSRL's `base_run`), if any."""
+    steering = get_algorithm(algo).steering
+    base_run = steering.base_run(config) if steering is not None else None
     if base_run is None:
         return None
     train = task.train

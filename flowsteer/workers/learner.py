@@ -6,18 +6,36 @@ device (or, for learners that cannot use dataset transitions, such as DSRL-SAC, 
 transitions only); each environment transition is written into it and followed by `utd` updates in one
 dispatch.
 The same class runs in-process and, wrapped by `ray.remote`, as an actor (on a GPU where one exists).
+
+Metrics. `train` and `online_step` return one row: the metrics of the last update they ran (not a mean over the
+chunk), with a column for every metric any of the learner's updates logs (`metric_names`, which fixes the columns
+of train.csv). A metric the update did not compute is NaN, never 0.0, because 0 is a real loss: a steering
+learner's critic losses while it pretrains its base, its base loss once the base is frozen, ReBRAC's actor
+metrics on critic-only updates. train.csv writes such a cell as `nan` and reads it back as NaN; MLflow receives
+no value for it (flowsteer.platform.tracking), so its history has gaps there instead of zeros.
+Divergence (DivergedError) is a parameter that is not finite, or a metric that is not finite on an update that
+computed it. Only the metrics an algorithm declares intermittent (`Algorithm.intermittent_metrics`) may be NaN
+by design, and only NaN: an infinity in them is divergence, and a NaN loss that was computed reaches the
+parameters through its gradient on the same update.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowsteer.algorithms.registry import get_algorithm
-from flowsteer.algorithms.training import TrainState, make_update_chunk, online_update_fn, to_device_dataset
+from flowsteer.algorithms.registry import Algorithm, get_algorithm
+from flowsteer.algorithms.training import (
+    TrainState,
+    UpdateFn,
+    make_update_chunk,
+    online_update_fn,
+    to_device_dataset,
+)
 
 
 class DivergedError(RuntimeError):
@@ -38,7 +56,8 @@ class Learner:
         obs_dim, act_dim = self.data["observations"].shape[1], self.data["actions"].shape[1]
         self.state: TrainState = self.algorithm.init(config, obs_dim, act_dim, jax.random.PRNGKey(seed))
         self.chunk_size = chunk_size
-        self._chunks: dict[int, Any] = {}
+        self._chunks: dict[tuple[UpdateFn, int], Any] = {}
+        self.metric_names = _metric_names(self.algorithm, config, self.state, self.data)
         self._online = None
         self.size = self.offline_size  # rows of the buffer in use (online phase)
         self.capacity = self.offline_size
@@ -50,22 +69,40 @@ class Learner:
         """Run `steps` offline updates; return the last update's metrics. Raises DivergedError on NaN/inf."""
         metrics: dict[str, float] = {}
         while steps > 0:
-            n = min(self.chunk_size, steps)
-            if n not in self._chunks:
-                self._chunks[n] = make_update_chunk(self.algorithm.update, self.config, n)
-            state, stacked = self._chunks[n](self.state, self.data)
-            metrics = self._accept(state, {k: v[-1] for k, v in stacked.items()}, stacked)
+            update, n = self._next_offline_updates(min(self.chunk_size, steps))
+            if (update, n) not in self._chunks:
+                self._chunks[update, n] = make_update_chunk(update, self.config, n)
+            state, stacked = self._chunks[update, n](self.state, self.data)
+            metrics = self._accept(state, stacked)
             steps -= n
         return metrics
 
-    def _accept(self, state: TrainState, last: dict[str, Any], every: dict[str, Any]) -> dict[str, float]:
-        values = jax.device_get(every)
-        bad = sorted(k for k, v in values.items() if not np.all(np.isfinite(v)))
+    def _next_offline_updates(self, n: int) -> tuple[UpdateFn, int]:
+        """The update the next offline steps run, and how many of the next `n` it runs: a steering learner
+        pretrains its base during the run's first updates (Steering.pretrain_steps), then steers."""
+        steering = self.algorithm.steering
+        if steering is None:
+            return self.algorithm.update, n
+        pretrain = steering.pretrain_steps(self.config)
+        if pretrain is None:
+            return steering.pretrain_update, n
+        done = int(self.state.step)
+        if done < pretrain:
+            return steering.pretrain_update, min(n, pretrain - done)
+        return self.algorithm.update, n
+
+    def _accept(self, state: TrainState, stacked: dict[str, Any]) -> dict[str, float]:
+        """Take `state` unless the updates that made it diverged (see the module docstring); return the last
+        update's metrics as one row of every metric in `metric_names`, NaN where this update computed none."""
+        values = jax.device_get(stacked)
+        intermittent = set(self.algorithm.intermittent_metrics)
+        bad = sorted(k for k, v in values.items() if not np.all(np.isfinite(v) | (np.isnan(v) & (k in intermittent))))
         if bad or not bool(_params_finite(state.params)):
             what = f"metrics {bad}" if bad else "parameters"
             raise DivergedError(f"{what} became NaN or infinite")
         self.state = state
-        return {k: float(v) for k, v in jax.device_get(last).items()}
+        last = {k: float(np.asarray(v)[-1]) for k, v in values.items()}
+        return {name: last.get(name, math.nan) for name in self.metric_names}
 
     # ------------------------------------------------------------------ online
 
@@ -73,14 +110,15 @@ class Learner:
         """Turn the dataset into the head of a replay buffer of capacity max(buffer_size, |D| + 1), or, for a
         learner that does not replay the dataset, start an empty buffer of capacity buffer_size. Columns the
         learner's exploration adds (e.g. DSRL-SAC's noises) are zeros until written."""
-        if self.algorithm.replay_dataset:
+        steering = self.algorithm.steering
+        if steering is None or steering.replay_dataset:
             self.capacity = max(buffer_size, self.offline_size + 1)
             pad = self.capacity - self.offline_size
             self.data = {k: jnp.concatenate([v, jnp.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in self.data.items()}
         else:
             self.head, self.size, self.capacity = 0, 0, buffer_size
             self.data = {k: jnp.zeros((buffer_size, *v.shape[1:]), v.dtype) for k, v in self.data.items()}
-        for name in self.algorithm.online_columns:
+        for name in steering.online_columns if steering else ():
             self.data[name] = jnp.zeros_like(self.data["actions"])
         self._online = online_update_fn(self.algorithm.update, self.config, utd)
 
@@ -93,8 +131,8 @@ class Learner:
         """Write `transition` at buffer row `index` (FIFO over the whole buffer), then run `utd` updates."""
         assert self._online is not None, "call start_online first"
         self.size = min(max(self.size, index + 1), self.capacity)
-        state, self.data, metrics = self._online(self.state, self.data, transition, index, self.size)
-        return self._accept(state, metrics, metrics)
+        state, self.data, stacked = self._online(self.state, self.data, transition, index, self.size)
+        return self._accept(state, stacked)
 
     def next_index(self, online_transitions: int) -> int:
         """Buffer row of the n-th online transition: after the dataset (if replayed), wrapping onto the oldest rows."""
@@ -104,10 +142,10 @@ class Learner:
 
     def set_base_policy(self, network: Any, params: Any) -> None:
         """Install a pretrained base policy (DSRL's `base_run`) into the agent state."""
-        install = self.algorithm.with_base_policy
-        if install is None:
+        steering = self.algorithm.steering
+        if steering is None:
             raise ValueError(f"{self.algo} does not steer a base policy")
-        self.state = install(self.config, self.state, network, params)
+        self.state = steering.with_base_policy(self.config, self.state, network, params)
 
     def policy_state(self) -> TrainState:
         """What acting needs (parameters, target parameters), without optimizer state, on the host."""
@@ -133,6 +171,22 @@ class Learner:
         if online_transitions >= self.capacity:
             return np.arange(self.capacity)
         return (self.head + np.arange(online_transitions)) % self.capacity
+
+
+def _metric_names(algorithm: Algorithm, config: Any, state: TrainState, data: dict[str, Any]) -> list[str]:
+    """Every metric the learner's updates log, sorted: the columns of train.csv, fixed by its first row. A steering
+    learner's pretraining and steering updates log different ones (found by tracing, without running them)."""
+    steering = algorithm.steering
+    updates, columns = [algorithm.update], dict(data)
+    if steering is not None:
+        if steering.pretrain_steps(config) != 0:
+            updates.append(steering.pretrain_update)
+        columns |= {name: data["actions"] for name in steering.online_columns}
+    batch = {k: jax.ShapeDtypeStruct((config.batch_size, *v.shape[1:]), v.dtype) for k, v in columns.items()}
+    names: set[str] = set()
+    for update in updates:
+        names |= set(jax.eval_shape(lambda s, b, u=update: u(config, s, b)[1], state, batch))
+    return sorted(names)
 
 
 @jax.jit

@@ -48,15 +48,16 @@ def make_state_policy(algo: str, config: Any, deterministic: bool = True) -> Cal
 def make_explore_policy(algo: str, config: Any) -> Callable[[Any, np.ndarray, Any], tuple[Any, dict[str, Any]]]:
     """The online-collection policy `(state, observations, keys) -> (actions, extra columns)`, compiled once.
 
-    Learners with an `explore` function (DSRL-SAC) return what the replay buffer stores besides the action
-    (the noise that was decoded into it); the others act with temperature 1 and store nothing else.
+    Steering learners with an `explore` function (DSRL-SAC) return what the replay buffer stores besides the
+    action (the noise that was decoded into it); the others act with temperature 1 and store nothing else.
     """
     alg = get_algorithm(algo)
+    steer = alg.steering.explore if alg.steering is not None else None
 
     def explore(state: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        if alg.explore is None:
+        if steer is None:
             return alg.act(config, state, obs, key, False), {}
-        return alg.explore(config, state, obs, key)
+        return steer(config, state, obs, key)
 
     def per_row(state: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         return jax.tree_util.tree_map(lambda x: x[0], explore(state, obs[None], key))

@@ -1,6 +1,6 @@
-"""DSRL-NA and DSRL-SAC (docs/algorithms.md#dsrl): losses on hand-computed cases, the noise bound, the noise critic's
-distillation, the base-pretraining schedule, and steering a bimodal BC flow policy to its rewarded mode
-without changing the policy."""
+"""DSRL-NA and DSRL-SAC (docs/algorithms.md#dsrl-na, #dsrl-sac): losses on hand-computed cases, the noise bound,
+the noise critic's distillation, the base-pretraining schedule, and steering a bimodal BC flow policy to its
+rewarded mode without changing the policy."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from algo_helpers import ACT_DIM, OBS_DIM, bimodal_bandit, dense, np_batch, perturb, q_heads, set_dense
+from algo_helpers import (
+    ACT_DIM,
+    OBS_DIM,
+    bimodal_bandit,
+    dense,
+    np_batch,
+    perturb,
+    q_heads,
+    random_transitions,
+    set_dense,
+)
 
 from flowsteer.algorithms import dsrl, dsrl_na, dsrl_sac, flow_bc, make_update_chunk, to_device_dataset
 from flowsteer.algorithms.training import polyak, train_network
@@ -147,25 +157,33 @@ def test_noise_stays_in_the_bound_and_actions_in_the_box(module):
         assert np.abs(twice - decoded).max() > 1e-3
 
 
-def test_the_first_base_steps_updates_train_only_the_base(batch):
-    config = dsrl_na.DSRLNAConfig(**SMALL, base_steps=2)
-    step = jax.jit(lambda s: dsrl_na.update(config, s, batch))
-    states = [dsrl_na.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))]
-    metrics = []
+def test_the_first_base_steps_updates_train_only_the_base():
+    """The learner runs DSRL-NA's pretraining update for the first base_steps updates, then its steering update;
+    each row holds every metric, NaN where that update computed none."""
+    config = dsrl_na.DSRLNAConfig(**SMALL, base_steps=2, batch_size=8)
+    learner = Learner("dsrl_na", config, random_transitions(64, obs_dim=OBS_DIM, act_dim=ACT_DIM), seed=0)
+    states, rows = [learner.state], []
     for _ in range(3):
-        state, info = step(states[-1])
-        states.append(state)
-        metrics.append(info)
+        rows.append(learner.train(1))
+        states.append(learner.state)
     steering = ("critic", "noise_critic", "noise_policy", "log_alpha")
-    for before, after, info in zip(states[:2], states[1:3], metrics[:2], strict=True):  # pretraining
+    for before, after, row in zip(states[:2], states[1:3], rows[:2], strict=True):  # pretraining
         assert not leaves_equal(before.params["bc_flow"], after.params["bc_flow"])
         assert all(leaves_equal(before.params[n], after.params[n]) for n in steering)
-        assert float(info["base/bc_flow_loss"]) > 0 and float(info["critic/critic_loss"]) == 0.0
-    before, after, info = states[2], states[3], metrics[2]  # steering: the base is frozen
+        assert row["base/bc_flow_loss"] > 0 and np.isnan(row["critic/critic_loss"])
+    before, after, row = states[2], states[3], rows[2]  # steering: the base is frozen
     assert leaves_equal(before.params["bc_flow"], after.params["bc_flow"])
     assert all(not leaves_equal(before.params[n], after.params[n]) for n in steering)
-    assert float(info["base/bc_flow_loss"]) == 0.0 and float(info["critic/critic_loss"]) > 0
+    assert np.isnan(row["base/bc_flow_loss"]) and row["critic/critic_loss"] > 0
     assert [int(s.step) for s in states] == [0, 1, 2, 3]
+    assert all(list(r) == learner.metric_names for r in rows)
+
+
+def test_dsrl_sac_update_refuses_a_batch_without_noise(batch):
+    config = dsrl_sac.DSRLSACConfig(**SMALL)
+    state = dsrl_sac.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="pretrain the base on them with pretrain_update"):
+        dsrl_sac.update(config, state, batch)
 
 
 def test_a_trainable_base_keeps_learning_and_is_decoded_through_its_ema(batch):

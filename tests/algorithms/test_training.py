@@ -38,10 +38,13 @@ TINY = {
     "idql": {"actor_hidden_dim": 16, "value_hidden_dims": (16, 16), "batch_size": 16, "critic_batch_size": 8},
     "fql": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16},
     "flow_bc": {"actor_hidden_dims": (16, 16), "batch_size": 16},
-    # base_steps=2: the 4-update chunk crosses from base pretraining to steering.
     "dsrl_na": {**TINY_DSRL, "base_steps": 2},
-    "dsrl_sac": TINY_DSRL,  # dataset batches carry no noise: its offline (base-pretraining) update
+    "dsrl_sac": TINY_DSRL,
 }
+# Every update a learner has: steering learners also pretrain their base.
+UPDATES = [(algo, "update") for algo in sorted(ALGORITHMS)] + [
+    (algo, "pretrain_update") for algo in sorted(ALGORITHMS) if ALGORITHMS[algo].steering is not None
+]
 
 
 def assert_trees_close(a, b, rtol: float = RTOL, atol: float = ATOL) -> None:
@@ -59,12 +62,23 @@ def test_every_algorithm_has_a_tiny_config():
     assert set(TINY) == set(ALGORITHMS)
 
 
-@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
-def test_chunked_update_equals_single_steps(algo, dataset):
+def update_and_data(algo: str, which: str, dataset: dict) -> tuple:
+    """The update `which` of `algo`, and the data it learns from: DSRL-SAC's steering update reads the noise
+    that online collection stores (random actions stand in for it here)."""
+    steering = get_algorithm(algo).steering
+    if which == "pretrain_update":
+        return steering.pretrain_update, dataset
+    columns = steering.online_columns if steering is not None else ()
+    return get_algorithm(algo).update, dataset | {name: dataset["actions"] for name in columns}
+
+
+@pytest.mark.parametrize(("algo", "which"), UPDATES)
+def test_chunked_update_equals_single_steps(algo, which, dataset):
     alg, config = setup(algo)
+    update, dataset = update_and_data(algo, which, dataset)
     state = alg.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
-    chunked, chunk_metrics = make_update_chunk(alg.update, config, 4)(state, dataset)
-    step = jax.jit(lambda s: train_step(alg.update, config, s, dataset))
+    chunked, chunk_metrics = make_update_chunk(update, config, 4)(state, dataset)
+    step = jax.jit(lambda s: train_step(update, config, s, dataset))
     single = state
     for i in range(4):
         single, metrics = step(single)

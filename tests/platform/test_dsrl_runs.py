@@ -57,9 +57,9 @@ def test_dsrl_na_pretrains_its_base_then_steers_offline_and_online(make_spec, tm
     train = files.rows("train.csv")
     assert [int(r["step"]) for r in train] == [20, 40, 60, 80]
     pretraining, steering = train[0], train[1:]
-    assert pretraining["base/bc_flow_loss"] > 0 and pretraining["critic/critic_loss"] == 0
-    assert all(r["base/bc_flow_loss"] == 0 and r["critic/critic_loss"] > 0 for r in steering)
-    assert all(np.isfinite(v) for row in train for v in row.values())
+    # A loss the update did not compute is NaN, never 0.0: the base's once it is frozen, the critic's before.
+    assert pretraining["base/bc_flow_loss"] > 0 and np.isnan(pretraining["critic/critic_loss"])
+    assert all(np.isnan(r["base/bc_flow_loss"]) and r["critic/critic_loss"] > 0 for r in steering)
     evals = files.rows("eval.csv")
     assert [int(r["step"]) for r in evals] == [60, 80]
     assert all(0.0 <= r["success"] <= 1.0 and r["episodes"] == 2 for r in evals)

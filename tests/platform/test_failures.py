@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from flowsteer.algorithms import registry
+from flowsteer.algorithms import rebrac, registry
 from flowsteer.platform import checkpoint
 from flowsteer.platform.loop import RunDiverged, run
+from flowsteer.rundir import RunDirectory
 
 NAN_FROM_STEP = 45
 
@@ -53,6 +54,31 @@ def test_a_nan_stops_the_run_with_a_clear_error_and_keeps_the_last_good_checkpoi
         assert all(np.isfinite(arrays[k]).all() for k in arrays.files if arrays[k].dtype.kind == "f")
     rows = [int(r.split(",")[0].split(".")[0]) for r in (spec.run_dir / "train.csv").read_text().splitlines()[1:]]
     assert rows == [10, 20, 30, 40], "nothing from the diverged chunk is logged"
+
+
+def test_a_rebrac_run_logs_nan_for_the_actor_metrics_of_critic_only_steps(make_spec) -> None:
+    """ReBRAC updates its actor on every second update: rows logged after a critic-only update hold NaN actor
+    metrics (never a 0.0 loss), the run does not take them for divergence, and MLflow receives no value there."""
+    spec = make_spec("rebrac", log_interval=15, chunk_size=15)
+    result = run(spec, progress=False)
+    assert result.status == "finished"
+    rows = {int(r["step"]): r for r in RunDirectory(result.run_dir).rows("train.csv")}
+    assert sorted(rows) == [15, 30, 45, 60]
+    for step, row in rows.items():
+        critic_only = step % 2 == 1
+        assert all(np.isnan(row[name]) == critic_only for name in rebrac.ACTOR_METRICS), step
+        assert np.isfinite(row["critic/critic_loss"])
+    client = MlflowClient(spec.resolved_tracking_uri())
+    (mlflow_run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    history = client.get_metric_history(mlflow_run.info.run_id, "training/actor/actor_loss")
+    assert sorted(m.step for m in history) == [30, 60]
+
+
+def test_a_nan_in_a_loss_stops_a_rebrac_run(make_spec, monkeypatch) -> None:
+    _inject_nan_from(NAN_FROM_STEP, "rebrac", monkeypatch)
+    spec = make_spec("rebrac", offline_steps=100, checkpoint_interval=20, chunk_size=10, log_interval=10)
+    with pytest.raises(RunDiverged, match="diverged between steps 40 and 50"):
+        run(spec, progress=False)
 
 
 def test_metrics_survive_an_unreachable_tracking_store_and_sync_later(make_spec, tmp_path) -> None:

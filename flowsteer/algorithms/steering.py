@@ -1,0 +1,41 @@
+"""What a learner that steers a pretrained base policy needs from the run loop, beyond init / update / act.
+
+Only the DSRL learners steer (Wagenmaker et al. 2025, arXiv 2506.15799; docs/algorithms.md#dsrl-na,
+docs/algorithms.md#dsrl-sac): they learn a policy over the noise that a frozen BC flow policy (the base) decodes
+into actions. That changes four things for the run loop, and each is a field here, so a reader sees which
+learners are special and why:
+
+- the base comes first: it is pretrained by flow BC during the first updates of the run (`pretrain_update`,
+  `pretrain_steps`), or loaded from an earlier run (`base_run`, installed by `with_base_policy`);
+- a run schedule may not suit the learner (`check_run`), e.g. a base still pretraining when the online phase starts;
+- online collection may store more than the action (`explore`, `online_columns`): DSRL-SAC stores the noise;
+- the online replay buffer may not start with the dataset (`replay_dataset`): dataset transitions carry no noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flowsteer.algorithms.training import UpdateFn
+
+
+@dataclass(frozen=True)
+class Steering:
+    """The steering half of a learner's contract with the run loop (see the module docstring)."""
+
+    # config -> run directory of a finished run whose BC flow is the base (loaded before any work), or None.
+    base_run: Callable[[Any], str | None]
+    # (config, state, network, params) -> state: install a pretrained base (the one `base_run` names).
+    with_base_policy: Callable[..., Any]
+    # (config, offline_steps, online_steps) -> None, raising ValueError for a run schedule the learner cannot use.
+    check_run: Callable[[Any, int, int], None]
+    # (config, state, batch) -> (state, metrics): one flow-BC step of the base on a dataset batch.
+    pretrain_update: UpdateFn
+    # config -> how many of the run's first updates are `pretrain_update`s; None: every offline update.
+    pretrain_steps: Callable[[Any], int | None]
+    # Online collection (config, state, observations, key) -> (actions, {column: values}); None: act at temperature 1.
+    explore: Callable[..., Any] | None = None
+    online_columns: tuple[str, ...] = ()  # replay columns (shaped like actions) that `explore` returns
+    replay_dataset: bool = True  # the online replay buffer starts with the offline dataset
