@@ -115,7 +115,8 @@ def print_summary(
     its exception and the last lines of its traceback), and where everything is."""
     counts = ", ".join(f"{n} {state}" for state, n in sorted(summary["state"].value_counts().items()))
     write(f"\nsweep {spec.name}: {len(summary)} trial(s): {counts}")
-    finished = [t for t in trials if t.status() == "finished"]
+    done = set(summary.loc[summary["state"] == "finished", "run_id"])  # states read once, by summarize
+    finished = [t for t in trials if t.id in done]
     groups = selection.settings(finished, scores, selection.by_algorithm_and_task).values()
     ranked = [setting for group in groups for setting in group]
     if ranked:
