@@ -21,9 +21,10 @@ from typing import Any
 from flowsteer.platform import checkpoint
 from flowsteer.platform.loop import RunDiverged, run
 from flowsteer.platform.spec import RunSpec
+from flowsteer.reports.aggregate import score_run
 from flowsteer.sweeps.cores import pinned_cores
 from flowsteer.sweeps.spec import SweepSpec
-from flowsteer.sweeps.trials import Trial
+from flowsteer.sweeps.trials import Trial, suggestion_trial
 
 ATTEMPTS_FILE = "attempts.jsonl"
 # A retried trial may find its run still locked by the attempt on a lost node, until the shared storage's lease
@@ -31,21 +32,19 @@ ATTEMPTS_FILE = "attempts.jsonl"
 LOCK_WAIT = 180.0
 
 
-def trial_of(config: dict[str, Any], sweep: SweepSpec) -> Trial:
-    """The Trial a Tune config stands for: a whole RunSpec (grid stages) or an Optuna suggestion and seed index."""
-    if "run" in config:
-        return Trial(config["stage"], RunSpec.from_dict(config["run"]))
-    algo = next(a for a in sweep.algorithms if a.name == config["algo"])
-    seed = sweep.seeds[int(config.get("__trial_index__", 0))]
-    return Trial("optuna", sweep.run_spec(algo.name, config["task"], seed, algo.hyperparameters | dict(config["hp"])))
+def trial_of(config: dict[str, Any], sweep: SweepSpec, known: dict[str, Trial]) -> Trial:
+    """The Trial a Tune config stands for: one of ``known`` by its run id (grid stages), or an Optuna suggestion
+    (``algo``, ``task``, ``hp``) and the index of its seed."""
+    if "run_id" in config:
+        return known[config["run_id"]]
+    return suggestion_trial(sweep, config["algo"], config["task"], dict(config["hp"]), config.get("__trial_index__", 0))
 
 
-def run_trial(config: dict[str, Any], sweep: SweepSpec) -> None:
+def run_trial(config: dict[str, Any], sweep: SweepSpec, trials: dict[str, Trial]) -> None:
     """The Tune function trainable. Reports after every evaluation and once at the end (with ``score``)."""
     from ray import tune
 
-    trial = trial_of(config.get("trial", config), sweep)
-    spec = trial.spec
+    spec = trial_of(config, sweep, trials).spec
     use_compilation_cache(sweep.directory / "jax-cache")
 
     def report(step: int, results: dict[str, float]) -> None:
@@ -73,7 +72,7 @@ def _run_and_report(spec: RunSpec, cores: list[int], report: Callable[[int, dict
         _log_attempt(spec, f"error: {type(exc).__name__}")
         raise
     _log_attempt(spec, "finished")
-    score = final_score(result.run_dir)
+    score = score_run(result.run_dir)  # the report cell's rule: NaN when the run lacks an evaluation of its window
     tune.report({"step": result.step, "score": score, "state": "finished", "run_dir": str(result.run_dir)})
 
 
@@ -84,14 +83,6 @@ def use_compilation_cache(directory: Path) -> None:
 
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-
-def final_score(run_dir: Path) -> float:
-    """The run's score exactly as its report cell computes it (flowsteer.reports.aggregate.score_run): mean success
-    (%) over the last 3 evaluations offline, the last one online; NaN when the run lacks one of them."""
-    from flowsteer.reports.aggregate import score_run
-
-    return score_run(run_dir)
 
 
 def _log_attempt(spec: RunSpec, event: str, cores: list[int] | None = None) -> None:

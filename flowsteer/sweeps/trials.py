@@ -17,12 +17,14 @@ from flowsteer.platform.spec import RunSpec
 from flowsteer.rundir import read_json
 from flowsteer.sweeps.spec import SweepSpec
 
+FINAL_STATES = ("finished", "diverged")  # a trial in these states is not started again
+
 
 @dataclass(frozen=True)
 class Trial:
     """One run of the sweep."""
 
-    stage: str  # 'grid', 'tune' (on the default task) or 'broadcast' (the chosen setting on the other tasks)
+    stage: str  # 'grid', 'tune' (default tasks), 'broadcast' (the chosen setting elsewhere) or 'optuna'
     spec: RunSpec
 
     @property
@@ -41,10 +43,6 @@ class Trial:
             return "new" if not self.spec.run_dir.exists() else "created"
         return str(status.get("state", "created"))
 
-    def to_config(self) -> dict[str, Any]:
-        """What a Tune trial receives: plain data, rebuilt into a RunSpec inside the trial."""
-        return {"stage": self.stage, "run_id": self.id, "run": self.spec.to_dict()}
-
 
 def setting_key(algo: str, hyperparameters: dict[str, Any]) -> str:
     return f"{algo} {json.dumps(hyperparameters, sort_keys=True, default=str)}"
@@ -58,6 +56,12 @@ def grid_trials(spec: SweepSpec, stage: str = "grid", tasks: list[str] | None = 
             for seed in spec.seeds:
                 trials.append(Trial(stage, spec.run_spec(algo.name, task, seed, point)))
     return _unique(trials)
+
+
+def suggestion_trial(spec: SweepSpec, algo: str, task: str, hyperparameters: dict[str, Any], seed_index: int) -> Trial:
+    """optuna: the trial of one suggested setting (over the algorithm's fixed hyperparameters) on one seed."""
+    fixed = next(a for a in spec.algorithms if a.name == algo).hyperparameters
+    return Trial("optuna", spec.run_spec(algo, task, spec.seeds[int(seed_index)], fixed | hyperparameters))
 
 
 def tuning_tasks(spec: SweepSpec) -> list[str]:

@@ -8,10 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from flowsteer.reports.aggregate import score_run
 from flowsteer.sweeps.cluster import local_temp_dir
-from flowsteer.sweeps.driver import SweepIncomplete, choose_settings, run_sweep
+from flowsteer.sweeps.driver import run_sweep
+from flowsteer.sweeps.modes import SweepIncomplete, TuneThenBroadcastMode
 from flowsteer.sweeps.spec import load_sweep
-from flowsteer.sweeps.trainable import final_score
 from flowsteer.sweeps.trials import Trial, grid_trials, tuning_tasks
 
 from .conftest import TINY
@@ -45,10 +46,12 @@ def test_the_setting_with_the_best_mean_over_seeds_on_the_default_task_is_chosen
     tuned = grid_trials(spec, "tune", tuning_tasks(spec))
     for trial in tuned:
         _write_finished_run(trial, runs[trial.spec.hyperparameters["lr"]][trial.spec.seed])
-    best, record = choose_settings(spec, tuned)
-    assert best == {("bc", "cube-single-play-v0"): {"lr": chosen}}
+    mode = TuneThenBroadcastMode(spec)
+    assert mode.choose(tuned) == {("bc", "cube-single-play-v0"): {"lr": chosen}}
     expected = 100 * sum(sum(seed) / 3 for seed in runs[chosen]) / 2
-    assert record["bc on cube-single-play-v0"]["score"] == pytest.approx(expected)
+    record = mode.selection["bc on cube-single-play-v0"]
+    assert record["score"] == pytest.approx(expected)
+    assert record["runs"] == [t.id for t in tuned if t.spec.hyperparameters["lr"] == chosen]
 
 
 def test_a_setting_with_an_unfinished_seed_does_not_compete(write_sweep):
@@ -59,11 +62,11 @@ def test_a_setting_with_an_unfinished_seed_does_not_compete(write_sweep):
         better = trial.spec.hyperparameters["lr"] == 3e-4
         state = "failed" if better and trial.spec.seed == 1 else "finished"
         _write_finished_run(trial, [0.9] * 3 if better else [0.1] * 3, state)
-    assert choose_settings(spec, tuned)[0] == {("bc", "cube-single-play-v0"): {"lr": 1e-4}}
+    assert TuneThenBroadcastMode(spec).choose(tuned) == {("bc", "cube-single-play-v0"): {"lr": 1e-4}}
     for trial in tuned:
         (trial.spec.run_dir / "status.json").write_text(json.dumps({"state": "failed"}))
     with pytest.raises(SweepIncomplete, match="nothing to broadcast"):
-        choose_settings(spec, tuned)
+        TuneThenBroadcastMode(spec).choose(tuned)
 
 
 def test_tune_then_broadcast_runs_the_chosen_setting_on_the_other_tasks(write_sweep, reaper):
@@ -80,7 +83,7 @@ def test_tune_then_broadcast_runs_the_chosen_setting_on_the_other_tasks(write_sw
 
     tuned = [t for t in outcome.trials if t.stage == "tune"]
     assert {t.spec.task for t in tuned} == {"cube-single-play-singletask-task2-v0"}  # the default task
-    scores = {t.spec.hyperparameters["lr"]: final_score(t.spec.run_dir) for t in tuned}
+    scores = {t.spec.hyperparameters["lr"]: score_run(t.spec.run_dir) for t in tuned}
     best_lr = max(scores, key=lambda lr: (scores[lr], -[3e-4, 3e-3].index(lr)))
     selection = json.loads((spec.directory / "selection.json").read_text())
     assert selection["bc on cube-single-play-v0"]["hyperparameters"]["lr"] == best_lr

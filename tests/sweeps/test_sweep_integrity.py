@@ -15,8 +15,10 @@ from flowsteer.cli import main
 from flowsteer.datasets.errors import MissingOfficialDataError
 from flowsteer.rundir import RunDirectoryError
 from flowsteer.sweeps import cluster
-from flowsteer.sweeps.driver import run_sweep, score_trials, summarize
+from flowsteer.sweeps.driver import run_sweep
+from flowsteer.sweeps.selection import score_trials
 from flowsteer.sweeps.spec import SweepSpecError, load_sweep
+from flowsteer.sweeps.summary import summarize
 from flowsteer.sweeps.trials import broadcast_trials, grid_trials
 
 LOCOMOTION = "antmaze-large-navigate:default"
@@ -77,6 +79,26 @@ def test_a_finished_run_without_its_last_evaluations_scores_nan_not_zero(write_s
     assert summary["score"].isna().tolist() == [False, True]
 
 
+def _running(trial) -> str:
+    trial.spec.run_dir.mkdir(parents=True)
+    (trial.spec.run_dir / "status.json").write_text(json.dumps({"state": "running", "step": 20}))
+    return trial.id
+
+
+@pytest.mark.parametrize("mode", ["grid", "tune-then-broadcast", "optuna"])
+def test_an_interrupted_first_stage_of_every_mode_refuses_to_continue_without_resume(write_sweep, mode):
+    spaces = {"grid": {}, "tune-then-broadcast": {"grid": {"lr": [3e-4]}},
+              "optuna": {"search": {"lr": {"loguniform": [1e-4, 1e-2]}}}}  # fmt: skip
+    spec = load_sweep(write_sweep(mode=mode, algorithms={"bc": spaces[mode]}))
+    if mode == "optuna":  # a search that began and did not record its end
+        stale = "optuna-bc-cube-single-play-task2"
+        (spec.directory / "tune" / stale).mkdir(parents=True)
+    else:
+        stale = _running(grid_trials(spec)[0])  # the default task: tune-then-broadcast's tuning stage too
+    with pytest.raises(RunDirectoryError, match=rf"was interrupted: 1 trial\(s\) or searches .*\({stale}\).*--resume"):
+        run_sweep(spec, write=lambda line: None)
+
+
 def test_an_interrupted_broadcast_stage_refuses_to_continue_without_resume(write_sweep):
     path = write_sweep(mode="tune-then-broadcast", tasks=["cube-single-play:1,2"],
                        algorithms={"bc": {"grid": {"lr": [3e-4, 3e-3]}}})  # fmt: skip
@@ -89,9 +111,8 @@ def test_an_interrupted_broadcast_stage_refuses_to_continue_without_resume(write
     spec.directory.mkdir(parents=True, exist_ok=True)
     (spec.directory / "selection.json").write_text(json.dumps(choice))
     (broadcast,) = broadcast_trials(spec, {("bc", "cube-single-play-v0"): {"lr": 3e-4}})
-    broadcast.spec.run_dir.mkdir(parents=True)
-    (broadcast.spec.run_dir / "status.json").write_text(json.dumps({"state": "running", "step": 20}))
-    with pytest.raises(RunDirectoryError, match=rf"was interrupted: 1 trial\(s\).*\({broadcast.id}\).*--resume"):
+    stale = _running(broadcast)
+    with pytest.raises(RunDirectoryError, match=rf"was interrupted: 1 trial\(s\).*\({stale}\).*--resume"):
         run_sweep(spec, write=lambda line: None)
 
 
