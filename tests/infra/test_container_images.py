@@ -86,7 +86,9 @@ def test_the_gpu_image_is_the_cpu_image_plus_the_cuda_plugin():
     stages = [args.split() for kind, args in instructions(DOCKERFILE) if kind == "FROM"]
     assert [s[-1] for s in stages] == ["cpu", "gpu"] and stages[1][0] == "cpu"
     gpu_installs = pip_installs(DOCKERFILE)[-1]
-    assert gpu_installs == ["-r", "requirements.txt", "ray[default]", "jax[cuda12]"]
+    added = [Requirement(a) for a in gpu_installs if not a.startswith("-") and not a.endswith(".txt")]
+    assert any(r.name == "jax" and "cuda12" in r.extras for r in added), gpu_installs
+    assert "requirements.txt" in gpu_installs  # installed against the pins, so the CUDA extra cannot move them
 
 
 def test_the_image_copies_only_files_that_exist_and_the_context_keeps_them():
