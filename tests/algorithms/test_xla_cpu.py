@@ -8,9 +8,12 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 from algo_helpers import ACT_DIM, OBS_DIM, random_transitions
 
 from flowsteer.algorithms import get_algorithm, make_config, make_update_chunk, to_device_dataset
+
+pytestmark = pytest.mark.integration  # Python subprocesses that compile
 
 # Random draws of every kind a learner makes, in one program: keys, normals, uniforms, integers.
 DRAWS = """
