@@ -18,7 +18,7 @@ fi
 .venv/bin/ruff check flowsteer tests benchmarks
 .venv/bin/ruff format --check flowsteer tests benchmarks
 status=0
-.venv/bin/python -m pytest "$@" || status=$?
+.venv/bin/python -m pytest --durations=15 "$@" || status=$?  # the 15 slowest tests, to keep the tiers honest
 if [ "$status" -eq 5 ]; then
     echo "pytest collected no tests: that is a failure here" >&2
     exit 1

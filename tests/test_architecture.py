@@ -16,7 +16,6 @@ def test_layers_import_in_one_direction_only() -> None:
     assert lint_imports, "import-linter is part of requirements-dev.txt"
     result = subprocess.run([lint_imports], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "0 broken" in result.stdout
 
 
 # Documents that live outside the repository: a reader of a clone cannot open them. Cite docs/*.md (section), a

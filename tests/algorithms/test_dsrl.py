@@ -21,7 +21,7 @@ from algo_helpers import (
     set_dense,
 )
 
-from flowsteer.algorithms import dsrl, dsrl_na, dsrl_sac, flow_bc, make_update_chunk, to_device_dataset
+from flowsteer.algorithms import dsrl, dsrl_na, dsrl_sac, flow_bc, init_seeds, make_update_chunk, to_device_dataset
 from flowsteer.algorithms.training import polyak, train_network
 from flowsteer.workers.learner import Learner
 from flowsteer.workers.rollout import Collector
@@ -251,40 +251,50 @@ STEER = {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64), "base_hid
 # thousands of updates before the (tiny) Q differences could move its mode.
 STEER_HP = {**STEER, "num_critics": 2, "batch_size": 128, "init_temperature": 0.05}
 PROBE = jnp.linspace(-1, 1, 400)[:, None]
+# The learning tests train from three seeds and pass when a majority of them learns: one unlucky seed neither
+# hides a regression nor fails the test.
+SEEDS, MAJORITY = [0, 1, 2], 2
 
 
 @pytest.fixture(scope="module")
-def bandit_base():
-    """A flow BC policy trained on the bimodal bandit's data (both modes, only +0.5 rewarded)."""
+def bandit_bases():
+    """Flow BC policies trained on the bimodal bandit's data (both modes, only +0.5 rewarded), one per seed."""
     config = flow_bc.FlowBCConfig(actor_hidden_dims=STEER["base_hidden_dims"], batch_size=128)
-    state = flow_bc.init(config, 1, 1, jax.random.PRNGKey(0))
-    chunk = make_update_chunk(flow_bc.update, config, 500)
+    states = init_seeds(flow_bc.init, config, 1, 1, SEEDS)
+    chunk = make_update_chunk(flow_bc.update, config, 500, vmap_seeds=True)
     data = to_device_dataset(bimodal_bandit())
     for _ in range(4):
-        state, _ = chunk(state, data)
-    return config, state
+        states, _ = chunk(states, data)
+    return config, [jax.tree.map(lambda x, i=i: x[i], states) for i in range(len(SEEDS))]
 
 
-def test_a_bc_flow_policy_samples_both_modes(bandit_base):
-    config, state = bandit_base
-    actions = np.asarray(flow_bc.act(config, state, PROBE, jax.random.PRNGKey(1)))[:, 0]
-    assert np.mean(np.abs(actions - 0.5) < 0.25) > 0.25
-    assert np.mean(np.abs(actions + 0.5) < 0.25) > 0.25
+@pytest.mark.integration  # thousands of updates for three seeds
+def test_a_bc_flow_policy_samples_both_modes(bandit_bases):
+    config, states = bandit_bases
+    shares = []
+    for state in states:
+        actions = np.asarray(flow_bc.act(config, state, PROBE, jax.random.PRNGKey(1)))[:, 0]
+        shares.append((np.mean(np.abs(actions - 0.5) < 0.25), np.mean(np.abs(actions + 0.5) < 0.25)))
+    assert sum(good > 0.25 and bad > 0.25 for good, bad in shares) >= MAJORITY, shares
 
 
-def test_dsrl_na_steers_the_base_to_the_rewarded_mode_offline(bandit_base):
-    base_config, base_state = bandit_base
-    net, base = flow_bc.base_policy(base_config, base_state)
+@pytest.mark.integration  # thousands of updates for three seeds
+def test_dsrl_na_steers_the_base_to_the_rewarded_mode_offline(bandit_bases):
+    base_config, base_states = bandit_bases
     config = dsrl_na.DSRLNAConfig(**STEER_HP, base_steps=0)
-    state = dsrl_na.with_base_policy(config, dsrl_na.init(config, 1, 1, jax.random.PRNGKey(0)), net, base)
     chunk = make_update_chunk(dsrl_na.update, config, 500)
     data = to_device_dataset(bimodal_bandit())
-    for _ in range(2):
-        state, _ = chunk(state, data)
-    actions = np.asarray(dsrl_na.act(config, state, PROBE, KEY, deterministic=True))[:, 0]
-    assert np.mean(actions > 0.25) >= 0.95
-    assert actions.mean() < 0.75  # on the base's rewarded mode, not beyond it: the noise bound keeps it there
-    assert leaves_equal(state.params["bc_flow"], base)
+    steered = []
+    for seed, base_state in zip(SEEDS, base_states, strict=True):
+        net, base = flow_bc.base_policy(base_config, base_state)
+        state = dsrl_na.with_base_policy(config, dsrl_na.init(config, 1, 1, jax.random.PRNGKey(seed)), net, base)
+        for _ in range(2):
+            state, _ = chunk(state, data)
+        actions = np.asarray(dsrl_na.act(config, state, PROBE, KEY, deterministic=True))[:, 0]
+        # On the base's rewarded mode, not beyond it: the noise bound keeps it there.
+        steered.append((float(np.mean(actions > 0.25)), float(actions.mean())))
+        assert leaves_equal(state.params["bc_flow"], base)
+    assert sum(good >= 0.95 and mean < 0.75 for good, mean in steered) >= MAJORITY, steered
 
 
 class Bandit:
@@ -301,26 +311,32 @@ class Bandit:
         return self.obs, float(action[0]), True, False, {"success": float(action[0] > 0.25)}
 
 
+@pytest.mark.integration  # thousands of updates for three seeds
 def test_dsrl_sac_steers_its_pretrained_base_to_the_rewarded_mode_online():
     """The learner and collector of a real run: the offline phase pretrains the base, the online phase steers it
     with noise-labelled transitions only."""
+    steered = [_steer_online(seed) for seed in SEEDS]
+    # The unsteered base is not already there; the steered policy is, and not beyond it.
+    assert sum(before < 0.5 and after >= 0.95 and mean < 0.75 for before, after, mean in steered) >= MAJORITY, steered
+
+
+def _steer_online(seed: int) -> tuple[float, float, float]:
+    """Share of actions on the rewarded mode before and after steering online from `seed`, and the mean action
+    after."""
     config = dsrl_sac.DSRLSACConfig(**STEER_HP)
-    learner = Learner("dsrl_sac", config, bimodal_bandit(), seed=0, chunk_size=500)
+    learner = Learner("dsrl_sac", config, bimodal_bandit(), seed=seed, chunk_size=500)
     learner.train(2000)
     base = jax.device_get(learner.state.params["bc_flow"])
     before = np.asarray(dsrl_sac.act(config, learner.state, PROBE, KEY, deterministic=True))[:, 0]
-    assert np.mean(before > 0.25) < 0.5  # the unsteered base is not already there
 
     learner.start_online(buffer_size=1000, utd=1)
-    collector = Collector(Bandit(), "dsrl_sac", config, seed=3)
+    collector = Collector(Bandit(), "dsrl_sac", config, seed=3 + seed)
     for t in range(400):
         collector.reset(t)
         transition, _ = collector.step(learner.state, t)
         learner.online_step(transition, learner.next_index(t))
 
     actions = np.asarray(dsrl_sac.act(config, learner.state, PROBE, KEY, deterministic=True))[:, 0]
-    assert np.mean(actions > 0.25) >= 0.95
-    assert actions.mean() < 0.75
     assert leaves_equal(learner.state.params["bc_flow"], base)
     # The buffer holds online transitions only, each with its noise and the action that noise decoded to.
     assert learner.size == 400
@@ -328,3 +344,4 @@ def test_dsrl_sac_steers_its_pretrained_base_to_the_rewarded_mode_online():
     assert np.abs(rows["noises"]).max() <= config.noise_bound
     decoded = dsrl.decode_noise(config, learner.state.params, {}, rows["observations"], rows["noises"])
     np.testing.assert_allclose(rows["actions"], decoded, atol=1e-6)
+    return float(np.mean(before > 0.25)), float(np.mean(actions > 0.25)), float(actions.mean())

@@ -14,23 +14,31 @@ import numpy as np
 import pytest
 from algo_helpers import bimodal_bandit
 
-from flowsteer.algorithms import get_algorithm, make_config, make_update_chunk, to_device_dataset
+from flowsteer.algorithms import get_algorithm, init_seeds, make_config, make_update_chunk, to_device_dataset
+
+pytestmark = pytest.mark.integration  # thousands of updates for three seeds
 
 SMALL = {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64), "batch_size": 128}
 STEPS, CHUNK = 3000, 500
+# Three seeds, trained side by side (vmapped); a test passes when a majority of them shows the behaviour, so one
+# unlucky seed neither hides a regression nor fails the test.
+SEEDS = [0, 1, 2]
+MAJORITY = 2
 
 
 def train_and_act(algo: str, overrides: dict) -> np.ndarray:
+    """(seed, probe) actions of the policy trained from each of SEEDS."""
     alg = get_algorithm(algo)
     config = make_config(algo, overrides=overrides)
-    state = alg.init(config, 1, 1, jax.random.PRNGKey(0))
-    chunk = make_update_chunk(alg.update, config, CHUNK)
+    states = init_seeds(alg.init, config, 1, 1, SEEDS)
+    chunk = make_update_chunk(alg.update, config, CHUNK, vmap_seeds=True)
     data = to_device_dataset(bimodal_bandit())
     for _ in range(STEPS // CHUNK):
-        state, metrics = chunk(state, data)
+        states, metrics = chunk(states, data)
     assert all(np.isfinite(np.asarray(v)).all() for v in metrics.values())
     obs = jnp.linspace(-1, 1, 200)[:, None]
-    return np.asarray(alg.act(config, state, obs, jax.random.PRNGKey(1), deterministic=True))[:, 0]
+    act = jax.vmap(lambda state: alg.act(config, state, obs, jax.random.PRNGKey(1), deterministic=True))
+    return np.asarray(act(states))[..., 0]
 
 
 @pytest.mark.parametrize(
@@ -43,11 +51,11 @@ def train_and_act(algo: str, overrides: dict) -> np.ndarray:
     ],
 )
 def test_flow_policies_reach_the_good_mode(algo, overrides):
-    actions = train_and_act(algo, overrides)
-    assert np.mean(actions > 0.25) >= 0.95, f"{algo} actions: mean {actions.mean():.2f}"
+    good = [float(np.mean(actions > 0.25)) for actions in train_and_act(algo, overrides)]
+    assert sum(share >= 0.95 for share in good) >= MAJORITY, f"{algo}: share of good actions per seed {good}"
 
 
 def test_bc_averages_the_modes():
     actions = train_and_act("bc", {"actor_hidden_dims": (64, 64), "batch_size": 128})
-    assert abs(actions.mean()) < 0.15
-    assert np.mean(actions > 0.25) == 0.0
+    averaged = [abs(a.mean()) < 0.15 and np.mean(a > 0.25) == 0.0 for a in actions]
+    assert sum(averaged) >= MAJORITY, f"mean action per seed {actions.mean(axis=1)}"

@@ -15,6 +15,8 @@ from flowsteer.datasets import load_task, make_env
 from flowsteer.workers.learner import Learner
 from flowsteer.workers.rollout import evaluate, make_policy
 
+pytestmark = pytest.mark.integration  # every algorithm trained and evaluated on a real task
+
 TASK = "cube-single-play-singletask-task2-v0"
 DSRL_SMALL = {
     "actor_hidden_dims": (64, 64),
@@ -45,7 +47,6 @@ def cube_task(tmp_path_factory: pytest.TempPathFactory):
     return task, envs
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("algo", sorted(ALGORITHMS))
 def test_short_real_run(algo, cube_task):
     task, envs = cube_task
@@ -57,5 +58,5 @@ def test_short_real_run(algo, cube_task):
 
     result = evaluate(make_policy(algo, config, learner.state), envs, num_episodes=2, seed=0)
     assert result["episodes"] == 2
-    assert 0.0 <= result["success"] <= 1.0
+    assert result["success"] in (0.0, 0.5, 1.0)  # the mean of two episodes' 0/1 successes
     assert 1 <= result["episode_length"] <= 200  # cube-single episodes end at success or 200 steps

@@ -9,10 +9,13 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 from algo_helpers import ACT_DIM, OBS_DIM, random_transitions
 
 from flowsteer.algorithms import get_algorithm, make_config, make_update_chunk, to_device_dataset
 from flowsteer.algorithms.xla_cpu import OPT_OUT, apply_cpu_tweaks
+
+pytestmark = pytest.mark.integration  # Python subprocesses that compile
 
 # Random draws of every kind a learner makes, in one program (keys, normals, uniforms, integers), in a fresh
 # process: "stock" never imports flowsteer, "imported" imports the packages a run imports, "applied" also calls

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # `flowsteer data` subprocesses and dataset builds
+
 
 def flowsteer(*args: str, home: Path, cache: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HOME": str(home)}

@@ -17,6 +17,8 @@ from flowsteer.sweeps.cluster import local_temp_dir
 from flowsteer.sweeps.driver import run_sweep
 from flowsteer.sweeps.spec import load_sweep
 
+pytestmark = pytest.mark.integration  # real sweeps and runs on a shared dataset copy
+
 DATASET = "cube-single-play-v0"
 
 

@@ -18,6 +18,8 @@ from flowsteer.platform import checkpoint
 from flowsteer.platform.loop import run
 from flowsteer.rundir import RunBusyError, RunDirectory, RunDirectoryError, RunFileError, RunWarning, measurements
 
+pytestmark = pytest.mark.integration  # real runs, damaged and resumed
+
 LOGS = ("train.csv", "eval.csv")
 
 

@@ -18,6 +18,8 @@ from flowsteer.platform import checkpoint
 from flowsteer.platform.loop import run
 from flowsteer.rundir import measurements
 
+pytestmark = pytest.mark.integration  # real runs killed and resumed in subprocesses
+
 PHASES = {"offline": 400, "online": 600}
 
 

@@ -12,6 +12,8 @@ from flowsteer.platform import checkpoint
 from flowsteer.platform.loop import run
 from flowsteer.rundir import RunDirectory
 
+pytestmark = pytest.mark.integration  # real offline-to-online runs of every algorithm
+
 ALGOS = ["bc", "iql", "rebrac", "ifql", "idql", "fql"]
 
 
@@ -30,7 +32,7 @@ def test_an_offline_to_online_run_writes_its_files_and_its_mlflow_run(make_spec,
     assert all(math.isfinite(v) for row in train for v in row.values())
     evals = files.rows("eval.csv")
     assert [int(r["step"]) for r in evals] == [60, 120]
-    assert all(0.0 <= r["success"] <= 1.0 and r["episodes"] == 2 for r in evals)
+    assert all(r["episodes"] == 2 and r["success"] in (0.0, 0.5, 1.0) for r in evals)  # 2 episodes' 0/1 mean
 
     protocol = json.loads((result.run_dir / "protocol.json").read_text())
     assert protocol["dataset"]["source"] == "generated"

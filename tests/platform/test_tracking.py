@@ -15,6 +15,8 @@ from flowsteer.platform.spec import RunSpecError
 from flowsteer.rundir import RunDirectory, RunFileError
 from flowsteer.trackinguri import redact
 
+pytestmark = pytest.mark.integration  # real runs against dead and live MLflow stores
+
 TASK = "cube-single-play-singletask-task2-v0"
 
 

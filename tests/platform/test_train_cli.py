@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration  # `flowsteer train` subprocesses
+
 TASK = "cube-single-play-singletask-task2-v0"
 
 

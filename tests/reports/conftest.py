@@ -1,15 +1,30 @@
-"""Hand-written run directories: the files the run loop writes, with numbers chosen in each test."""
+"""Run directories with numbers chosen in each test, written through flowsteer.rundir (the run loop's own writer)
+in the shape of the run loop's files: config.json, protocol.json (every field the loop records), eval.csv,
+status.json."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from flowsteer.rundir import EVAL_LOG, RunDirectory
+
 WriteRun = Callable[..., Path]
+# The packages whose versions the run loop records (flowsteer.platform.loop.protocol).
+VERSIONS = {
+    "flowsteer": "0.1.0",
+    "jax": "0.10.2",
+    "jaxlib": "0.10.2",
+    "flax": "0.12.8",
+    "optax": "0.2.8",
+    "ogbench": "1.2.2",
+    "mujoco": "4.0.0",
+    "gymnasium": "1.4.0",
+    "numpy": "2.4.6",
+}
 
 
 def _protocol(algo: str, task: str, seed: int, steps: list[int], offline: int, online: int, **over: Any) -> dict:
@@ -17,22 +32,33 @@ def _protocol(algo: str, task: str, seed: int, steps: list[int], offline: int, o
     dataset: dict[str, Any] = {"source": source, "dataset": task.split("-singletask")[0] + "-v0"}
     if source == "generated":
         dataset["generator"] = {"episodes": over.pop("episodes", 1000), "seed": 0, "episode_steps": 1001}
-    versions = {"ogbench": over.pop("ogbench", "1.2.2"), "jax": "0.10.2", "flowsteer": "0.1.0"}
-    versions |= over.pop("versions", {})
-    commit = {"git_sha": over.pop("git_sha")} if "git_sha" in over else {}
-    return commit | {
+    versions = VERSIONS | {"ogbench": over.pop("ogbench", VERSIONS["ogbench"])} | over.pop("versions", {})
+    return {
         "run_id": f"{algo}-{task}-s{seed}",
         "algo": algo,
         "task": task,
-        "seed": seed,
         "setting": "offline-to-online" if online else "offline",
+        "seed": seed,
+        "seeds": {"learner": f"PRNGKey({seed})"},
         "offline_steps": offline,
         "online_steps": online,
+        "utd": 1,
         "evaluation": {"interval": steps[0], "episodes": over.pop("episodes_per_eval", 50), "steps": steps},
         "success_timing": "pre",
         "dataset": dataset,
+        "algo_config": {},
         "versions": versions,
+        "python": "3.11.14",
+        "platform": "Linux",
+        "device": "TFRT_CPU_0",
+        "git_sha": over.pop("git_sha", None),
     }
+
+
+def eval_row(step: int, success: float) -> dict[str, float]:
+    """One eval.csv row as the run loop logs it (flowsteer.workers.rollout.summarize, 50 episodes)."""
+    return {"step": step, "episode_length": 100.0, "episode_return": -100.0 + success, "episodes": 50.0,
+            "success": success}  # fmt: skip
 
 
 @pytest.fixture
@@ -72,14 +98,12 @@ def write_run(tmp_path: Path) -> WriteRun:
             "eval_episodes": 50,
             "setting": "offline-to-online" if online_steps else "offline",
         } | (run_fields or {})
-        (path / "config.json").write_text(json.dumps({"run": spec, "run_id": run_id, "algo_config": {}}))
-        prot = _protocol(algo, task, seed, steps, offline, online_steps, **protocol)
-        (path / "protocol.json").write_text(json.dumps(prot))
-        lines = ["step,episode_length,episode_return,episodes,success"]
-        rows = [(s, success[s]) for s in steps] + list(extra_rows)
-        lines += [f"{float(s)},100.0,{-100.0 + v},50.0,{v!r}" for s, v in rows]
-        (path / "eval.csv").write_text("\n".join(lines) + "\n")
-        (path / "status.json").write_text(json.dumps({"state": "finished", "step": steps[-1]}))
+        run = RunDirectory(path)
+        run.write_config({"run": spec, "run_id": run_id, "algo_config": {}})
+        run.write_protocol(_protocol(algo, task, seed, steps, offline, online_steps, **protocol))
+        for step, value in [(s, success[s]) for s in steps] + list(extra_rows):
+            run.append_row(EVAL_LOG, eval_row(step, value))
+        run.set_status("finished", step=steps[-1])
         return path
 
     return write

@@ -24,7 +24,10 @@ TOOLS = ("pdflatex", "pdftotext")
 missing = [tool for tool in TOOLS if shutil.which(tool) is None]
 if missing and os.environ.get("FLOWSTEER_REQUIRE_LATEX"):
     raise RuntimeError(f"FLOWSTEER_REQUIRE_LATEX is set but {missing} are not installed (see scripts/test.sh)")
-pytestmark = pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)} (scripts/test.sh installs them)")
+pytestmark = [
+    pytest.mark.integration,  # pdflatex
+    pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)} (scripts/test.sh installs them)"),
+]
 
 
 def test_the_latex_table_compiles_and_shows_the_csv_numbers(write_run, tmp_path):

@@ -7,6 +7,9 @@ import json
 import pytest
 
 from flowsteer.reports.load import CACHE_DIR, ReportError, ReportWarning, load_runs
+from flowsteer.rundir import RunDirectory
+
+from .conftest import eval_row
 
 TASK = "antmaze-large-navigate-singletask-task1-v0"
 
@@ -29,8 +32,9 @@ def test_the_parquet_cache_is_used_and_rebuilt_when_a_run_file_changes(write_run
     run = write_run("fql", TASK, 0, {100: 0.25})
     assert load_runs(tmp_path / "runs")["value"].max() > 0
     assert len(list((tmp_path / "runs" / CACHE_DIR).glob("*.parquet"))) == 1
-    text = (run / "eval.csv").read_text().replace("0.25", "0.75")
-    (run / "eval.csv").write_text(text + "200.0,100.0,-99.0,50.0,0.5\n")
+    (run / "eval.csv").unlink()  # rewritten with other numbers
+    for step, success in ((100, 0.75), (200, 0.5)):
+        RunDirectory(run).append_row("eval.csv", eval_row(step, success))
     tidy = load_runs(tmp_path / "runs")
     assert set(tidy.loc[tidy["metric"] == "success", "value"]) == {0.75, 0.5}
     assert len(list((tmp_path / "runs" / CACHE_DIR).glob("*.parquet"))) == 1  # the stale file is gone

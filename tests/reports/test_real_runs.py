@@ -10,10 +10,11 @@ import pytest
 
 from flowsteer.cli import main
 
+pytestmark = pytest.mark.integration  # real `flowsteer train` runs
+
 TASK = "cube-single-play-singletask-task2-v0"
 
 
-@pytest.mark.slow
 def test_a_report_of_real_runs_matches_their_eval_csv_from_both_sources(tmp_path, smoke_cache, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path))

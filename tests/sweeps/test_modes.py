@@ -17,6 +17,8 @@ from flowsteer.sweeps.trials import Trial, grid_trials, tuning_tasks
 
 from .conftest import TINY
 
+pytestmark = pytest.mark.integration  # real sweeps on a private Ray cluster
+
 LRS = [1e-4, 3e-4]
 
 

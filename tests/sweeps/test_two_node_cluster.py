@@ -24,6 +24,8 @@ from flowsteer.sweeps.trials import grid_trials
 
 from .conftest import TINY
 
+pytestmark = pytest.mark.integration  # a real two-node Ray cluster
+
 RAY = Path(sys.executable).with_name("ray")
 # `ray start` clusters use token authentication (Ray 2.59+); every process must use the same mode.
 ENV = os.environ | {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
