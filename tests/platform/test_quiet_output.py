@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from flowsteer.loggers import quiet_library_loggers
+
+pytestmark = pytest.mark.integration  # `flowsteer train` subprocesses on a fresh MLflow store
 
 TASK = "cube-single-play-singletask-task2-v0"
 # "2026/01/01 12:00:00 INFO mlflow.store.db.utils: ..." (MLflow's format) or "INFO  [alembic.runtime.migration] ..."

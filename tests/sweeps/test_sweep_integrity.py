@@ -21,6 +21,8 @@ from flowsteer.sweeps.spec import SweepSpecError, load_sweep
 from flowsteer.sweeps.summary import summarize
 from flowsteer.sweeps.trials import broadcast_trials, grid_trials
 
+pytestmark = pytest.mark.integration  # sweeps on a private Ray cluster and dataset generation
+
 LOCOMOTION = "antmaze-large-navigate:default"
 
 

@@ -4,10 +4,13 @@ traceback is, in the sweep's own output (Ray's worker logs are not forwarded to 
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from flowsteer.sweeps.cluster import local_temp_dir
 from flowsteer.sweeps.driver import run_sweep
 from flowsteer.sweeps.spec import load_sweep
+
+pytestmark = pytest.mark.integration  # Ray Tune trials that fail for real
 
 TINY_DSRL = {"actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32], "base_hidden_dims": [32, 32],
              "batch_size": 32, "flow_steps": 3}  # fmt: skip

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ray import tune
 
 from flowsteer.sweeps import cluster
 from flowsteer.sweeps.spec import load_sweep
 from flowsteer.sweeps.tune_runner import replace_callbacks
+
+pytestmark = pytest.mark.integration  # a real Tune experiment, errored and restored
 
 
 class Recorder(tune.Callback):
