@@ -543,7 +543,7 @@ def write_sweep_report(spec: SweepSpec, outcome: SweepOutcome, scores: dict[str,
             warnings.simplefilter("always", ReportWarning)
             files += write_report(spec.runs_dir, spec.directory / "report", layouts=settings.layouts,
                                   formats=settings.formats, stats=settings.stats, plots=settings.plots,
-                                  runs=set(final_runs(spec, outcome, scores)))[1]  # fmt: skip
+                                  runs=set(final_runs(spec, outcome, scores)), caption=settings.caption)[1]  # fmt: skip
             if spec.mode != "grid":
                 tried = [t.id for t in outcome.trials if t.stage != "broadcast"]
                 files += write_report(spec.runs_dir, spec.directory / "report" / "tuning", layouts=["task"],

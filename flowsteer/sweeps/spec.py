@@ -99,6 +99,7 @@ class ReportSettings:
     formats: tuple[str, ...] = ("csv", "latex", "md")
     stats: bool = False
     plots: bool = False
+    caption: str = ""  # opens every table's caption (say what a reduced protocol reduced)
 
 
 @dataclass(frozen=True)
@@ -403,7 +404,7 @@ def _parse_report(raw: Any) -> ReportSettings:
 
     if not isinstance(raw, dict):
         raise SweepSpecError(f"report must be a mapping like {{layouts: [task], formats: [csv, md]}}, got {raw!r}.")
-    _reject_unknown("field of report", raw, ("layouts", "formats", "stats", "plots"))
+    _reject_unknown("field of report", raw, ("layouts", "formats", "stats", "plots", "caption"))
     defaults = ReportSettings()
     layouts = raw.get("layouts", list(defaults.layouts))
     formats = raw.get("formats", list(defaults.formats))
@@ -413,7 +414,10 @@ def _parse_report(raw: Any) -> ReportSettings:
     for key in ("stats", "plots"):
         if not isinstance(raw.get(key, False), bool):
             raise SweepSpecError(f"report.{key} must be true or false, got {raw[key]!r}.")
-    return ReportSettings(tuple(layouts), tuple(formats), raw.get("stats", False), raw.get("plots", False))
+    if not isinstance(raw.get("caption", ""), str):
+        raise SweepSpecError(f"report.caption must be text (it opens every table's caption), got {raw['caption']!r}.")
+    return ReportSettings(tuple(layouts), tuple(formats), raw.get("stats", False), raw.get("plots", False),
+                          raw.get("caption", ""))  # fmt: skip
 
 
 def _check_trials(spec: SweepSpec) -> None:
