@@ -76,8 +76,10 @@ def first_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") 
             op = ">=" if _inclusive_lower(field) else ">"
             return f"{path} must be {noun} {op} {lower}, got {value!r}."
         return f"{path} must be {noun}, got {value!r}."
-    if kind in ("string_type", "too_short") and _is_str_field(field):
-        return f"{path} must be a non-empty string, got {value!r}."
+    if kind == "string_type":
+        return f"{path} must be text, got {value!r}."
+    if kind == "too_short" and _is_str_field(field):
+        return f"{path} must be non-empty text, got {value!r}."
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return f"{path} must be a mapping, got {value!r}."
     if kind in ("list_type", "tuple_type", "too_short"):

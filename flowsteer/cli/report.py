@@ -44,6 +44,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--stats", action="store_true", help="IQM and mean (bootstrap 95%% CIs), performance profiles, P(X > Y)"
     )
     parser.add_argument("--plots", action="store_true", help="learning curves per category (PNG and PDF)")
+    parser.add_argument("--caption", default="", help="text that opens every table's caption (e.g. what a "
+                        "reduced protocol reduced)")  # fmt: skip
     parser.add_argument("--no-cache", action="store_true", help="re-read every run (ignore the Parquet cache)")
     parser.set_defaults(run=_run)
 
@@ -67,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
                 stats=args.stats,
                 plots=args.plots,
                 tracking_uri=args.tracking_uri,
+                caption=args.caption,
             )
     except ReportError as exc:
         print(f"flowsteer: error: {exc}", file=sys.stderr)

@@ -41,6 +41,7 @@ def write_report(
     plots: bool = False,
     tracking_uri: str | None = None,
     runs: Collection[str] | None = None,
+    caption: str = "",
 ) -> tuple[list[Report], list[Path]]:
     """Load the runs of ``source`` (see load_source) and write each layout in each format to ``out``.
 
@@ -49,6 +50,7 @@ def write_report(
     ``runs``: report only these run ids (a sweep's selected runs) instead of every run under ``source``.
     ``plots``: learning curves, one figure per category (plots/curves-<category>.png and .pdf), and with
     ``stats`` the performance profiles (plots/profiles-<setting>.png and .pdf).
+    ``caption``: text that opens every table's caption, before the protocol written from the runs.
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -65,7 +67,7 @@ def write_report(
         tidy = tidy[tidy["run"].isin(set(runs))].reset_index(drop=True)
     reports, written = [], []
     for layout in layouts:
-        report = build_report(tidy, layout, agg or Aggregation())
+        report = build_report(tidy, layout, agg or Aggregation(), caption)
         reports.append(report)
         written += write(report, Path(out), list(formats))
     if stats:

@@ -52,8 +52,9 @@ class Report:
         return list(keys[["layout", "row", "setting"]].itertuples(index=False, name=None))
 
 
-def build_report(tidy: pd.DataFrame, layout: str = "task", agg: Aggregation = PAPER) -> Report:
-    """Aggregate a tidy table (flowsteer.reports.load) into the report of ``layout``."""
+def build_report(tidy: pd.DataFrame, layout: str = "task", agg: Aggregation = PAPER, caption: str = "") -> Report:
+    """Aggregate a tidy table (flowsteer.reports.load) into the report of ``layout``; ``caption`` opens the
+    caption written from the protocol (say there what the numbers cannot: a reduced protocol, for instance)."""
     if layout not in LAYOUTS:
         raise ReportError(f"Unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}.")
     scores = run_scores(tidy, agg)
@@ -68,7 +69,7 @@ def build_report(tidy: pd.DataFrame, layout: str = "task", agg: Aggregation = PA
         parts.append(categories[covered])
     cells = pd.concat(parts, ignore_index=True)
     paper = published_cells(cells) if layout == "published" else published_cells(cells.iloc[:0])
-    report = Report(layout, cells, paper, caption(scores, agg, layout), agg)
+    report = Report(layout, cells, paper, protocol_caption(scores, agg, layout, caption), agg)
     flagged = [c for _, c in cells.iterrows() if c["flags"]]
     report.notes = [f"{c['method']}, {row_label(c)}: {c['flags']}" for c in flagged]
     report.note_cells = [(c["method"], row_label(c), c["setting"]) for c in flagged]
@@ -102,13 +103,15 @@ def _steps(values: pd.Series) -> str:
     return ", ".join(f"{int(v):,}" for v in sorted(values.unique()))
 
 
-def caption(scores: pd.DataFrame, agg: Aggregation, layout: str) -> str:
-    """The protocol in words: steps, seeds, episodes, evaluation window, dataset provenance, rules."""
+def protocol_caption(scores: pd.DataFrame, agg: Aggregation, layout: str, opening: str = "") -> str:
+    """The protocol in words: steps, seeds, episodes, evaluation window, dataset provenance, rules; after
+    ``opening``, the user's own words, where given."""
     runs = scores.drop_duplicates("run")
     seeds = sorted(runs["seed"].unique())
     settings = set(runs["setting"])
     n_tasks = runs["task"].nunique()
-    text = [f"Success rate (%) on {n_tasks} OGBench single-task problem{'s' * (n_tasks != 1)}."]
+    text = [opening.strip()] if opening.strip() else []
+    text.append(f"Success rate (%) on {n_tasks} OGBench single-task problem{'s' * (n_tasks != 1)}.")
     text.append(f"Offline training: {_steps(runs['offline_steps'])} gradient steps.")
     if "offline-to-online" in settings:
         o2o = runs[runs["setting"] == "offline-to-online"]

@@ -147,6 +147,7 @@ class ReportSettings(InputModel):
     formats: list[str] = Field(["csv", "latex", "md"], description="csv, latex, md")
     stats: bool = Field(False, description="IQM and mean with bootstrap CIs, profiles, P(X > Y)")
     plots: bool = Field(False, description="learning curves (and profiles with stats)")
+    caption: str = Field("", description="opens every table's caption (say what a reduced protocol reduced)")
 
     @field_validator("layouts", "formats")
     @classmethod

@@ -44,6 +44,12 @@ def test_the_caption_is_written_from_the_protocol(two_algorithms):
     assert "95%" in caption and "(*) marks the default task" in caption
 
 
+def test_a_given_caption_opens_the_markdown_and_latex_captions(two_algorithms):
+    report = build_report(two_algorithms, "task", LAST, caption="Reduced protocol: 100 steps, not 1M.")
+    assert to_markdown(report).startswith("**Task table.** Reduced protocol: 100 steps, not 1M. Success rate")
+    assert r"\caption{Reduced protocol: 100 steps, not 1M. Success rate (\%)" in to_latex(report)
+
+
 def test_csv_holds_every_number_unrounded_with_its_protocol(write_run, tmp_path):
     for seed, value in enumerate([0.123, 0.456, 0.789]):
         write_run("fql", CUBE.format(1), seed, {100: value})

@@ -67,6 +67,11 @@ def test_tune_then_broadcast_tunes_on_default_tasks_and_broadcasts_to_the_rest(w
     assert broadcast_tasks(spec) == [f"cube-single-play-singletask-task{k}-v0" for k in (1, 3, 4, 5)]
 
 
+def test_the_report_caption_of_a_sweep_file_is_kept_for_its_tables(write_sweep):
+    spec = load_sweep(write_sweep(report={"caption": "Reduced protocol: 3,000 steps."}))
+    assert spec.report.caption == "Reduced protocol: 3,000 steps."
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -92,6 +97,7 @@ def test_tune_then_broadcast_tunes_on_default_tasks_and_broadcasts_to_the_rest(w
         ({"algorithms": {"bc": {"search": {"lr": {"loguniform": [0, 1]}}}}, "mode": "optuna"}, "needs low > 0"),
         ({"algorithms": {"bc": {"search": {"lr": {"normal": [0, 1]}}}}, "mode": "optuna"}, "unknown distribution"),
         ({"report": {"layouts": ["tasks"]}}, "report.layouts must be a non-empty list from task, category"),
+        ({"report": {"caption": ["reduced"]}}, "report.caption must be text"),
         ({"max_failures": 1.5}, "max_failures must be an integer >= 0"),
         ({"nmae": "x"}, "unknown sweep field 'nmae'. Did you mean name?"),
         ({"resources": {"cpu": float("nan")}}, "resources.cpu must be a number > 0, got nan"),
