@@ -135,6 +135,7 @@ def test_dsrl_sac_critic_learns_on_the_stored_noise(batch):
 # ---- the noise bound, the base-pretraining schedule, a trainable base --------------------------------------
 
 
+@pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
 @pytest.mark.parametrize("module", [dsrl_na, dsrl_sac])
 def test_noise_stays_in_the_bound_and_actions_in_the_box(module):
     config = CONFIGS[module](**SMALL, noise_bound=1.5)
@@ -157,6 +158,7 @@ def test_noise_stays_in_the_bound_and_actions_in_the_box(module):
         assert np.abs(twice - decoded).max() > 1e-3
 
 
+@pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
 def test_the_first_base_steps_updates_train_only_the_base():
     """The learner runs DSRL-NA's pretraining update for the first base_steps updates, then its steering update;
     each row holds every metric, NaN where that update computed none."""
@@ -186,6 +188,7 @@ def test_dsrl_sac_update_refuses_a_batch_without_noise(batch):
         dsrl_sac.update(config, state, batch)
 
 
+@pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
 def test_a_trainable_base_keeps_learning_and_is_decoded_through_its_ema(batch):
     config = dsrl_na.DSRLNAConfig(**SMALL, base_steps=0, base_trainable=True, base_tau=0.1)
     state = dsrl_na.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
@@ -208,6 +211,7 @@ def test_a_trainable_base_keeps_learning_and_is_decoded_through_its_ema(batch):
 # ---- distillation --------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
 def test_noise_critic_matches_action_critic_after_distillation():
     """After distillation against a fixed Q^A, Q^W(s, w) matches Q^A(s, π_dp(s, w)) on held-out noise and states:
     the mean squared error is at most 5% of how much Q^A varies with the noise within a state."""

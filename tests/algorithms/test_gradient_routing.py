@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from algo_helpers import ACT_DIM, OBS_DIM, perturb
 
 from flowsteer.algorithms import fql, idql, ifql, iql, rebrac
@@ -29,6 +30,7 @@ def assert_routes(norms: dict[str, float], trained: set[str]) -> None:
             assert norm == 0.0, f"{name} should be frozen in this loss, got |grad| = {norm}"
 
 
+@pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
 def test_fql_routing(batch):
     config = fql.FQLConfig(**SMALL, normalize_q_loss=True)
     state = fql.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
@@ -75,6 +77,7 @@ def test_rebrac_routing(batch):
     assert_routes(grad_norms(lambda p: rebrac.actor_loss(config, p, batch)[0], state.params), {"actor"})
 
 
+@pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
 def test_rebrac_actor_moves_on_critic_steps_only_by_adam_momentum(dataset):
     """Step 1 is critic-only (i=1, i % 2 ≠ 0): zero actor gradient and zero Adam moments, so no move.
     Step 2 is full: actor and targets move. Step 3 is critic-only: the actor gradient is zero, yet the shared
@@ -111,6 +114,7 @@ def test_rebrac_logs_its_actor_metrics_as_nan_on_critic_only_steps(dataset):
     assert np.isfinite(float(critic_only["critic/critic_loss"]))
 
 
+@pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
 def test_idql_updates_each_network_with_its_own_optimizer_and_ema(dataset):
     config = idql.IDQLConfig(actor_hidden_dim=16, value_hidden_dims=(16, 16), batch_size=16, critic_batch_size=8)
     s0 = idql.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))

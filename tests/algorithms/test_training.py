@@ -72,6 +72,7 @@ def update_and_data(algo: str, which: str, dataset: dict) -> tuple:
     return get_algorithm(algo).update, dataset | {name: dataset["actions"] for name in columns}
 
 
+@pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
 @pytest.mark.parametrize(("algo", "which"), UPDATES)
 def test_chunked_update_equals_single_steps(algo, which, dataset):
     alg, config = setup(algo)
@@ -87,6 +88,7 @@ def test_chunked_update_equals_single_steps(algo, which, dataset):
     assert int(chunked.step) == 4
 
 
+@pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
 @pytest.mark.parametrize("algo", ["fql", "rebrac", "idql"])
 def test_vmapped_seeds_equal_seeds_run_one_by_one(algo, dataset):
     alg, config = setup(algo)

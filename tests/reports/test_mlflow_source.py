@@ -78,6 +78,7 @@ def test_an_mlflow_run_with_an_impossible_schedule_is_left_out_without_building_
     assert set(table["run"]) == {"fql-good"}
 
 
+@pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
 def test_a_run_logged_with_its_protocol_gets_the_same_provenance_as_its_directory(tmp_path, smoke_cache):
     from flowsteer.platform.loop import run
     from flowsteer.platform.spec import RunSpec

@@ -154,6 +154,7 @@ def test_a_key_given_twice_is_refused_not_silently_replaced(tmp_path):
         load_sweep(tmp_path / "twice.yaml")
 
 
+@pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
 def test_a_gpu_request_on_a_cluster_without_gpus_fails_before_any_trial(write_sweep, tmp_path, capsys):
     path = write_sweep(resources={"cpu": 1, "gpu": 0.5})
     assert main(["sweep", str(path)]) == 2
