@@ -2,8 +2,8 @@
 # The main job on local defaults: set up (idempotent), then run the quickstart sweep (examples/quickstart.yaml:
 # BC and FQL, 2 seeds each, on cube-single's default task, a reduced protocol with small networks on a dataset
 # generated here with OGBench's scripted oracles) on a private local Ray cluster, ending with where the results
-# are and the table beside the published numbers. Estimated 12-15 minutes on 2 quiet cores after set-up (see the
-# measurements in examples/quickstart.yaml); rerun it and finished trials are reused, interrupted ones resumed.
+# are and the table beside the published numbers. About 10 minutes on 2 cores after set-up (measured: see
+# examples/quickstart.yaml); rerun it and finished trials are reused, interrupted ones resumed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
