@@ -9,7 +9,6 @@ accepts, the value it got and, for a misspelt name, the closest valid ones.
 from __future__ import annotations
 
 import difflib
-import math
 import types
 import typing
 from collections.abc import Iterable
@@ -85,12 +84,6 @@ def first_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") 
     if kind in ("list_type", "tuple_type", "too_short"):
         return f"{path} must be a non-empty list, got {value!r}."
     return f"{path}: {error['msg'][0].lower()}{error['msg'][1:]}, got {value!r}."
-
-
-def finite(value: float, name: str) -> float:
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}.")
-    return value
 
 
 # ------------------------------------------------------------------------------------------------ internals
