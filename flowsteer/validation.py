@@ -63,7 +63,7 @@ def first_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") 
         choices = _literal_choices(field)
         return f"{path} must be one of {', '.join(map(str, choices))}, got {value!r}."
     lower, upper = _bounds(field)
-    integer = _is_int_field(field)
+    integer = _accepts(field, int)
     noun = "an integer" if integer else "a number"
     if kind in ("less_than_equal", "less_than") and upper is not None:
         return f"{path} must be at most {upper:,}, got {value:,}."
@@ -77,7 +77,7 @@ def first_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") 
         return f"{path} must be {noun}, got {value!r}."
     if kind == "string_type":
         return f"{path} must be text, got {value!r}."
-    if kind == "too_short" and _is_str_field(field):
+    if kind == "too_short" and _accepts(field, str):
         return f"{path} must be non-empty text, got {value!r}."
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return f"{path} must be a mapping, got {value!r}."
@@ -142,18 +142,12 @@ def _inclusive_lower(field: FieldInfo | None) -> bool:
     return not any(isinstance(item, annotated_types.Gt) for item in (field.metadata if field else ()))
 
 
-def _is_int_field(field: FieldInfo | None) -> bool:
+def _accepts(field: FieldInfo | None, kind: type) -> bool:
+    """Whether the field is `kind` or an optional `kind` (int | None)."""
     if field is None:
         return False
     union = typing.get_origin(field.annotation) in (typing.Union, types.UnionType)
-    return field.annotation is int or (union and int in typing.get_args(field.annotation))
-
-
-def _is_str_field(field: FieldInfo | None) -> bool:
-    if field is None:
-        return False
-    union = typing.get_origin(field.annotation) in (typing.Union, types.UnionType)
-    return field.annotation is str or (union and str in typing.get_args(field.annotation))
+    return field.annotation is kind or (union and kind in typing.get_args(field.annotation))
 
 
 def _literal_choices(field: FieldInfo | None) -> tuple[Any, ...]:
