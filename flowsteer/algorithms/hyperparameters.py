@@ -45,6 +45,8 @@ RULES: list[tuple[str, str, Check]] = [
     (r"init_temperature|noise_bound", "a number > 0", lambda v: v > 0),
     (r"alpha(_.*)?|actor_noise(_clip)?|q_std_penalty|actor_weight_decay|actor_fc_scale", "a number >= 0",
      lambda v: v >= 0),
+    (r"beta", "a number >= 0", lambda v: v >= 0),
+    (r"policy_start_step", "an integer >= 0", lambda v: v >= 0),
 ]  # fmt: skip
 _EXCEPTIONS = {"base_steps": ("an integer >= 0", lambda v: isinstance(v, int) and v >= 0)}  # 0: no pretraining
 

@@ -48,7 +48,8 @@ class IDQLConfig:
     num_samples: int = 32  # N candidate actions per state at acting time
 
 
-def _networks(config: IDQLConfig, act_dim: int) -> tuple[Critic, Critic, DDPMNoiseNet]:
+def networks(config: IDQLConfig, act_dim: int) -> tuple[Critic, Critic, DDPMNoiseNet]:
+    """(Q with 2 heads, V, noise network); public because SRPO's critic and behaviour model are IDQL's."""
     critic = Critic(config.value_hidden_dims, layer_norm=False, num_ensembles=2, activation="relu")
     value = Critic(config.value_hidden_dims, layer_norm=False, num_ensembles=1, activation="relu")
     noise_net = DDPMNoiseNet(
@@ -74,7 +75,7 @@ def _optimizers(config: IDQLConfig) -> dict[str, optax.GradientTransformation]:
 
 def init(config: IDQLConfig, obs_dim: int, act_dim: int, key: jax.Array) -> TrainState:
     """Initialise noise net, Q (2 heads) and V; the EMA noise net and the target critic start as copies."""
-    critic, value, noise_net = _networks(config, act_dim)
+    critic, value, noise_net = networks(config, act_dim)
     rng, critic_key, value_key, actor_key = jax.random.split(key, 4)
     obs, act, t = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim)), jnp.zeros((1, 1))
     params = {
@@ -89,7 +90,7 @@ def init(config: IDQLConfig, obs_dim: int, act_dim: int, key: jax.Array) -> Trai
 
 def behavior_loss(config: IDQLConfig, behavior_params: dict, batch: Batch, key: jax.Array) -> tuple[jax.Array, Metrics]:
     """ε-prediction DDPM loss with unit weights: IDQL's behaviour policy is pure BC."""
-    _, _, noise_net = _networks(config, batch["actions"].shape[-1])
+    _, _, noise_net = networks(config, batch["actions"].shape[-1])
     diffusion_key, dropout_key = jax.random.split(key)
 
     def eps(x: jax.Array, t: jax.Array) -> jax.Array:
@@ -104,7 +105,7 @@ def behavior_loss(config: IDQLConfig, behavior_params: dict, batch: Batch, key: 
 def update(config: IDQLConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     """Three sequential steps as in the official `update`: noise net (then its EMA), V, then Q with the new V."""
     rng, key = jax.random.split(state.rng)
-    critic, value, _ = _networks(config, batch["actions"].shape[-1])
+    critic, value, _ = networks(config, batch["actions"].shape[-1])
     txs = _optimizers(config)
     params, opt_state, target_params = dict(state.params), dict(state.opt_state), dict(state.target_params)
 
@@ -146,7 +147,7 @@ def act(
     `deterministic` is ignored: the official `eval_actions` always samples its candidates.
     """
     del deterministic
-    critic, _, noise_net = _networks(config, state.act_dim)
+    critic, _, noise_net = networks(config, state.act_dim)
     shape = (*observations.shape[:-1], config.num_samples, state.act_dim)
     obs_n = jnp.broadcast_to(observations[..., None, :], (*shape[:-1], observations.shape[-1]))
     candidates = ddpm_sample(

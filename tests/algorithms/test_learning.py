@@ -59,3 +59,12 @@ def test_bc_averages_the_modes():
     actions = train_and_act("bc", {"actor_hidden_dims": (64, 64), "batch_size": 128})
     averaged = [abs(a.mean()) < 0.15 and np.mean(a > 0.25) == 0.0 for a in actions]
     assert sum(averaged) >= MAJORITY, f"mean action per seed {actions.mean(axis=1)}"
+
+
+def test_srpo_reaches_the_good_mode():
+    # β = 0.1 (the paper's grid runs 0.001 to 3): Q's gradient decides between the two modes of the behaviour
+    # score, which then holds the policy near the good one.
+    sizes = {"actor_hidden_dim": 32, "value_hidden_dims": (64, 64), "policy_hidden_dims": (64, 64)}
+    actions = train_and_act("srpo", {**sizes, "batch_size": 128, "critic_batch_size": 128, "beta": 0.1})
+    good = [float(np.mean(a > 0.25)) for a in actions]
+    assert sum(share >= 0.95 for share in good) >= MAJORITY, f"srpo: share of good actions per seed {good}"

@@ -210,7 +210,7 @@ def test_ifql_value_and_critic_losses_are_iqls(batch):
 
 def test_idql_critic_averages_the_heads(batch):
     config = idql.IDQLConfig(value_hidden_dims=())
-    critic, value, _ = idql._networks(config, ACT_DIM)
+    critic, value, _ = idql.networks(config, ACT_DIM)
     assert isinstance(critic, Critic)
     params, _target_params = iql_case(ifql, ifql.IFQLConfig(**LINEAR))  # same linear V and Q shapes
     summed, _ = iql.critic_loss(critic, value, params, batch, 0.99, sum_heads=True)
