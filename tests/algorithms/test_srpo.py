@@ -9,7 +9,7 @@ import optax
 import pytest
 from algo_helpers import ACT_DIM, OBS_DIM, perturb, random_transitions
 
-from flowsteer.algorithms import idql, srpo, to_device_dataset
+from flowsteer.algorithms import idql, make_config, presets, srpo, to_device_dataset
 from flowsteer.algorithms.diffusion import schedule
 from flowsteer.algorithms.training import train_step
 
@@ -123,3 +123,29 @@ def test_the_policy_waits_for_policy_start_step_and_logs_nan_until_then(staged_u
     assert all(np.isnan(float(m1[name])) for name in srpo.POLICY_METRICS)
     assert float(optax.tree.norm(jax.tree.map(jnp.subtract, s2.params["policy"], s1.params["policy"]))) > 0
     assert all(np.isfinite(float(m2[name])) for name in srpo.POLICY_METRICS)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("beta", -0.1, "beta must be a number >= 0"),
+        ("policy_start_step", -1, "policy_start_step must be an integer >= 0"),
+        ("policy_lr", 0.0, "policy_lr must be a number > 0"),
+        ("policy_hidden_dims", (), "policy_hidden_dims must be a non-empty list of integers"),
+    ],
+)
+def test_out_of_range_policy_settings_are_refused_naming_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        make_config("srpo", overrides={field: value})
+
+
+def test_presets_give_the_paper_beta_and_the_official_maze_switches():
+    cube = make_config("srpo", "cube-single-play-singletask-task2-v0")
+    maze = make_config("srpo", "antmaze-large-navigate-singletask-task1-v0")
+    assert (cube.beta, cube.regq, cube.policy_hidden_dims, cube.expectile) == (0.03, False, (256, 256), 0.9)
+    assert (maze.beta, maze.regq, maze.policy_hidden_dims, maze.expectile) == (0.3, True, (256,) * 4, 0.7)
+
+
+def test_antsoccer_borrows_antmaze_large_beta_and_says_so():
+    assert make_config("srpo", "antsoccer-arena-navigate-singletask-task1-v0").beta == 0.3
+    assert "antmaze-large" in presets.UNSOURCED[("antsoccer-arena-navigate", "srpo")]
