@@ -67,7 +67,7 @@ def init(config: SRPOConfig, obs_dim: int, act_dim: int, key: jax.Array) -> Trai
 def srpo_loss(
     actions: jax.Array, eps_hat: jax.Array, q_grad: jax.Array, weights: jax.Array, beta: float
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """mean_b[w(t)·⟨ε̂, a⟩ − β·⟨g, a⟩] and its two terms (SRPO paper Sec. 4, as the official code writes it).
+    """mean_b[w(t)·⟨ε̂, a⟩ − β·⟨g, a⟩] and its two terms, as thu-ml/SRPO `update_SRPO_policy` writes it.
 
     ε̂ and g must be constants: then the gradient is E[(w·ε̂ − β·g)·∂a/∂θ], score distillation toward the behaviour
     density plus ascent on Q.
@@ -120,8 +120,8 @@ def policy_loss(
 
 
 def update(config: SRPOConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    """IDQL's update of the behaviour model, V and Q, then one Adam step of the policy against their new slow
-    copies (the EMA noise net and the target critic)."""
+    """IDQL's update of the behaviour model, V and Q, then one Adam step of the policy on the whole batch against
+    the networks that update left (the noise net or its EMA, and the target critic)."""
     state, idql_metrics = idql.update(config, state, batch)
     # IDQL's "actor" is its behaviour model; here the actor is the policy.
     metrics = {k.replace("actor/", "behavior/", 1): v for k, v in idql_metrics.items()}
