@@ -63,7 +63,8 @@ def test_bc_averages_the_modes():
 
 def test_srpo_reaches_the_good_mode():
     # β = 0.1 (the paper's grid runs 0.001 to 3): Q's gradient decides between the two modes of the behaviour
-    # score, which then holds the policy near the good one.
+    # score, which then holds the policy near the good one. With β = 0 the policy stays between the modes, where
+    # the score of the most-noised steps (the two modes merged) points.
     sizes = {"actor_hidden_dim": 32, "value_hidden_dims": (64, 64), "policy_hidden_dims": (64, 64)}
     actions = train_and_act("srpo", {**sizes, "batch_size": 128, "critic_batch_size": 128, "beta": 0.1})
     good = [float(np.mean(a > 0.25)) for a in actions]
