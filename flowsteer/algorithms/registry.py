@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from flowsteer.algorithms import bc, dsrl, dsrl_na, dsrl_sac, flow_bc, fql, idql, ifql, iql, presets, rebrac
+from flowsteer.algorithms import bc, cac, dsrl, dsrl_na, dsrl_sac, flow_bc, fql, idql, ifql, iql, presets, rebrac
 from flowsteer.algorithms.hyperparameters import check_overrides, check_ranges
 from flowsteer.algorithms.steering import Steering
 
@@ -74,6 +74,7 @@ ALGORITHMS: dict[str, Algorithm] = {
             replay_dataset=False,  # dataset transitions carry no noise labels
         ),
     ),
+    "cac": _algorithm("cac", cac, cac.CACConfig),
 }
 
 
