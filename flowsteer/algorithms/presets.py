@@ -19,6 +19,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 10.0, "q_agg": "min"},
+        "cac": {"eta": 1.0},
         "srpo": {"beta": 0.3},
     },
     "antmaze-giant-navigate": {
@@ -27,6 +28,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 10.0, "q_agg": "min"},
+        "cac": {"eta": 1.0},
         "srpo": {"beta": 0.3},
     },
     "humanoidmaze-medium-navigate": {
@@ -35,6 +37,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 30.0},
+        "cac": {"eta": 0.03},
         "srpo": {"beta": 0.3},
     },
     "humanoidmaze-large-navigate": {
@@ -43,13 +46,19 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 30.0},
+        "cac": {"eta": 1.0},
         "srpo": {"beta": 0.3},
     },
-    # The paper's offline antsoccer row is missing from its text; only FQL's α = 10 is sourced (README).
-    # The other algorithms keep their defaults here (unsourced; docs/algorithms.md#presets).
+    # The paper's offline antsoccer row is missing from its text; only FQL's α = 10 is sourced (README). The other
+    # algorithms take antmaze-large's values, the nearest sourced setting (same ant body), and say so in UNSOURCED.
     "antsoccer-arena-navigate": {
+        "iql": {"alpha": 10.0},
+        "rebrac": {"alpha_actor": 0.003, "alpha_critic": 0.01},
+        "idql": {"num_samples": 32},
+        "ifql": {"num_samples": 32},
         "fql": {"alpha": 10.0},
-        "srpo": {"beta": 0.3},  # unsourced: antmaze-large's β (see UNSOURCED)
+        "cac": {"eta": 1.0},
+        "srpo": {"beta": 0.3},
     },
     "cube-single-play": {
         "iql": {"alpha": 1.0},
@@ -57,6 +66,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 300.0},
+        "cac": {"eta": 0.003},
         "srpo": {"beta": 0.03},
     },
     "cube-double-play": {
@@ -65,6 +75,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 300.0},
+        "cac": {"eta": 0.3},
         "srpo": {"beta": 0.1},
     },
     "scene-play": {
@@ -73,6 +84,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 300.0},
+        "cac": {"eta": 0.3},
         "srpo": {"beta": 0.1},
     },
     "puzzle-3x3-play": {
@@ -81,6 +93,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 1000.0},
+        "cac": {"eta": 0.01},
         "srpo": {"beta": 0.1},
     },
     "puzzle-4x4-play": {
@@ -89,14 +102,22 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 1000.0},
+        "cac": {"eta": 0.01},
         "srpo": {"beta": 0.1},
     },
 }
 
-# Preset values no source gives, with the nearest sourced setting used instead; a run records the entry of its
-# (dataset, algorithm) in its protocol.
+# Preset values no source gives, with the fallback used: (dataset, algorithm) -> note. A run of that algorithm on
+# that dataset records the note in its protocol (`unsourced_note`), so a table built from it can say so.
+_ANTSOCCER_ROW = "FQL paper Table 6: the offline antsoccer row was not captured"
 UNSOURCED: dict[tuple[str, str], str] = {
-    ("antsoccer-arena-navigate", "srpo"): "FQL paper Table 6 row not captured; uses antmaze-large's beta=0.3",
+    ("antsoccer-arena-navigate", "iql"): f"{_ANTSOCCER_ROW}; uses antmaze-large's alpha=10",
+    ("antsoccer-arena-navigate", "rebrac"): f"{_ANTSOCCER_ROW}; uses antmaze-large's alpha_actor=0.003, "
+    "alpha_critic=0.01",
+    ("antsoccer-arena-navigate", "idql"): f"{_ANTSOCCER_ROW}; uses antmaze-large's num_samples=32",
+    ("antsoccer-arena-navigate", "ifql"): f"{_ANTSOCCER_ROW}; uses antmaze-large's num_samples=32",
+    ("antsoccer-arena-navigate", "cac"): f"{_ANTSOCCER_ROW}; uses antmaze-large's eta=1",
+    ("antsoccer-arena-navigate", "srpo"): f"{_ANTSOCCER_ROW}; uses antmaze-large's beta=0.3",
 }
 
 # FQL paper, offline-to-online (Table 7): the five default tasks of the paper's o2o experiments.
@@ -133,6 +154,7 @@ OFFLINE_TO_ONLINE: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+# (dataset, algorithm) → why its offline preset is a stand-in rather than a published value, for the run's protocol.
 # FQL paper App. B: γ = 0.995 on the long-horizon locomotion datasets, 0.99 elsewhere.
 LONG_HORIZON_PREFIXES = ("antmaze-giant", "humanoidmaze", "antsoccer")
 MANIPULATION_PREFIXES = ("cube", "scene", "puzzle")
@@ -184,6 +206,15 @@ def _domain_rules(algo: str, dataset: str) -> dict[str, Any]:
     if algo == "dsrl_na" and dataset.startswith("humanoidmaze"):
         values["q_std_penalty"] = 0.0  # QAM: no ensemble-std penalty on humanoidmaze (qam reproduce.py)
     return values
+
+
+def unsourced_note(algo: str, task: str, setting: str = "offline") -> str | None:
+    """What `task_hyperparameters` filled in without a source for `algo` on `task`'s dataset, or None. An
+    offline-to-online preset of the dataset (Table 7) replaces the offline fallback where it has the algorithm."""
+    dataset = dataset_of(task)
+    if setting == "offline-to-online" and algo in OFFLINE_TO_ONLINE.get(dataset, {}):
+        return None  # Table 7's own value replaces every offline value, the fallback too
+    return UNSOURCED.get((dataset, algo))
 
 
 def task_hyperparameters(algo: str, task: str, setting: str = "offline") -> dict[str, Any]:

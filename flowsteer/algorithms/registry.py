@@ -9,7 +9,21 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from flowsteer.algorithms import bc, dsrl, dsrl_na, dsrl_sac, flow_bc, fql, idql, ifql, iql, presets, rebrac, srpo
+from flowsteer.algorithms import (
+    bc,
+    cac,
+    dsrl,
+    dsrl_na,
+    dsrl_sac,
+    flow_bc,
+    fql,
+    idql,
+    ifql,
+    iql,
+    presets,
+    rebrac,
+    srpo,
+)
 from flowsteer.algorithms.hyperparameters import check_overrides, check_ranges
 from flowsteer.algorithms.steering import Steering
 
@@ -74,6 +88,7 @@ ALGORITHMS: dict[str, Algorithm] = {
             replay_dataset=False,  # dataset transitions carry no noise labels
         ),
     ),
+    "cac": _algorithm("cac", cac, cac.CACConfig),
     "srpo": _algorithm("srpo", srpo, srpo.SRPOConfig, intermittent_metrics=srpo.POLICY_METRICS),
 }
 

@@ -36,6 +36,7 @@ SMALL = {
     # 100 base-pretraining updates, then 200 steering updates (DSRL-SAC's offline updates all pretrain its base).
     "dsrl_na": {**DSRL_SMALL, "base_steps": 100},
     "dsrl_sac": DSRL_SMALL,
+    "cac": {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64)},
     "srpo": {"actor_hidden_dim": 64, "value_hidden_dims": (64, 64), "policy_hidden_dims": (64, 64), "batch_size": 256},
 }
 

@@ -9,7 +9,7 @@ import optax
 import pytest
 from algo_helpers import ACT_DIM, OBS_DIM, perturb, random_transitions
 
-from flowsteer.algorithms import idql, make_config, presets, srpo, to_device_dataset
+from flowsteer.algorithms import idql, make_config, srpo, to_device_dataset
 from flowsteer.algorithms.diffusion import schedule
 from flowsteer.algorithms.training import train_step
 
@@ -144,8 +144,3 @@ def test_presets_give_the_paper_beta_and_the_official_maze_switches():
     maze = make_config("srpo", "antmaze-large-navigate-singletask-task1-v0")
     assert (cube.beta, cube.regq, cube.policy_hidden_dims, cube.expectile) == (0.03, False, (256, 256), 0.9)
     assert (maze.beta, maze.regq, maze.policy_hidden_dims, maze.expectile) == (0.3, True, (256,) * 4, 0.7)
-
-
-def test_antsoccer_borrows_antmaze_large_beta_and_says_so():
-    assert make_config("srpo", "antsoccer-arena-navigate-singletask-task1-v0").beta == 0.3
-    assert "antmaze-large" in presets.UNSOURCED[("antsoccer-arena-navigate", "srpo")]
