@@ -42,8 +42,8 @@ RULES: list[tuple[str, str, Check]] = [
     (r"(.*_)?tau", "a number in (0, 1]", _in(0, 1, low_open=True)),
     (r"expectile", "a number in (0, 1)", _in(0, 1, low_open=True, high_open=True)),
     (r".*dropout_rate", "a number in [0, 1)", _in(0, 1, high_open=True)),
-    (r"init_temperature|noise_bound", "a number > 0", lambda v: v > 0),
-    (r"alpha(_.*)?|actor_noise(_clip)?|q_std_penalty|actor_weight_decay|actor_fc_scale", "a number >= 0",
+    (r"init_temperature|noise_bound|max_weight", "a number > 0", lambda v: v > 0),
+    (r"alpha(_.*)?|actor_noise(_clip)?|q_std_penalty|actor_weight_decay|actor_fc_scale|rho", "a number >= 0",
      lambda v: v >= 0),
 ]  # fmt: skip
 _EXCEPTIONS = {"base_steps": ("an integer >= 0", lambda v: isinstance(v, int) and v >= 0)}  # 0: no pretraining

@@ -9,7 +9,21 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from flowsteer.algorithms import bc, dsrl, dsrl_na, dsrl_sac, flow_bc, fql, idql, ifql, iql, presets, rebrac
+from flowsteer.algorithms import (
+    bc,
+    dsrl,
+    dsrl_na,
+    dsrl_sac,
+    fawac,
+    fbrac,
+    flow_bc,
+    fql,
+    idql,
+    ifql,
+    iql,
+    presets,
+    rebrac,
+)
 from flowsteer.algorithms.hyperparameters import check_overrides, check_ranges
 from flowsteer.algorithms.steering import Steering
 
@@ -74,6 +88,8 @@ ALGORITHMS: dict[str, Algorithm] = {
             replay_dataset=False,  # dataset transitions carry no noise labels
         ),
     ),
+    "fawac": _algorithm("fawac", fawac, fawac.FAWACConfig, base_policy=fawac.base_policy),
+    "fbrac": _algorithm("fbrac", fbrac, fbrac.FBRACConfig, base_policy=fbrac.base_policy),
 }
 
 

@@ -40,6 +40,8 @@ TINY = {
     "flow_bc": {"actor_hidden_dims": (16, 16), "batch_size": 16},
     "dsrl_na": {**TINY_DSRL, "base_steps": 2},
     "dsrl_sac": TINY_DSRL,
+    "fawac": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16, "flow_steps": 3},
+    "fbrac": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16, "flow_steps": 3},
 }
 # Every update a learner has: steering learners also pretrain their base.
 UPDATES = [(algo, "update") for algo in sorted(ALGORITHMS)] + [
