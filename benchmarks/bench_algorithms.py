@@ -85,6 +85,20 @@ def matmul_peak(n: int = 2048, repeats: int = 5, trials: int = 2) -> float:
     return best
 
 
+def network_summary(config: Any) -> str:
+    """'4×512' for MLP actors, 'resnet 3×256' for IDQL-style ones, plus the critic ensemble size if any."""
+    if getattr(config, "actor_hidden_dims", None):
+        dims = config.actor_hidden_dims
+        nets = f"{len(dims)}×{dims[0]}"
+    elif hasattr(config, "actor_num_blocks"):
+        nets = f"resnet {config.actor_num_blocks}×{config.actor_hidden_dim}"
+    else:
+        nets = "see config"
+    if hasattr(config, "num_critics"):
+        nets += f", {config.num_critics} critic heads"
+    return nets
+
+
 def update_flops(algo: str, config: Any, dataset: dict) -> float:
     """FLOPs of one jitted update (sampling included), from XLA's cost analysis of the compiled program."""
     alg = get_algorithm(algo)
@@ -198,11 +212,7 @@ def main() -> None:
         data = dataset_for(name, dataset)
         flops = update_flops(name, config, data)
         ups = measure(name, lambda c=config, n=name, d=data: throughput(n, c, d, chunk, seconds, args.trials))
-        nets = getattr(config, "actor_hidden_dims", None)
-        nets = f"{len(nets)}×{nets[0]}" if nets else f"resnet {config.actor_num_blocks}×{config.actor_hidden_dim}"
-        if hasattr(config, "num_critics"):
-            nets += f", {config.num_critics} critic heads"
-        rows.append((name, nets, config.batch_size, ups, flops))
+        rows.append((name, network_summary(config), config.batch_size, ups, flops))
 
     chunk_rows, seed_rows, per_core = [], [], []
     if "fql" in algos:
@@ -244,6 +254,10 @@ def main() -> None:
         print(
             f"| {name} | {nets} | {batch} | {ups:.2f} | {flops / 1e9:.2f} | {gflops:.1f} | {100 * gflops / peak:.0f}% |"
         )
+    speed = {name: ups for name, _, _, ups, _ in rows}
+    if "fql" in speed and "fbrac" in speed:
+        # FQL paper §4: FQL avoids FBRAC's backpropagation through the flow's Euler steps.
+        print(f"\nFBRAC costs {speed['fql'] / speed['fbrac']:.2f}x FQL's time per update (same flow_steps).")
     if chunk_rows:
         print("\n## FQL against the scan chunk size (updates per dispatch)\n")
         print("| chunk | updates/s | % of matmul peak |")

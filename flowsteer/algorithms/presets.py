@@ -19,6 +19,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 10.0, "q_agg": "min"},
+        "cac": {"eta": 1.0},
         # FQL's q_agg=min here is UNVERIFIED for FAWAC and FBRAC: both keep the mean of the two heads.
         "fawac": {"alpha": 3.0},
         "fbrac": {"alpha": 3.0},
@@ -29,6 +30,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 10.0, "q_agg": "min"},
+        "cac": {"eta": 1.0},
         # FQL's q_agg=min here is UNVERIFIED for FAWAC and FBRAC: both keep the mean of the two heads.
         "fawac": {"alpha": 3.0},
         "fbrac": {"alpha": 10.0},
@@ -39,6 +41,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 30.0},
+        "cac": {"eta": 0.03},
         "fawac": {"alpha": 3.0},
         "fbrac": {"alpha": 30.0},
     },
@@ -48,16 +51,21 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 30.0},
+        "cac": {"eta": 1.0},
         "fawac": {"alpha": 3.0},
         "fbrac": {"alpha": 30.0},
     },
-    # The paper's offline antsoccer row is missing from its text; only FQL's α = 10 is sourced (README).
-    # IQL, ReBRAC, IDQL, IFQL keep their defaults here; FAWAC and FBRAC take antmaze-large's α (same ant body),
-    # listed in UNSOURCED (docs/algorithms.md#presets).
+    # The paper's offline antsoccer row is missing from its text; only FQL's α = 10 is sourced (README). The other
+    # algorithms take antmaze-large's values, the nearest sourced setting (same ant body), and say so in UNSOURCED.
     "antsoccer-arena-navigate": {
+        "iql": {"alpha": 10.0},
+        "rebrac": {"alpha_actor": 0.003, "alpha_critic": 0.01},
+        "idql": {"num_samples": 32},
+        "ifql": {"num_samples": 32},
         "fql": {"alpha": 10.0},
-        "fawac": {"alpha": 3.0},  # unsourced: antmaze-large's value (UNSOURCED below)
-        "fbrac": {"alpha": 3.0},  # unsourced: antmaze-large's value (UNSOURCED below)
+        "cac": {"eta": 1.0},
+        "fawac": {"alpha": 3.0},
+        "fbrac": {"alpha": 3.0},
     },
     "cube-single-play": {
         "iql": {"alpha": 1.0},
@@ -65,6 +73,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 300.0},
+        "cac": {"eta": 0.003},
         "fawac": {"alpha": 1.0},
         "fbrac": {"alpha": 100.0},
     },
@@ -74,6 +83,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 300.0},
+        "cac": {"eta": 0.3},
         "fawac": {"alpha": 0.3},
         "fbrac": {"alpha": 100.0},
     },
@@ -83,6 +93,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 300.0},
+        "cac": {"eta": 0.3},
         "fawac": {"alpha": 0.3},
         "fbrac": {"alpha": 100.0},
     },
@@ -92,6 +103,7 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 1000.0},
+        "cac": {"eta": 0.01},
         "fawac": {"alpha": 0.3},
         "fbrac": {"alpha": 100.0},
     },
@@ -101,15 +113,24 @@ OFFLINE: dict[str, dict[str, dict[str, Any]]] = {
         "idql": {"num_samples": 32},
         "ifql": {"num_samples": 32},
         "fql": {"alpha": 1000.0},
+        "cac": {"eta": 0.01},
         "fawac": {"alpha": 0.3},
         "fbrac": {"alpha": 300.0},
     },
 }
 
-# Preset values that no source gives, with the sourced setting used instead; a run's protocol records them.
+# Preset values no source gives, with the fallback used: (dataset, algorithm) -> note. A run of that algorithm on
+# that dataset records the note in its protocol (`unsourced_note`), so a table built from it can say so.
+_ANTSOCCER_ROW = "FQL paper Table 6: the offline antsoccer row was not captured"
 UNSOURCED: dict[tuple[str, str], str] = {
-    ("antsoccer-arena-navigate", "fawac"): "FQL paper Table 6 row not captured; uses antmaze-large's alpha=3",
-    ("antsoccer-arena-navigate", "fbrac"): "FQL paper Table 6 row not captured; uses antmaze-large's alpha=3",
+    ("antsoccer-arena-navigate", "iql"): f"{_ANTSOCCER_ROW}; uses antmaze-large's alpha=10",
+    ("antsoccer-arena-navigate", "rebrac"): f"{_ANTSOCCER_ROW}; uses antmaze-large's alpha_actor=0.003, "
+    "alpha_critic=0.01",
+    ("antsoccer-arena-navigate", "idql"): f"{_ANTSOCCER_ROW}; uses antmaze-large's num_samples=32",
+    ("antsoccer-arena-navigate", "ifql"): f"{_ANTSOCCER_ROW}; uses antmaze-large's num_samples=32",
+    ("antsoccer-arena-navigate", "cac"): f"{_ANTSOCCER_ROW}; uses antmaze-large's eta=1",
+    ("antsoccer-arena-navigate", "fawac"): f"{_ANTSOCCER_ROW}; uses antmaze-large's alpha=3",
+    ("antsoccer-arena-navigate", "fbrac"): f"{_ANTSOCCER_ROW}; uses antmaze-large's alpha=3",
 }
 
 # FQL paper, offline-to-online (Table 7): the five default tasks of the paper's o2o experiments.
@@ -146,6 +167,7 @@ OFFLINE_TO_ONLINE: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+# (dataset, algorithm) → why its offline preset is a stand-in rather than a published value, for the run's protocol.
 # FQL paper App. B: γ = 0.995 on the long-horizon locomotion datasets, 0.99 elsewhere.
 LONG_HORIZON_PREFIXES = ("antmaze-giant", "humanoidmaze", "antsoccer")
 MANIPULATION_PREFIXES = ("cube", "scene", "puzzle")
@@ -193,6 +215,15 @@ def _domain_rules(algo: str, dataset: str) -> dict[str, Any]:
     if algo == "dsrl_na" and dataset.startswith("humanoidmaze"):
         values["q_std_penalty"] = 0.0  # QAM: no ensemble-std penalty on humanoidmaze (qam reproduce.py)
     return values
+
+
+def unsourced_note(algo: str, task: str, setting: str = "offline") -> str | None:
+    """What `task_hyperparameters` filled in without a source for `algo` on `task`'s dataset, or None. An
+    offline-to-online preset of the dataset (Table 7) replaces the offline fallback where it has the algorithm."""
+    dataset = dataset_of(task)
+    if setting == "offline-to-online" and algo in OFFLINE_TO_ONLINE.get(dataset, {}):
+        return None  # Table 7's own value replaces every offline value, the fallback too
+    return UNSOURCED.get((dataset, algo))
 
 
 def task_hyperparameters(algo: str, task: str, setting: str = "offline") -> dict[str, Any]:

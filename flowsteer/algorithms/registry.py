@@ -11,6 +11,7 @@ from typing import Any
 
 from flowsteer.algorithms import (
     bc,
+    cac,
     dsrl,
     dsrl_na,
     dsrl_sac,
@@ -88,6 +89,7 @@ ALGORITHMS: dict[str, Algorithm] = {
             replay_dataset=False,  # dataset transitions carry no noise labels
         ),
     ),
+    "cac": _algorithm("cac", cac, cac.CACConfig),
     "fawac": _algorithm("fawac", fawac, fawac.FAWACConfig, base_policy=fawac.base_policy),
     "fbrac": _algorithm("fbrac", fbrac, fbrac.FBRACConfig, base_policy=fbrac.base_policy),
 }

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from flowsteer.algorithms.presets import unsourced_note
 from flowsteer.algorithms.registry import get_algorithm
 from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
 from flowsteer.datasets import OfflineTask, load_task
@@ -271,6 +272,8 @@ def protocol(spec: RunSpec, config: Any, task: OfflineTask) -> dict[str, Any]:
         "success_timing": getattr(task.env.unwrapped, "_success_timing", "unknown"),
         "dataset": task.provenance,
         "algo_config": dataclasses.asdict(config),
+        # A preset value that no paper gives (antsoccer's offline row, say): what was used instead. None: sourced.
+        "unsourced_preset": unsourced_note(spec.algo, spec.task, spec.setting),
         "versions": {name: version(name) for name in packages},
         "python": sys.version.split()[0],
         "platform": platform.platform(),

@@ -46,6 +46,9 @@ TRIAL_FIELDS = (
     "setting",
 )
 
+# Run settings every trial of a sweep shares, so an algorithm's own `run` may not change them.
+SHARED_RUN_FIELDS = ("data", "eval_workers", "use_ray")
+
 
 class SweepSpecError(ValueError):
     """The sweep file cannot be run; the message names the field and what it accepts."""
@@ -92,6 +95,19 @@ class AlgorithmSweep(InputModel):
     hyperparameters: dict[str, Any] = Field({}, description="applied to every trial")
     grid: dict[str, list[Any]] = Field({}, description="cartesian product; empty: one point")
     search: dict[str, Distribution] = Field({}, description="mode optuna: name -> {distribution: args}")
+    run: dict[str, Any] = Field(
+        {}, description="run settings of this algorithm's trials, over the sweep's run (rlpd: {offline_steps: 0})"
+    )
+
+    @field_validator("run", mode="before")
+    @classmethod
+    def _own_run_settings(cls, raw: Any) -> Any:
+        raw = _checked_run_settings(raw, "run")
+        shared = [key for key in SHARED_RUN_FIELDS if key in raw]
+        if shared:
+            raise ValueError(f".{shared[0]} is the same for every trial of a sweep (the data it prepares once, the "
+                             f"resources it reserves per trial): set it in the sweep's run section.")  # fmt: skip
+        return raw
 
     @field_validator("grid")
     @classmethod
@@ -263,19 +279,7 @@ class SweepSpec(InputModel):
     @field_validator("run", mode="before")
     @classmethod
     def _shared_run_settings(cls, raw: Any) -> Any:
-        raw = {} if raw is None else raw
-        if not isinstance(raw, dict):
-            raise ValueError(f"run must be a mapping of run settings (offline_steps, eval_interval, ...), got {raw!r}.")
-        for key in raw:
-            if key in TRIAL_FIELDS:
-                raise ValueError(
-                    f".{key} is set by the sweep itself (algorithms, tasks, seeds, storage, tracking_uri)."
-                )
-        try:
-            RunSettings.model_validate(raw)
-        except ValidationError as exc:
-            raise ValueError(first_error(exc, RunSettings, "run")) from None
-        return dict(raw)
+        return _checked_run_settings(raw, "run")
 
     @field_validator("storage", mode="before")
     @classmethod
@@ -329,9 +333,14 @@ class SweepSpec(InputModel):
     def runs_dir(self) -> Path:
         return self.directory / "runs"
 
+    def run_settings(self, algo: str) -> dict[str, Any]:
+        """The run settings of `algo`'s trials: the sweep's run, then the algorithm's own run (key by key)."""
+        own = next((a.run for a in self.algorithms if a.name == algo), {})
+        return dict(self.run) | own
+
     def run_spec(self, algo: str, task: str, seed: int, hyperparameters: dict[str, Any]) -> RunSpec:
         """The validated RunSpec of one trial."""
-        values = dict(self.run) | {
+        values = self.run_settings(algo) | {
             "algo": algo,
             "task": task,
             "seed": seed,
@@ -430,9 +439,13 @@ def _check_trials(spec: SweepSpec) -> None:
             try:
                 run = spec.run_spec(algo.name, task, spec.seeds[0], point)
             except RunSpecError as exc:
-                where = f"algorithms.{algo.name} on {task}" if "hyperparameters" in str(exc) else "run"
+                if "hyperparameters" in str(exc):
+                    where = f"algorithms.{algo.name} on {task}"
+                else:
+                    where = f"algorithms.{algo.name}.run" if algo.run else "run"
                 raise SweepSpecError(f"{where}: {exc}") from None
-    _check_scored(run)  # the run settings are the same for every trial: any one of them tells
+        # An algorithm's trials share their run settings: any one of them tells.
+        _check_scored(run, f"algorithms.{algo.name}.run" if algo.run else "run")
     if spec.mode == "tune-then-broadcast":
         untuned = [a.name for a in spec.algorithms if not a.grid]
         if untuned:
@@ -442,12 +455,12 @@ def _check_trials(spec: SweepSpec) -> None:
             )
 
 
-def _check_scored(run: RunSpec) -> None:
+def _check_scored(run: RunSpec, where: str) -> None:
     """Every trial gets a score (the report's rule, which also picks settings): it needs evaluations, and offline
     the last SCORED_EVALUATIONS of them within the offline phase (offline-to-online: the end of each phase)."""
     if run.eval_episodes == 0:
         raise SweepSpecError(
-            "run.eval_episodes is 0: a trial's score is its mean success over its last evaluations, so a sweep "
+            f"{where}.eval_episodes is 0: a trial's score is its mean success over its last evaluations, so a sweep "
             "needs at least 1 episode per evaluation."
         )
     if run.online_steps == 0:
@@ -456,10 +469,25 @@ def _check_scored(run: RunSpec) -> None:
         if len(window) < SCORED_EVALUATIONS:
             largest = run.offline_steps // SCORED_EVALUATIONS
             raise SweepSpecError(
-                f"run: eval_interval {run.eval_interval:,} with offline_steps {run.offline_steps:,} schedules "
+                f"{where}: eval_interval {run.eval_interval:,} with offline_steps {run.offline_steps:,} schedules "
                 f"{len(window)} evaluation(s), but a trial's score (and its report cell) averages the last "
                 f"{SCORED_EVALUATIONS}: set eval_interval to at most {largest:,}."
             )
+
+
+def _checked_run_settings(raw: Any, where: str) -> dict[str, Any]:
+    """A mapping of RunSpec settings that a sweep may fix (not the fields it sets per trial itself)."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} must be a mapping of run settings (offline_steps, eval_interval, ...), got {raw!r}.")
+    for key in raw:
+        if key in TRIAL_FIELDS:
+            raise ValueError(f".{key} is set by the sweep itself (algorithms, tasks, seeds, storage, tracking_uri).")
+    try:
+        RunSettings.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(first_error(exc, RunSettings, where)) from None
+    return dict(raw)
 
 
 def _search_probe(algo: AlgorithmSweep) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import optax
 import pytest
 from algo_helpers import ACT_DIM, OBS_DIM, perturb
 
-from flowsteer.algorithms import fql, idql, ifql, iql, rebrac
+from flowsteer.algorithms import cac, fql, idql, ifql, iql, rebrac
 from flowsteer.algorithms.training import train_step
 
 SMALL = {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16)}
@@ -129,3 +129,23 @@ def test_idql_updates_each_network_with_its_own_optimizer_and_ema(dataset):
     ):
         np.testing.assert_allclose(target, 0.001 * new + 0.999 * old, rtol=1e-6, atol=1e-7)
     assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+@pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
+def test_cac_routing(batch):
+    config = cac.CACConfig(**SMALL, backup_samples=3)
+    state = cac.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    # Online and target networks in one tree, so one gradient shows where a loss reaches.
+    every = state.params | {f"target_{k}": v for k, v in perturb(state.params).items()}
+
+    def split(p: dict) -> tuple[dict, dict]:
+        return {k: p[k] for k in ("critic", "actor")}, {k: p[f"target_{k}"] for k in ("critic", "actor")}
+
+    def actor_metric(name):
+        return lambda p: cac.actor_loss(config, *split(p), batch, KEY, jnp.int32(5))[1][name]
+
+    # The next actions come from the EMA policy and the TD target is a constant: only the critic learns here.
+    assert_routes(grad_norms(lambda p: cac.critic_loss(config, *split(p), batch, KEY)[0], every), {"critic"})
+    # The consistency teacher (EMA policy) and the critic inside the Q term are frozen: both reach the actor only.
+    assert_routes(grad_norms(actor_metric("consistency_loss"), every), {"actor"})
+    assert_routes(grad_norms(actor_metric("q_loss"), every), {"actor"})

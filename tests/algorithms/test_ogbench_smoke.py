@@ -36,6 +36,7 @@ SMALL = {
     # 100 base-pretraining updates, then 200 steering updates (DSRL-SAC's offline updates all pretrain its base).
     "dsrl_na": {**DSRL_SMALL, "base_steps": 100},
     "dsrl_sac": DSRL_SMALL,
+    "cac": {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64)},
     "fawac": {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64)},
     "fbrac": {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64)},
 }

@@ -40,6 +40,7 @@ TINY = {
     "flow_bc": {"actor_hidden_dims": (16, 16), "batch_size": 16},
     "dsrl_na": {**TINY_DSRL, "base_steps": 2},
     "dsrl_sac": TINY_DSRL,
+    "cac": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16, "num_samples": 4},
     "fawac": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16, "flow_steps": 3},
     "fbrac": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16, "flow_steps": 3},
 }

@@ -39,6 +39,7 @@ def test_an_offline_to_online_run_writes_its_files_and_its_mlflow_run(make_spec,
     assert protocol["dataset"]["generator"]["episodes"] == 4
     assert protocol["evaluation"]["steps"] == [60, 120]
     assert protocol["setting"] == "offline-to-online"
+    assert protocol["unsourced_preset"] is None  # cube-single: every preset value has a source
     assert set(protocol["versions"]) >= {"jax", "flax", "ogbench", "flowsteer"}
     assert json.loads((result.run_dir / "status.json").read_text())["state"] == "finished"
     final = checkpoint.latest(files.checkpoints)

@@ -32,6 +32,14 @@ def test_a_grid_expands_to_algorithms_x_points_x_tasks_x_seeds(write_sweep):
     }
 
 
+def test_an_algorithm_s_own_run_settings_apply_to_its_trials_only(write_sweep):
+    # RLPD runs online only beside methods that pretrain offline: one sweep, two schedules.
+    path = write_sweep(algorithms={"bc": {"run": {"offline_steps": 0, "online_steps": 40}}, "fql": {}})
+    trials = grid_trials(load_sweep(path))
+    steps = {(t.spec.algo, t.spec.offline_steps, t.spec.online_steps) for t in trials}
+    assert steps == {("bc", 0, 40), ("fql", 60, 0)}
+
+
 def test_trial_ids_are_stable_and_change_with_what_determines_results(write_sweep):
     first = {t.id for t in grid_trials(load_sweep(write_sweep(seeds=2)))}
     again = {t.id for t in grid_trials(load_sweep(write_sweep(seeds=2)))}
@@ -116,6 +124,10 @@ def test_the_report_caption_of_a_sweep_file_is_kept_for_its_tables(write_sweep):
         ),
         ({"run": {"offline_steps": 10**30}}, "run.offline_steps must be at most 2,147,483,647"),
         ({"tracking_uri": "http://bob:Hunter2@127.0.0.1:5000"}, "tracking_uri http://bob:***@127.0.0.1:5000 holds"),
+        ({"algorithms": {"bc": {"run": {"offline_stepz": 0}}}}, "algorithms.bc.run: unknown field of run"),
+        ({"algorithms": {"bc": {"run": {"data": {"source": "generated"}}}}}, "algorithms.bc.run.data is the same"),
+        ({"algorithms": {"bc": {"run": {"seed": 1}}}}, "algorithms.bc.run.seed is set by the sweep itself"),
+        ({"algorithms": {"bc": {"run": {"eval_interval": 30}}}}, "algorithms.bc.run: eval_interval 30"),
     ],
 )
 def test_bad_sweep_files_fail_with_a_message_naming_the_field(write_sweep, fields, message):
