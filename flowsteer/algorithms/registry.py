@@ -15,6 +15,8 @@ from flowsteer.algorithms import (
     dsrl,
     dsrl_na,
     dsrl_sac,
+    fawac,
+    fbrac,
     flow_bc,
     fql,
     idql,
@@ -90,6 +92,8 @@ ALGORITHMS: dict[str, Algorithm] = {
     ),
     "cac": _algorithm("cac", cac, cac.CACConfig),
     "srpo": _algorithm("srpo", srpo, srpo.SRPOConfig, intermittent_metrics=srpo.POLICY_METRICS),
+    "fawac": _algorithm("fawac", fawac, fawac.FAWACConfig, base_policy=fawac.base_policy),
+    "fbrac": _algorithm("fbrac", fbrac, fbrac.FBRACConfig, base_policy=fbrac.base_policy),
 }
 
 

@@ -2,8 +2,9 @@
 
 One-step bandit: observation s ~ U(−1, 1) (irrelevant), dataset actions ±0.5 (+ noise) with equal
 probability, reward r = a (so the +0.5 mode is the better one), every transition terminal. BC fits a unimodal
-Gaussian and lands between the modes; FQL (Q-guided one-step policy), IFQL (best-of-N under Q) and CAC
-(Q-guided consistency policy) pick the good mode.
+Gaussian and lands between the modes; FQL (Q-guided one-step policy), IFQL (best-of-N under Q), CAC
+(Q-guided consistency policy), FAWAC (advantage-weighted flow) and FBRAC (flow with a Q loss through its
+Euler chain) pick the good mode.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def train_and_act(algo: str, overrides: dict) -> np.ndarray:
         # with η = 1, 17-32% of the actions stayed below 0.25 after 3000 updates (3 seeds), η = 10 moves them. Every
         # transition is terminal, so the max-Q backup is multiplied by 0: it is switched off to save its cost.
         ("cac", {**SMALL, "eta": 10.0, "max_q_backup": False}),
+        # FAWAC at its default λ = 10 (QAM's default, in the FQL paper's grid): Q ≈ a and V ≈ 0 give weights
+        # min(e^5, 100) = 100 on the good mode and e^-5 on the bad one, so the weighted flow keeps the good mode.
+        ("fawac", SMALL),
+        # FBRAC: α weighs the BC flow loss against −Q, whose action gradient is about 1 here (r = a); the bad-mode
+        # noises cross the gap only where Q dominates (α = 0.1: 98-100% good actions per seed, α = 1: 72%).
+        ("fbrac", {**SMALL, "alpha": 0.1}),
     ],
 )
 def test_flow_policies_reach_the_good_mode(algo, overrides):

@@ -38,6 +38,8 @@ SMALL = {
     "dsrl_sac": DSRL_SMALL,
     "cac": {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64)},
     "srpo": {"actor_hidden_dim": 64, "value_hidden_dims": (64, 64), "policy_hidden_dims": (64, 64), "batch_size": 256},
+    "fawac": {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64)},
+    "fbrac": {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64)},
 }
 
 

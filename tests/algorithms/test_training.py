@@ -48,6 +48,8 @@ TINY = {
         "batch_size": 16,
         "critic_batch_size": 8,
     },
+    "fawac": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16, "flow_steps": 3},
+    "fbrac": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16, "flow_steps": 3},
 }
 # Every update a learner has: steering learners also pretrain their base.
 UPDATES = [(algo, "update") for algo in sorted(ALGORITHMS)] + [

@@ -67,6 +67,8 @@ def test_bad_input_names_the_field_and_what_it_accepts(values: dict, message: st
         ({"hyperparameters": {"discount": 1.5}}, "discount must be a number in (0, 1], got 1.5"),
         ({"hyperparameters": {"tau": 0.0}}, "tau must be a number in (0, 1], got 0.0"),
         ({"tracking_uri": "http://alice:S3cret@host:5000"}, "holds a password"),
+        ({"algo": "fawac", "hyperparameters": {"max_weight": 0.0}}, "max_weight must be a number > 0, got 0.0"),
+        ({"algo": "fawac", "hyperparameters": {"rho": -0.5}}, "rho must be a number >= 0, got -0.5"),
     ],
 )
 def test_absurd_values_fail_before_any_work_with_one_line(values: dict, message: str) -> None:
