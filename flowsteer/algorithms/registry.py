@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -105,11 +106,22 @@ def hyperparameter_names(algo: str) -> list[str]:
     return [f.name for f in dataclasses.fields(get_algorithm(algo).config_cls)]
 
 
+# Learning-rate schedules that a reference sizes to its whole run (IDQL's cosine decay: decay_steps = max_steps).
+# A run fills them with its own number of updates (`updates`) unless the presets or the user set them, so a 1M-step
+# run decays over 1M steps, not over the reference's 3M (docs/algorithms.md#idql).
+RUN_LENGTH_FIELD = re.compile(r"(.*_)?lr_decay_steps")
+
+
 def make_config(
-    algo: str, task: str | None = None, overrides: Mapping[str, Any] | None = None, setting: str = "offline"
+    algo: str,
+    task: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    setting: str = "offline",
+    updates: int | None = None,
 ) -> Any:
     """Defaults, then the paper's settings for `task` (if given), then `overrides`; ValueError naming the field
-    for an unknown name, a wrong type or a value out of range."""
+    for an unknown name, a wrong type or a value out of range. `updates` (the run's number of updates) sets each
+    learning-rate horizon (RUN_LENGTH_FIELD) that neither the presets nor `overrides` set."""
     alg = get_algorithm(algo)
     names = hyperparameter_names(algo)
     overrides = dict(overrides or {})
@@ -119,6 +131,8 @@ def make_config(
     check_overrides(alg.config_cls, overrides)
     values = presets.task_hyperparameters(algo, task, setting) if task is not None else {}
     values = {k: v for k, v in values.items() if k in names} | overrides
+    if updates is not None and updates > 0:
+        values |= {k: updates for k in names if RUN_LENGTH_FIELD.fullmatch(k) and k not in values}
     # YAML and JSON give lists; the configs are frozen and hashable, so sizes are tuples.
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     config = alg.config_cls(**values)

@@ -209,7 +209,7 @@ def test_ifql_value_and_critic_losses_are_iqls(batch):
 
 
 def test_idql_critic_averages_the_heads(batch):
-    config = idql.IDQLConfig(value_hidden_dims=())
+    config = idql.IDQLConfig(value_hidden_dims=(), value_layer_norm=False)  # V shaped as IFQL's
     critic, value, _ = idql._networks(config, ACT_DIM)
     assert isinstance(critic, Critic)
     params, _target_params = iql_case(ifql, ifql.IFQLConfig(**LINEAR))  # same linear V and Q shapes
