@@ -50,6 +50,13 @@ class DSRLSACConfig:
     target_entropy: float | None = 0.0  # entropy target of the noise policy (official: 0); None: −0.5·dim(w)
     backup_entropy: bool = True  # subtract α·log π(w′|s′) in the TD target (SB3's SAC, so the official)
     init_temperature: float = 1.0  # initial α (SB3 'auto' starts at 1)
+    # Xavier scale of the noise policy's mean and log-std heads. SB3 initialises every layer, heads included, with
+    # PyTorch's default (uniform ±1/√fan_in, nonzero bias); here every layer is the FQL codebase's (Xavier, zero
+    # bias; docs/algorithms.md#dsrl-sac), and the heads are initialised like the layers below them, as in QAM.
+    actor_fc_scale: float = 1.0
+    log_std_min: float = -20.0  # the noise policy's log-std clip (SB3's LOG_STD_MIN, LOG_STD_MAX: [−20, 2])
+    log_std_max: float = 2.0
+    deterministic_eval: bool = False  # evaluate the mode w = m·tanh(μ(s)); the official code samples (False)
     base_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)  # base BC flow MLP (FQL's actor_bc_flow)
     base_layer_norm: bool = False  # LayerNorm in the base BC flow
     flow_steps: int = 10  # Euler steps decoding a noise into an action
@@ -147,12 +154,6 @@ def explore(
     return actions, {"noises": noises}
 
 
-def act(
-    config: DSRLSACConfig, state: TrainState, observations: jax.Array, key: jax.Array, deterministic: bool = False
-) -> jax.Array:
-    """a = π_dp(s, w), w ~ π(s), or w = m·tanh(μ(s)) when deterministic (evaluation, temperature 0)."""
-    return dsrl.steer(config, state, observations, key, deterministic)[0]
-
-
+act = dsrl.act  # a = π_dp(s, w), w ~ π^W(s), also when evaluating unless deterministic_eval
 base_policy = dsrl.base_policy  # the base this learner decodes with, lent to another run as its base_run
 with_base_policy = dsrl.with_base_policy

@@ -264,7 +264,8 @@ def protocol(spec: RunSpec, config: Any, task: OfflineTask) -> dict[str, Any]:
             "interval": spec.eval_interval,
             "episodes": spec.eval_episodes,
             "steps": evaluation_steps(spec),
-            "policy": "deterministic where the algorithm defines it (temperature 0), as the FQL evaluation",
+            "policy": "as each algorithm's reference evaluates: temperature 0 for BC, IQL and ReBRAC; FQL, IFQL and "
+            "IDQL sample, and so does DSRL unless algo_config.deterministic_eval (docs/algorithms.md)",
             "success": "info['success'] at the last step of each episode",
         },
         # When OGBench computes success: 'pre' (before the action, ogbench >= 1.2's single-task default) or 'post'.
