@@ -12,6 +12,10 @@ explicit (flowsteer.algorithms.steering): every offline update is a `pretrain_up
 `base_run` the base is loaded and the offline phase is empty), every online update is an `update` on a batch of
 noise-labelled transitions, and the online replay buffer does not start with the dataset.
 
+The online phase opens as the official one does (ajwagen/dsrl train_dsrl.py, utils.py `collect_rollouts`): the
+first `warmup_steps` environment steps act with the base policy alone, w ~ N(0, I) clipped to [−m, m]
+(`warmup_explore`), and fill the buffer; SAC updates start after them.
+
 Unlike the official code, each noise vector is decoded exactly once (its rollout collection decoded twice,
 ajwagen/dsrl#6; docs/pitfalls.md, pitfall 9), and the noise bound m is the bound of the stored noise.
 """
@@ -61,9 +65,15 @@ class DSRLSACConfig:
     base_layer_norm: bool = False  # LayerNorm in the base BC flow
     flow_steps: int = 10  # Euler steps decoding a noise into an action
     base_run: str | None = None  # run directory of a finished flow-BC-capable run whose BC flow is the base
+    # Online steps that roll out the base policy (w ~ N(0, I) clipped to ±m) into the buffer before any update.
+    # Official: init_rollout_steps = 20001 vectorised steps on 4 environments before training (cfg/robomimic
+    # dsrl_transport.yaml), i.e. 80,004 buffer rows; here one environment, one row per step.
+    warmup_steps: int = 80_004
 
     def __post_init__(self) -> None:
         dsrl.check_config(self)
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
 def pretrain_steps(config: DSRLSACConfig) -> int | None:
@@ -71,14 +81,26 @@ def pretrain_steps(config: DSRLSACConfig) -> int | None:
     return 0 if config.base_run is not None else None
 
 
+def warmup_steps(config: DSRLSACConfig) -> int:
+    """How many of the first online steps roll out the base policy and run no update."""
+    return config.warmup_steps
+
+
 def check_run(config: DSRLSACConfig, offline_steps: int, online_steps: int) -> None:
-    """The offline phase is the base's pretraining: it needs one without base_run, and none with it."""
+    """The offline phase is the base's pretraining: it needs one without base_run, and none with it. The online
+    phase must outlast the warm-up, or no update would run."""
     if config.base_run is None and offline_steps == 0:
         raise ValueError("no base policy: pretrain it in the offline phase (offline_steps > 0) or set base_run")
     if config.base_run is not None and offline_steps > 0:
         raise ValueError(
             "with base_run the offline phase has nothing to learn (dataset transitions carry no noise, and the "
             "loaded base is frozen): set offline_steps to 0"
+        )
+    if 0 < online_steps <= config.warmup_steps:
+        raise ValueError(
+            f"online_steps ({online_steps}) must exceed warmup_steps ({config.warmup_steps}): the first "
+            "warmup_steps online steps roll out the base policy without updates; lower warmup_steps or raise "
+            "online_steps"
         )
 
 
@@ -152,6 +174,16 @@ def explore(
     """Online collection: w ~ π(s), decoded once into a = π_dp(s, w); the buffer stores both."""
     actions, noises = dsrl.steer(config, state, observations, key, deterministic=False)
     return actions, {"noises": noises}
+
+
+def warmup_explore(
+    config: DSRLSACConfig, state: TrainState, observations: jax.Array, key: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Warm-up collection: the base policy alone, w ~ N(0, I) clipped to [−m, m], decoded once; the buffer stores
+    both (the official `collect_rollouts`)."""
+    noise = jax.random.normal(key, (*observations.shape[:-1], state.act_dim))
+    noises = jnp.clip(noise, -config.noise_bound, config.noise_bound)
+    return dsrl.decode_noise(config, state.params, state.target_params, observations, noises), {"noises": noises}
 
 
 act = dsrl.act  # a = π_dp(s, w), w ~ π^W(s), also when evaluating unless deterministic_eval

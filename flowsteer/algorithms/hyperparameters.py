@@ -46,7 +46,9 @@ RULES: list[tuple[str, str, Check]] = [
     (r"alpha(_.*)?|actor_noise(_clip)?|q_std_penalty|actor_weight_decay|actor_fc_scale", "a number >= 0",
      lambda v: v >= 0),
 ]  # fmt: skip
-_EXCEPTIONS = {"base_steps": ("an integer >= 0", lambda v: isinstance(v, int) and v >= 0)}  # 0: no pretraining
+_EXCEPTIONS = {  # 0: no pretraining, no warm-up
+    name: ("an integer >= 0", lambda v: isinstance(v, int) and v >= 0) for name in ("base_steps", "warmup_steps")
+}
 
 
 def check_overrides(config_cls: type, values: Mapping[str, Any]) -> None:

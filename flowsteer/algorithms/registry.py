@@ -73,6 +73,8 @@ ALGORITHMS: dict[str, Algorithm] = {
             explore=dsrl_sac.explore,
             online_columns=dsrl_sac.ONLINE_COLUMNS,
             replay_dataset=False,  # dataset transitions carry no noise labels
+            warmup_steps=dsrl_sac.warmup_steps,
+            warmup_explore=dsrl_sac.warmup_explore,
         ),
     ),
 }
@@ -84,6 +86,15 @@ def check_run(algo: str, config: Any, offline_steps: int, online_steps: int) -> 
     steering = get_algorithm(algo).steering
     if steering is not None:
         steering.check_run(config, offline_steps, online_steps)
+
+
+def warmup_steps(algo: str, config: Any) -> int:
+    """How many of the first online steps collect with the learner's warm-up policy and run no update (DSRL-SAC's
+    base-policy rollouts); 0 for every other learner."""
+    steering = get_algorithm(algo).steering
+    if steering is None or steering.warmup_steps is None:
+        return 0
+    return steering.warmup_steps(config)
 
 
 def _unknown(kind: str, names: list[str], valid: list[str]) -> ValueError:

@@ -27,7 +27,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from flowsteer.algorithms.registry import get_algorithm
+from flowsteer.algorithms.registry import get_algorithm, warmup_steps
 from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
 from flowsteer.datasets import OfflineTask, load_task
 from flowsteer.platform import checkpoint
@@ -418,11 +418,16 @@ class _Loop:
             self.learner.start_online(spec.buffer_size, spec.utd)
         collector = Collector(self.task.env, spec.algo, self.config, _stream_seed(spec.seed, _ONLINE_STREAM))
         collector.reset(self.episode)
+        # A learner's warm-up (DSRL-SAC: base-policy rollouts before any update) depends on the online step
+        # alone, so a run resumed from a checkpoint warms up, or not, exactly as the uninterrupted run did.
+        warmup = warmup_steps(spec.algo, self.config)
         checkpoint_due = False
         while self.step < end:
-            transition, episode_over = collector.step(self.learner.state, self.online_transitions)
+            warming_up = self.online_transitions < warmup
+            transition, episode_over = collector.step(self.learner.state, self.online_transitions, warming_up)
             self.last_span = 1
-            metrics = self.learner.online_step(transition, self.learner.next_index(self.online_transitions))
+            index = self.learner.next_index(self.online_transitions)
+            metrics = self.learner.online_step(transition, index, update=not warming_up)
             self.online_transitions += 1
             self.step += 1
             self.bar.update(1)

@@ -172,6 +172,32 @@ def test_noise_policy_heads_start_at_xavier_scale_1_with_log_std_clipped_at_minu
     np.testing.assert_array_equal(log_std, -20.0)
 
 
+def test_dsrl_sac_warmup_rolls_out_the_base_on_clipped_gaussian_noise():
+    """The official warm-up (collect_rollouts): w ~ N(0, I) clipped to ±m, decoded once by the base."""
+    config = dsrl_sac.DSRLSACConfig(**LINEAR, noise_bound=0.5)
+    state = dsrl_sac.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, OBS_DIM))
+    actions, extra = dsrl_sac.warmup_explore(config, state, obs, KEY)
+    np.testing.assert_array_equal(extra["noises"], np.clip(jax.random.normal(KEY, (64, ACT_DIM)), -0.5, 0.5))
+    decoded = dsrl.decode_noise(config, state.params, state.target_params, obs, extra["noises"])
+    np.testing.assert_array_equal(actions, decoded)
+
+
+@pytest.mark.integration  # over ~10 s on 2 cores (builds a learner and its replay buffer)
+def test_a_warmup_step_stores_its_transition_and_updates_nothing():
+    config = dsrl_sac.DSRLSACConfig(**SMALL, batch_size=8, warmup_steps=1)
+    learner = Learner("dsrl_sac", config, random_transitions(16, obs_dim=OBS_DIM, act_dim=ACT_DIM), seed=0)
+    learner.start_online(buffer_size=10, utd=1)
+    row = {k: v[0] for k, v in random_transitions(1, seed=5, obs_dim=OBS_DIM, act_dim=ACT_DIM).items()}
+    transition = row | {"noises": np.full(ACT_DIM, 0.25, np.float32)}
+    before = learner.state
+    metrics = learner.online_step(transition, learner.next_index(0), update=False)
+    assert learner.state is before and learner.size == 1
+    assert list(metrics) == learner.metric_names and all(np.isnan(v) for v in metrics.values())
+    for name, value in transition.items():
+        np.testing.assert_array_equal(learner.data[name][0], value)
+
+
 # ---- the noise bound, the base-pretraining schedule, a trainable base --------------------------------------
 
 
