@@ -30,8 +30,7 @@ def test_value_and_critic_train_on_the_full_batch():
 
 def test_the_noise_network_optimizer_is_adamw_with_decay_1e_4():
     """With a zero gradient, AdamW still shrinks every weight by lr·1e-4 (optax.adamw's default decay)."""
-    net = DDPMNoiseNet(ACT_DIM, hidden_dim=8, num_blocks=1, time_dim=8)
-    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, OBS_DIM)), jnp.zeros((1, ACT_DIM)), jnp.zeros((1, 1)))
+    params = {"kernel": jnp.linspace(-1.0, 1.0, 6).reshape(3, 2), "bias": jnp.ones(2)}
     tx = idql._optimizers(idql.IDQLConfig())["behavior"]
     zero = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(zero, tx.init(params), params)
@@ -41,8 +40,9 @@ def test_the_noise_network_optimizer_is_adamw_with_decay_1e_4():
 
 def test_noise_network_has_128_time_features_and_a_256_wide_swish_condition_mlp():
     net = DDPMNoiseNet(ACT_DIM, hidden_dim=8, num_blocks=1)
-    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, OBS_DIM)), jnp.zeros((1, ACT_DIM)), jnp.zeros((1, 1)))
-    tree = params["params"]
+    shapes = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, OBS_DIM)), jnp.zeros((1, ACT_DIM)),
+                            jnp.zeros((1, 1)))  # fmt: skip
+    tree = shapes["params"]
     assert tree["FourierFeatures_0"]["kernel"].shape == (64, 1)  # [cos, sin] of 64 frequencies: 128 features
     assert tree["MLP_0"]["Dense_0"]["kernel"].shape == (128, 256)
     assert tree["MLP_0"]["Dense_1"]["kernel"].shape == (256, 256)
@@ -54,12 +54,12 @@ def test_value_normalises_its_input_and_the_critic_does_not():
     critic, value, _ = idql._networks(idql.IDQLConfig(**TINY), ACT_DIM)
     obs = jax.random.normal(jax.random.PRNGKey(1), (8, OBS_DIM))
     actions = jnp.zeros((8, ACT_DIM))
-    value_params = value.init(jax.random.PRNGKey(2), obs)
-    critic_params = critic.init(jax.random.PRNGKey(3), obs, actions)
+    value_params = jax.jit(value.init)(jax.random.PRNGKey(2), obs)
+    critic_params = jax.jit(critic.init)(jax.random.PRNGKey(3), obs, actions)
     shifted = 3.0 * obs + 1.0
-    v, v_shifted = (value.apply(value_params, o) for o in (obs, shifted))
+    v, v_shifted = (jax.jit(value.apply)(value_params, o) for o in (obs, shifted))
     np.testing.assert_allclose(v, v_shifted, rtol=1e-3, atol=1e-4)  # up to LayerNorm's ε
-    q, q_shifted = (critic.apply(critic_params, o, actions) for o in (obs, shifted))
+    q, q_shifted = (jax.jit(critic.apply)(critic_params, o, actions) for o in (obs, shifted))
     assert np.abs(np.asarray(q) - np.asarray(q_shifted)).max() > 1e-3
 
 
