@@ -45,6 +45,10 @@ class DSRLConfig(Protocol):
     target_entropy: float | None
     backup_entropy: bool
     init_temperature: float
+    actor_fc_scale: float
+    log_std_min: float
+    log_std_max: float
+    deterministic_eval: bool
     base_hidden_dims: tuple[int, ...]
     base_layer_norm: bool
     flow_steps: int
@@ -59,6 +63,11 @@ def check_config(config: DSRLConfig) -> None:
         raise ValueError(f"num_critics must be >= 2 (an ensemble), got {config.num_critics}")
     if config.noise_bound <= 0:
         raise ValueError(f"noise_bound must be > 0, got {config.noise_bound}")
+    if not config.log_std_min < config.log_std_max:
+        raise ValueError(
+            f"log_std_min ({config.log_std_min}) must be below log_std_max ({config.log_std_max}): they clip the "
+            "noise policy's log-std"
+        )
 
 
 def optimizer(config: DSRLConfig) -> optax.GradientTransformation:
@@ -124,10 +133,17 @@ def with_base_policy(config: DSRLConfig, state: TrainState, net: VectorField, ba
 
 
 def noise_policy_net(config: DSRLConfig, act_dim: int) -> GaussianActor:
-    # FQL's SAC actor (seohongpark/fql agents/sac.py): state-dependent log-std clipped to [−5, 2], output layers
-    # initialised at scale 0.01.
+    """π^W's network: an MLP, then Dense heads for the mean and a state-dependent log-std, initialised at Xavier
+    scale `actor_fc_scale` and clipped to [log_std_min, log_std_max] (each config says which reference its
+    values follow)."""
     return GaussianActor(
-        config.actor_hidden_dims, act_dim, layer_norm=config.actor_layer_norm, state_dependent_std=True
+        config.actor_hidden_dims,
+        act_dim,
+        layer_norm=config.actor_layer_norm,
+        state_dependent_std=True,
+        final_fc_init_scale=config.actor_fc_scale,
+        log_std_min=config.log_std_min,
+        log_std_max=config.log_std_max,
     )
 
 
@@ -160,6 +176,15 @@ def steer(
     else:
         noise = sample_noise(config, state.params, observations, key, state.act_dim)[0]
     return decode_noise(config, state.params, state.target_params, observations, noise), noise
+
+
+def act(
+    config: DSRLConfig, state: TrainState, observations: jax.Array, key: jax.Array, deterministic: bool = False
+) -> jax.Array:
+    """a = π_dp(s, w) with w ~ π^W(s). Evaluation (`deterministic`) samples too, as both references evaluate
+    (ajwagen/dsrl `deterministic_eval: False`; ColinQiyangLi/qam evaluation.py), unless the config sets
+    `deterministic_eval`, which evaluates the mode w = m·tanh(μ(s))."""
+    return steer(config, state, observations, key, deterministic and config.deterministic_eval)[0]
 
 
 def temperature(params: dict) -> jax.Array:

@@ -57,6 +57,10 @@ class DSRLNAConfig:
     backup_entropy: bool = False  # subtract α·log π^W(w′|s′) in the TD target (official: yes; QAM: no)
     init_temperature: float = 1.0  # initial α
     noise_critic_steps: int = 1  # Q^W distillation steps per update (QAM: 1; official: 10 per `utd` updates)
+    actor_fc_scale: float = 1.0  # Xavier scale of π^W's mean and log-std heads (QAM's TanhNormal: 1)
+    log_std_min: float = -20.0  # π^W's log-std is clipped to [log_std_min, log_std_max] (QAM and SB3: [−20, 2])
+    log_std_max: float = 2.0
+    deterministic_eval: bool = False  # evaluate the mode w = m·tanh(μ(s)); both references sample (False)
     base_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)  # base BC flow MLP (FQL's actor_bc_flow)
     base_layer_norm: bool = False  # LayerNorm in the base BC flow
     flow_steps: int = 10  # Euler steps decoding a noise into an action
@@ -200,12 +204,6 @@ def update(config: DSRLNAConfig, state: TrainState, batch: Batch) -> tuple[Train
     return new, metrics
 
 
-def act(
-    config: DSRLNAConfig, state: TrainState, observations: jax.Array, key: jax.Array, deterministic: bool = False
-) -> jax.Array:
-    """a = π_dp(s, w) with w ~ π^W(s), or w = m·tanh(μ(s)) when deterministic (evaluation, temperature 0)."""
-    return dsrl.steer(config, state, observations, key, deterministic)[0]
-
-
+act = dsrl.act  # a = π_dp(s, w), w ~ π^W(s), also when evaluating unless deterministic_eval
 base_policy = dsrl.base_policy  # the base this learner decodes with, lent to another run as its base_run
 with_base_policy = dsrl.with_base_policy

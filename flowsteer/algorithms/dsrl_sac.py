@@ -12,6 +12,10 @@ explicit (flowsteer.algorithms.steering): every offline update is a `pretrain_up
 `base_run` the base is loaded and the offline phase is empty), every online update is an `update` on a batch of
 noise-labelled transitions, and the online replay buffer does not start with the dataset.
 
+The online phase opens as the official one does (ajwagen/dsrl train_dsrl.py, utils.py `collect_rollouts`): the
+first `warmup_steps` environment steps act with the base policy alone, w ~ N(0, I) clipped to [−m, m]
+(`warmup_explore`), and fill the buffer; SAC updates start after them.
+
 Unlike the official code, each noise vector is decoded exactly once (its rollout collection decoded twice,
 ajwagen/dsrl#6; docs/pitfalls.md, pitfall 9), and the noise bound m is the bound of the stored noise.
 """
@@ -50,13 +54,26 @@ class DSRLSACConfig:
     target_entropy: float | None = 0.0  # entropy target of the noise policy (official: 0); None: −0.5·dim(w)
     backup_entropy: bool = True  # subtract α·log π(w′|s′) in the TD target (SB3's SAC, so the official)
     init_temperature: float = 1.0  # initial α (SB3 'auto' starts at 1)
+    # Xavier scale of the noise policy's mean and log-std heads. SB3 initialises every layer, heads included, with
+    # PyTorch's default (uniform ±1/√fan_in, nonzero bias); here every layer is the FQL codebase's (Xavier, zero
+    # bias; docs/algorithms.md#dsrl-sac), and the heads are initialised like the layers below them, as in QAM.
+    actor_fc_scale: float = 1.0
+    log_std_min: float = -20.0  # the noise policy's log-std clip (SB3's LOG_STD_MIN, LOG_STD_MAX: [−20, 2])
+    log_std_max: float = 2.0
+    deterministic_eval: bool = False  # evaluate the mode w = m·tanh(μ(s)); the official code samples (False)
     base_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)  # base BC flow MLP (FQL's actor_bc_flow)
     base_layer_norm: bool = False  # LayerNorm in the base BC flow
     flow_steps: int = 10  # Euler steps decoding a noise into an action
     base_run: str | None = None  # run directory of a finished flow-BC-capable run whose BC flow is the base
+    # Online steps that roll out the base policy (w ~ N(0, I) clipped to ±m) into the buffer before any update.
+    # Official: init_rollout_steps = 20001 vectorised steps on 4 environments before training (cfg/robomimic
+    # dsrl_transport.yaml), i.e. 80,004 buffer rows; here one environment, one row per step.
+    warmup_steps: int = 80_004
 
     def __post_init__(self) -> None:
         dsrl.check_config(self)
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
 def pretrain_steps(config: DSRLSACConfig) -> int | None:
@@ -64,14 +81,26 @@ def pretrain_steps(config: DSRLSACConfig) -> int | None:
     return 0 if config.base_run is not None else None
 
 
+def warmup_steps(config: DSRLSACConfig) -> int:
+    """How many of the first online steps roll out the base policy and run no update."""
+    return config.warmup_steps
+
+
 def check_run(config: DSRLSACConfig, offline_steps: int, online_steps: int) -> None:
-    """The offline phase is the base's pretraining: it needs one without base_run, and none with it."""
+    """The offline phase is the base's pretraining: it needs one without base_run, and none with it. The online
+    phase must outlast the warm-up, or no update would run."""
     if config.base_run is None and offline_steps == 0:
         raise ValueError("no base policy: pretrain it in the offline phase (offline_steps > 0) or set base_run")
     if config.base_run is not None and offline_steps > 0:
         raise ValueError(
             "with base_run the offline phase has nothing to learn (dataset transitions carry no noise, and the "
             "loaded base is frozen): set offline_steps to 0"
+        )
+    if 0 < online_steps <= config.warmup_steps:
+        raise ValueError(
+            f"online_steps ({online_steps}) must exceed warmup_steps ({config.warmup_steps}): the first "
+            "warmup_steps online steps roll out the base policy without updates; lower warmup_steps or raise "
+            "online_steps"
         )
 
 
@@ -147,12 +176,16 @@ def explore(
     return actions, {"noises": noises}
 
 
-def act(
-    config: DSRLSACConfig, state: TrainState, observations: jax.Array, key: jax.Array, deterministic: bool = False
-) -> jax.Array:
-    """a = π_dp(s, w), w ~ π(s), or w = m·tanh(μ(s)) when deterministic (evaluation, temperature 0)."""
-    return dsrl.steer(config, state, observations, key, deterministic)[0]
+def warmup_explore(
+    config: DSRLSACConfig, state: TrainState, observations: jax.Array, key: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Warm-up collection: the base policy alone, w ~ N(0, I) clipped to [−m, m], decoded once; the buffer stores
+    both (the official `collect_rollouts`)."""
+    noise = jax.random.normal(key, (*observations.shape[:-1], state.act_dim))
+    noises = jnp.clip(noise, -config.noise_bound, config.noise_bound)
+    return dsrl.decode_noise(config, state.params, state.target_params, observations, noises), {"noises": noises}
 
 
+act = dsrl.act  # a = π_dp(s, w), w ~ π^W(s), also when evaluating unless deterministic_eval
 base_policy = dsrl.base_policy  # the base this learner decodes with, lent to another run as its base_run
 with_base_policy = dsrl.with_base_policy

@@ -50,7 +50,9 @@ RULES: list[tuple[str, str, Check]] = [
     (r"beta", "a number >= 0", lambda v: v >= 0),
     (r"policy_start_step", "an integer >= 0", lambda v: isinstance(v, int) and v >= 0),
 ]  # fmt: skip
-_EXCEPTIONS = {"base_steps": ("an integer >= 0", lambda v: isinstance(v, int) and v >= 0)}  # 0: no pretraining
+_EXCEPTIONS = {  # 0: no pretraining, no warm-up
+    name: ("an integer >= 0", lambda v: isinstance(v, int) and v >= 0) for name in ("base_steps", "warmup_steps")
+}
 
 
 def check_overrides(config_cls: type, values: Mapping[str, Any]) -> None:

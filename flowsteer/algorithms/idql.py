@@ -1,6 +1,7 @@
 """IDQL (Hansen-Estruch et al. 2023): an IQL critic plus a DDPM behaviour policy, acting by best-of-N under Q.
-Follows the official code (philippe-eecs/IDQL, jaxrl5/agents/ddpm_iql/ddpm_iql_learner.py) that the FQL paper ran
-(App. E.2); differences from it are listed in docs/algorithms.md#idql."""
+Follows the official code (philippe-eecs/IDQL) that the FQL paper ran (App. E.2), in the learner its offline
+launcher runs: jaxrl5/agents/ddpm_iql_simple/ddpm_iql_learner.py with launcher/examples/train_ddpm_iql_offline.py.
+Differences from it are listed in docs/algorithms.md#idql."""
 
 from __future__ import annotations
 
@@ -21,25 +22,28 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 class IDQLConfig:
     """IDQL hyperparameters: the official launcher's, with the FQL paper's per-domain choices in the presets.
 
-    Reference: philippe-eecs/IDQL jaxrl5/agents/ddpm_iql/ddpm_iql_learner.py at 7582571. Known divergences from the
-    class its launcher runs (ddpm_iql_simple): V and Q train on 256 of the 512 transitions, no AdamW weight decay,
-    the ddpm_iql noise network, no input LayerNorm in V, and 1M-step runs under a 3M-step LR schedule
-    (docs/algorithms.md#idql).
+    Reference: philippe-eecs/IDQL at 7582571, the learner its launcher runs (`ddpm_iql_simple`). Known
+    divergences: none in the update; acting takes N = 32 candidates (FQL paper Table 6) where the launcher's
+    default is 64 (docs/algorithms.md#idql).
     """
 
-    actor_lr: float = 3e-4  # peak AdamW learning rate of the noise network (cosine-decayed)
-    actor_lr_decay_steps: int = 3_000_000  # cosine decay horizon (the FQL paper trained IDQL for 3M steps)
-    actor_weight_decay: float = 0.0  # AdamW weight decay of the noise network
+    actor_lr: float = 3e-4  # peak AdamW learning rate of the noise network (cosine-decayed to 0)
+    # Cosine decay horizon. The reference decays over its whole run (decay_steps = max_steps = 3M), so a run
+    # sets this to its own number of updates unless the presets or the user set it
+    # (flowsteer.algorithms.registry.make_config); 3M is the value outside a run.
+    actor_lr_decay_steps: int = 3_000_000
+    actor_weight_decay: float = 1e-4  # AdamW weight decay of the noise network (optax's default, unmasked)
     critic_lr: float = 3e-4  # Adam learning rate of Q
     value_lr: float = 3e-4  # Adam learning rate of V
-    batch_size: int = 512  # transitions per update (the noise network sees all of them)
-    critic_batch_size: int = 256  # V and Q train on the first this many (official code: x[:256])
+    batch_size: int = 512  # transitions per update; the noise network, V and Q all train on all of them
+    critic_batch_size: int | None = None  # V and Q on the first this many; None: all (256: the older ddpm_iql)
     value_hidden_dims: tuple[int, ...] = (512, 512)  # V and Q MLPs, ReLU ((256, 256) on manipulation)
+    value_layer_norm: bool = True  # LayerNorm on V's input (the launcher's value_layer_norm); Q has none
     actor_hidden_dim: int = 256  # width of the residual noise network (blocks expand it 4×)
     actor_num_blocks: int = 3  # residual blocks
     actor_dropout_rate: float = 0.1  # dropout in each residual block, training only
     actor_layer_norm: bool = True  # LayerNorm at the start of each residual block
-    time_dim: int = 64  # learnable Fourier features of the diffusion step
+    time_dim: int = 128  # learnable Fourier features of the diffusion step; the cond MLP is (2·time_dim)×2, swish
     diffusion_steps: int = 5  # T of the DDPM
     discount: float = 0.99  # γ
     tau: float = 0.005  # Polyak rate of the target critic
@@ -51,7 +55,13 @@ class IDQLConfig:
 def networks(config: IDQLConfig, act_dim: int) -> tuple[Critic, Critic, DDPMNoiseNet]:
     """(Q with 2 heads, V, noise network); public because SRPO's critic and behaviour model are IDQL's."""
     critic = Critic(config.value_hidden_dims, layer_norm=False, num_ensembles=2, activation="relu")
-    value = Critic(config.value_hidden_dims, layer_norm=False, num_ensembles=1, activation="relu")
+    value = Critic(
+        config.value_hidden_dims,
+        layer_norm=False,
+        num_ensembles=1,
+        activation="relu",
+        input_layer_norm=config.value_layer_norm,
+    )
     noise_net = DDPMNoiseNet(
         act_dim,
         hidden_dim=config.actor_hidden_dim,
@@ -63,11 +73,15 @@ def networks(config: IDQLConfig, act_dim: int) -> tuple[Critic, Critic, DDPMNois
     return critic, value, noise_net
 
 
+def actor_lr_schedule(config: IDQLConfig) -> optax.Schedule:
+    """The noise network's learning rate: cosine from actor_lr to 0 over actor_lr_decay_steps, then 0."""
+    return optax.cosine_decay_schedule(config.actor_lr, config.actor_lr_decay_steps)
+
+
 def _optimizers(config: IDQLConfig) -> dict[str, optax.GradientTransformation]:
     """Three optimizers, one per network, as in the official code."""
-    actor_lr = optax.cosine_decay_schedule(config.actor_lr, config.actor_lr_decay_steps)
     return {
-        "behavior": optax.adamw(actor_lr, weight_decay=config.actor_weight_decay),
+        "behavior": optax.adamw(actor_lr_schedule(config), weight_decay=config.actor_weight_decay),
         "critic": optax.adam(config.critic_lr),
         "value": optax.adam(config.value_lr),
     }
@@ -102,6 +116,13 @@ def behavior_loss(config: IDQLConfig, behavior_params: dict, batch: Batch, key: 
     return loss, {"actor_loss": loss}
 
 
+def critic_batch(config: IDQLConfig, batch: Batch) -> Batch:
+    """The transitions V and Q train on: the whole batch, as the launcher's learner (`ddpm_iql_simple`) does."""
+    if config.critic_batch_size is None:
+        return batch
+    return {k: v[: config.critic_batch_size] for k, v in batch.items()}
+
+
 def update(config: IDQLConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     """Three sequential steps as in the official `update`: noise net (then its EMA), V, then Q with the new V."""
     rng, key = jax.random.split(state.rng)
@@ -115,7 +136,7 @@ def update(config: IDQLConfig, state: TrainState, batch: Batch) -> tuple[TrainSt
     # jaxrl5 averages in the *updated* parameters (no one-step lag, unlike the FQL codebase).
     target_params["behavior"] = polyak(params["behavior"], target_params["behavior"], config.actor_tau)
 
-    mini = {k: v[: config.critic_batch_size] for k, v in batch.items()}
+    mini = critic_batch(config, batch)
     params["value"], opt_state["value"], v_info = optimizer_step(
         txs["value"],
         params["value"],

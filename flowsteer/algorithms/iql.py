@@ -18,8 +18,8 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 class IQLConfig:
     """IQL hyperparameters; defaults are the reference's `get_config()`.
 
-    Reference: seohongpark/fql agents/iql.py at 719d044. Intentional divergences: with `actor_loss="ddpgbc"` and
-    `const_std=False` Q gets the clipped mean, not a policy sample; no image encoder (docs/algorithms.md#iql).
+    Reference: seohongpark/fql agents/iql.py at 719d044. Intentional divergence: no image encoder
+    (docs/algorithms.md#iql).
     """
 
     lr: float = 3e-4  # Adam learning rate, one optimizer over value, critic and actor
@@ -99,8 +99,12 @@ def init(config: IQLConfig, obs_dim: int, act_dim: int, key: jax.Array) -> Train
     return new_state(params, {"critic": params["critic"]}, optax.adam(config.lr).init(params), rng, act_dim)
 
 
-def actor_loss(config: IQLConfig, params: dict, batch: Batch) -> tuple[jax.Array, Metrics]:
-    """AWR: −mean(min(exp(α·(Q − V)), 100)·log π(a|s)) with the online Q and V frozen (IQL paper Sec. 4)."""
+def actor_loss(
+    config: IQLConfig, params: dict, batch: Batch, key: jax.Array | None = None
+) -> tuple[jax.Array, Metrics]:
+    """AWR: −mean(min(exp(α·(Q − V)), 100)·log π(a|s)) with the online Q and V frozen (IQL paper Sec. 4).
+    DDPG+BC: −Q(s, â)/mean|Q| − α·log π(a|s), with â the clipped mean, or with a learned std (const_std=False) a
+    reparameterised policy sample drawn with `key`, as the reference does."""
     critic, value, actor = _networks(config, batch["actions"].shape[-1])
     obs, actions = batch["observations"], batch["actions"]
     frozen = jax.lax.stop_gradient(params)
@@ -112,20 +116,29 @@ def actor_loss(config: IQLConfig, params: dict, batch: Batch) -> tuple[jax.Array
         weight = jnp.minimum(jnp.exp(config.alpha * adv), 100.0)
         loss = -(weight * log_prob).mean()
         return loss, {"actor_loss": loss, "adv": adv.mean(), "bc_log_prob": log_prob.mean(), "mse": mse}
-    # DDPG+BC: the Q gradient flows through the (clipped) mean action into the actor only.
-    q = critic.apply(frozen["critic"], obs, jnp.clip(mean, -1.0, 1.0)).min(0)
+    # DDPG+BC: the Q gradient flows through the (clipped) action into the actor only.
+    if config.const_std:
+        q_actions = jnp.clip(mean, -1.0, 1.0)
+    else:
+        if key is None:
+            raise ValueError("IQL's DDPG+BC with a learned std (const_std=False) samples its action: pass a key")
+        q_actions = jnp.clip(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape), -1.0, 1.0)
+    q = critic.apply(frozen["critic"], obs, q_actions).min(0)
     q_loss = -q.mean() / jax.lax.stop_gradient(jnp.abs(q).mean())
     bc_loss = -(config.alpha * log_prob).mean()
     loss = q_loss + bc_loss
     return loss, {"actor_loss": loss, "q_loss": q_loss, "bc_loss": bc_loss, "q_mean": q.mean(), "mse": mse}
 
 
-def total_loss(config: IQLConfig, params: dict, target_params: dict, batch: Batch) -> tuple[jax.Array, Metrics]:
-    """Value + critic + actor losses, summed for one Adam step as in the reference."""
+def total_loss(
+    config: IQLConfig, params: dict, target_params: dict, batch: Batch, key: jax.Array | None = None
+) -> tuple[jax.Array, Metrics]:
+    """Value + critic + actor losses, summed for one Adam step as in the reference; `key` draws the actor's
+    sample where its loss takes one."""
     critic, value, _ = _networks(config, batch["actions"].shape[-1])
     v_loss, v_info = value_loss(critic, value, params, target_params, batch, config.expectile)
     c_loss, c_info = critic_loss(critic, value, params, batch, config.discount)
-    a_loss, a_info = actor_loss(config, params, batch)
+    a_loss, a_info = actor_loss(config, params, batch, key)
     metrics = {f"value/{k}": v for k, v in v_info.items()} | {f"critic/{k}": v for k, v in c_info.items()}
     return v_loss + c_loss + a_loss, metrics | {f"actor/{k}": v for k, v in a_info.items()}
 
@@ -135,7 +148,7 @@ def update(config: IQLConfig, state: TrainState, batch: Batch) -> tuple[TrainSta
     return summed_loss_update(
         optax.adam(config.lr),
         state,
-        lambda p, _: total_loss(config, p, state.target_params, batch),
+        lambda p, key: total_loss(config, p, state.target_params, batch, key),
         targets=("critic",),
         tau=config.tau,
     )

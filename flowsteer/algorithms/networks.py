@@ -16,24 +16,34 @@ def default_init(scale: float = 1.0) -> nn.initializers.Initializer:
 
 
 def mish(x: jax.Array) -> jax.Array:
-    """Mish activation, x·tanh(softplus(x)), used by IDQL's noise network (docs/algorithms.md#networks)."""
+    """Mish activation, x·tanh(softplus(x)): the older IDQL learner's (jaxrl5 agents/ddpm_iql)."""
     return x * jnp.tanh(jax.nn.softplus(x))
 
 
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"gelu": nn.gelu, "relu": nn.relu, "mish": mish}
+# swish (x·sigmoid(x)) is IDQL's noise-network activation in the learner its launcher runs (docs/algorithms.md#idql).
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "gelu": nn.gelu,
+    "relu": nn.relu,
+    "mish": mish,
+    "swish": nn.swish,
+}
 
 
 class MLP(nn.Module):
-    """Dense → activation → (LayerNorm) on every hidden layer; the output layer is linear unless activate_final."""
+    """Dense → activation → (LayerNorm) on every hidden layer; the output layer is linear unless activate_final.
+    `input_layer_norm` normalises the input first (jaxrl5's MLP `use_layer_norm`, which IDQL's V uses)."""
 
     hidden_dims: Sequence[int]
     activate_final: bool = False
     layer_norm: bool = False
     activation: str = "gelu"
+    input_layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
+        if self.input_layer_norm:
+            x = nn.LayerNorm(name="InputLayerNorm")(x)
         for i, size in enumerate(self.hidden_dims):
             x = nn.Dense(size, kernel_init=default_init())(x)
             if i + 1 < len(self.hidden_dims) or self.activate_final:
@@ -51,6 +61,7 @@ class Critic(nn.Module):
     layer_norm: bool = True
     num_ensembles: int = 2
     activation: str = "gelu"
+    input_layer_norm: bool = False  # LayerNorm on the (observation, action) input, per head
 
     @nn.compact
     def __call__(self, observations: jax.Array, actions: jax.Array | None = None) -> jax.Array:
@@ -66,7 +77,12 @@ class Critic(nn.Module):
                 out_axes=0,
                 axis_size=self.num_ensembles,
             )
-        mlp = mlp_cls((*self.hidden_dims, 1), layer_norm=self.layer_norm, activation=self.activation)
+        mlp = mlp_cls(
+            (*self.hidden_dims, 1),
+            layer_norm=self.layer_norm,
+            activation=self.activation,
+            input_layer_norm=self.input_layer_norm,
+        )
         return mlp(inputs).squeeze(-1)
 
 
@@ -145,7 +161,7 @@ class ResidualBlock(nn.Module):
     features: int
     dropout_rate: float = 0.0
     layer_norm: bool = True
-    activation: str = "mish"
+    activation: str = "swish"
 
     @nn.compact
     def __call__(self, x: jax.Array, training: bool = False) -> jax.Array:
@@ -160,26 +176,29 @@ class ResidualBlock(nn.Module):
 
 
 class DDPMNoiseNet(nn.Module):
-    """ε(s, a_t, t) of IDQL: Fourier time → cond MLP(128,128) → residual MLP over [a_t, s, cond]
-    (docs/algorithms.md#networks)."""
+    """ε(s, a_t, t) of IDQL: Fourier time features (time_dim) → cond MLP(2·time_dim, 2·time_dim) → residual MLP
+    over [a_t, s, cond], one activation throughout (philippe-eecs/IDQL jaxrl5 agents/ddpm_iql_simple, which its
+    launcher runs: time_dim 128, swish; docs/algorithms.md#idql)."""
 
     action_dim: int
     hidden_dim: int = 256
     num_blocks: int = 3
     dropout_rate: float = 0.1
     layer_norm: bool = True
-    time_dim: int = 64
+    time_dim: int = 128
+    activation: str = "swish"
 
     @nn.compact
     def __call__(
         self, observations: jax.Array, noisy_actions: jax.Array, times: jax.Array, training: bool = False
     ) -> jax.Array:
-        cond = MLP((128, 128), activation="mish")(FourierFeatures(self.time_dim)(times))
+        features = FourierFeatures(self.time_dim)(times)
+        cond = MLP((2 * self.time_dim, 2 * self.time_dim), activation=self.activation)(features)
         x = jnp.concatenate([noisy_actions, observations, cond], axis=-1)
         x = nn.Dense(self.hidden_dim, kernel_init=default_init())(x)
         for _ in range(self.num_blocks):
-            x = ResidualBlock(self.hidden_dim, self.dropout_rate, self.layer_norm)(x, training)
-        return nn.Dense(self.action_dim, kernel_init=default_init())(mish(x))
+            x = ResidualBlock(self.hidden_dim, self.dropout_rate, self.layer_norm, self.activation)(x, training)
+        return nn.Dense(self.action_dim, kernel_init=default_init())(ACTIVATIONS[self.activation](x))
 
 
 def gaussian_actions(mean: jax.Array, log_std: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:

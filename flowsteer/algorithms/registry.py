@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -88,6 +89,8 @@ ALGORITHMS: dict[str, Algorithm] = {
             explore=dsrl_sac.explore,
             online_columns=dsrl_sac.ONLINE_COLUMNS,
             replay_dataset=False,  # dataset transitions carry no noise labels
+            warmup_steps=dsrl_sac.warmup_steps,
+            warmup_explore=dsrl_sac.warmup_explore,
         ),
     ),
     "cac": _algorithm("cac", cac, cac.CACConfig),
@@ -103,6 +106,15 @@ def check_run(algo: str, config: Any, offline_steps: int, online_steps: int) -> 
     steering = get_algorithm(algo).steering
     if steering is not None:
         steering.check_run(config, offline_steps, online_steps)
+
+
+def warmup_steps(algo: str, config: Any) -> int:
+    """How many of the first online steps collect with the learner's warm-up policy and run no update (DSRL-SAC's
+    base-policy rollouts); 0 for every other learner."""
+    steering = get_algorithm(algo).steering
+    if steering is None or steering.warmup_steps is None:
+        return 0
+    return steering.warmup_steps(config)
 
 
 def _unknown(kind: str, names: list[str], valid: list[str]) -> ValueError:
@@ -125,11 +137,22 @@ def hyperparameter_names(algo: str) -> list[str]:
     return [f.name for f in dataclasses.fields(get_algorithm(algo).config_cls)]
 
 
+# Learning-rate schedules that a reference sizes to its whole run (IDQL's cosine decay: decay_steps = max_steps).
+# A run fills them with its own number of updates (`updates`) unless the presets or the user set them, so a 1M-step
+# run decays over 1M steps, not over the reference's 3M (docs/algorithms.md#idql).
+RUN_LENGTH_FIELD = re.compile(r"(.*_)?lr_decay_steps")
+
+
 def make_config(
-    algo: str, task: str | None = None, overrides: Mapping[str, Any] | None = None, setting: str = "offline"
+    algo: str,
+    task: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    setting: str = "offline",
+    updates: int | None = None,
 ) -> Any:
     """Defaults, then the paper's settings for `task` (if given), then `overrides`; ValueError naming the field
-    for an unknown name, a wrong type or a value out of range."""
+    for an unknown name, a wrong type or a value out of range. `updates` (the run's number of updates) sets each
+    learning-rate horizon (RUN_LENGTH_FIELD) that neither the presets nor `overrides` set."""
     alg = get_algorithm(algo)
     names = hyperparameter_names(algo)
     overrides = dict(overrides or {})
@@ -139,6 +162,8 @@ def make_config(
     check_overrides(alg.config_cls, overrides)
     values = presets.task_hyperparameters(algo, task, setting) if task is not None else {}
     values = {k: v for k, v in values.items() if k in names} | overrides
+    if updates is not None and updates > 0:
+        values |= {k: updates for k in names if RUN_LENGTH_FIELD.fullmatch(k) and k not in values}
     # YAML and JSON give lists; the configs are frozen and hashable, so sizes are tuples.
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     config = alg.config_cls(**values)

@@ -9,7 +9,9 @@ learners are special and why:
   `pretrain_steps`), or loaded from an earlier run (`base_run`, installed by `with_base_policy`);
 - a run schedule may not suit the learner (`check_run`), e.g. a base still pretraining when the online phase starts;
 - online collection may store more than the action (`explore`, `online_columns`): DSRL-SAC stores the noise;
-- the online replay buffer may not start with the dataset (`replay_dataset`): dataset transitions carry no noise.
+- the online replay buffer may not start with the dataset (`replay_dataset`): dataset transitions carry no noise;
+- the online phase may open with a warm-up (`warmup_steps`, `warmup_explore`): DSRL-SAC first fills its buffer
+  with rollouts of the base policy and starts updating after them, as the official code does.
 """
 
 from __future__ import annotations
@@ -39,3 +41,7 @@ class Steering:
     explore: Callable[..., Any] | None = None
     online_columns: tuple[str, ...] = ()  # replay columns (shaped like actions) that `explore` returns
     replay_dataset: bool = True  # the online replay buffer starts with the offline dataset
+    # config -> how many of the first online steps collect with `warmup_explore` and run no update; None: none.
+    warmup_steps: Callable[[Any], int] | None = None
+    # Warm-up collection (config, state, observations, key) -> (actions, {column: values}), shaped as `explore`.
+    warmup_explore: Callable[..., Any] | None = None

@@ -176,7 +176,8 @@ def online_update_fn(
     update: UpdateFn, config: Config, utd: int
 ) -> Callable[[TrainState, Batch, Batch, int, int], tuple[TrainState, Batch, Metrics]]:
     """An online step: write one transition into the replay buffer at row `index`, then run `utd` updates
-    on batches from its first `size` rows; metrics come back stacked over the `utd` updates.
+    on batches from its first `size` rows (none when called with `update=False`); metrics come back stacked over
+    the `utd` updates.
 
     Two compiled calls: the write donates the buffer and happens in place; in one program XLA fuses the
     batch gathers with the write and copies the whole buffer every step. Like the reference's contiguous
@@ -200,8 +201,10 @@ def online_update_fn(
     write_jit = jax.jit(write, donate_argnums=(0,))
     train_jit = jax.jit(train, compiler_options=compiler_options())
 
-    def step(state: TrainState, buffer: Batch, transition: Batch, index: int, size: int):
+    def step(state: TrainState, buffer: Batch, transition: Batch, index: int, size: int, update: bool = True):
         buffer = write_jit(buffer, transition, index)
+        if not update:  # a warm-up step (flowsteer.algorithms.steering): the transition is stored, nothing learns
+            return state, buffer, {}
         state, metrics = train_jit(state, buffer, size)
         return state, buffer, metrics
 

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from flowsteer.algorithms.presets import unsourced_note
-from flowsteer.algorithms.registry import get_algorithm
+from flowsteer.algorithms.registry import get_algorithm, warmup_steps
 from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
 from flowsteer.datasets import OfflineTask, load_task
 from flowsteer.platform import checkpoint
@@ -265,7 +265,8 @@ def protocol(spec: RunSpec, config: Any, task: OfflineTask) -> dict[str, Any]:
             "interval": spec.eval_interval,
             "episodes": spec.eval_episodes,
             "steps": evaluation_steps(spec),
-            "policy": "deterministic where the algorithm defines it (temperature 0), as the FQL evaluation",
+            "policy": "as each algorithm's reference evaluates: temperature 0 for BC, IQL and ReBRAC; FQL, IFQL and "
+            "IDQL sample, and so does DSRL unless algo_config.deterministic_eval (docs/algorithms.md)",
             "success": "info['success'] at the last step of each episode",
         },
         # When OGBench computes success: 'pre' (before the action, ogbench >= 1.2's single-task default) or 'post'.
@@ -420,11 +421,16 @@ class _Loop:
             self.learner.start_online(spec.buffer_size, spec.utd)
         collector = Collector(self.task.env, spec.algo, self.config, _stream_seed(spec.seed, _ONLINE_STREAM))
         collector.reset(self.episode)
+        # A learner's warm-up (DSRL-SAC: base-policy rollouts before any update) depends on the online step
+        # alone, so a run resumed from a checkpoint warms up, or not, exactly as the uninterrupted run did.
+        warmup = warmup_steps(spec.algo, self.config)
         checkpoint_due = False
         while self.step < end:
-            transition, episode_over = collector.step(self.learner.state, self.online_transitions)
+            warming_up = self.online_transitions < warmup
+            transition, episode_over = collector.step(self.learner.state, self.online_transitions, warming_up)
             self.last_span = 1
-            metrics = self.learner.online_step(transition, self.learner.next_index(self.online_transitions))
+            index = self.learner.next_index(self.online_transitions)
+            metrics = self.learner.online_step(transition, index, update=not warming_up)
             self.online_transitions += 1
             self.step += 1
             self.bar.update(1)

@@ -193,8 +193,10 @@ class RunSpec(InputModel):
     # ------------------------------------------------------------------ derived values
 
     def algo_config(self) -> Any:
-        """The algorithm config: defaults, then the paper's presets for this task, then the overrides."""
-        return make_config(self.algo, self.task, self.hyperparameters, self.setting)
+        """The algorithm config: defaults, then the paper's presets for this task, then the overrides; a learning-
+        rate schedule sized to a whole run spans this run's updates (offline_steps + online_steps x utd)."""
+        updates = self.offline_steps + self.online_steps * self.utd
+        return make_config(self.algo, self.task, self.hyperparameters, self.setting, updates=updates)
 
     def identity(self) -> dict[str, Any]:
         """What determines the run's results (not where they are written or tracked)."""

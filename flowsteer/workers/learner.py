@@ -127,11 +127,12 @@ class Learner:
         """Whether the online phase has started (the replay buffer exists)."""
         return self._online is not None
 
-    def online_step(self, transition: dict[str, np.ndarray], index: int) -> dict[str, float]:
-        """Write `transition` at buffer row `index` (FIFO over the whole buffer), then run `utd` updates."""
+    def online_step(self, transition: dict[str, np.ndarray], index: int, update: bool = True) -> dict[str, float]:
+        """Write `transition` at buffer row `index` (FIFO over the whole buffer), then run `utd` updates, or none
+        during a warm-up (`update=False`: every metric of the row is NaN)."""
         assert self._online is not None, "call start_online first"
         self.size = min(max(self.size, index + 1), self.capacity)
-        state, self.data, stacked = self._online(self.state, self.data, transition, index, self.size)
+        state, self.data, stacked = self._online(self.state, self.data, transition, index, self.size, update)
         return self._accept(state, stacked)
 
     def next_index(self, online_transitions: int) -> int:

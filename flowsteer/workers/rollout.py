@@ -45,14 +45,21 @@ def make_state_policy(algo: str, config: Any, deterministic: bool = True) -> Cal
     return jax.jit(per_row)
 
 
-def make_explore_policy(algo: str, config: Any) -> Callable[[Any, np.ndarray, Any], tuple[Any, dict[str, Any]]]:
+def make_explore_policy(
+    algo: str, config: Any, warmup: bool = False
+) -> Callable[[Any, np.ndarray, Any], tuple[Any, dict[str, Any]]]:
     """The online-collection policy `(state, observations, keys) -> (actions, extra columns)`, compiled once.
 
     Steering learners with an `explore` function (DSRL-SAC) return what the replay buffer stores besides the
     action (the noise that was decoded into it); the others act with temperature 1 and store nothing else.
+    `warmup` gives the learner's warm-up policy instead (Steering.warmup_explore: DSRL-SAC's base-policy rollouts).
     """
     alg = get_algorithm(algo)
     steer = alg.steering.explore if alg.steering is not None else None
+    if warmup:
+        steer = alg.steering.warmup_explore if alg.steering is not None else None
+        if steer is None:
+            raise ValueError(f"{algo} has no warm-up policy")
 
     def explore(state: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         if steer is None:
@@ -166,22 +173,29 @@ class Collector:
     """One environment collecting online transitions, as the FQL protocol does (one environment step, then
     `utd` updates). Episode e starts from a reset seeded by (seed, e) alone and the exploration noise of
     online step t is `fold_in(PRNGKey(seed), t)`, so a run resumed at an episode boundary continues exactly.
+    A step with `warmup` acts with the learner's warm-up policy (Steering.warmup_explore).
     """
 
     def __init__(self, env: Any, algo: str, config: Any, seed: int) -> None:
         self.env = env
         self.seed = seed
         self.policy = make_explore_policy(algo, config)
+        steering = get_algorithm(algo).steering
+        has_warmup = steering is not None and steering.warmup_explore is not None
+        self.warmup_policy = make_explore_policy(algo, config, warmup=True) if has_warmup else None
         self.explore = jax.random.PRNGKey(seed)
         self.obs = np.zeros(env.observation_space.shape, np.float32)
 
     def reset(self, episode: int) -> None:
         self.obs = _reset(self.env, int(np.random.SeedSequence([self.seed, episode]).generate_state(1)[0]))
 
-    def step(self, policy_state: Any, t: int) -> tuple[dict[str, np.ndarray], bool]:
+    def step(self, policy_state: Any, t: int, warmup: bool = False) -> tuple[dict[str, np.ndarray], bool]:
         """Act in the current episode; returns the transition the replay buffer stores and whether it ended."""
         key = jax.random.fold_in(self.explore, t)[None]
-        actions, extra = self.policy(policy_state, self.obs[None], key)
+        policy = self.warmup_policy if warmup else self.policy
+        if policy is None:
+            raise ValueError("this learner has no warm-up policy (Steering.warmup_explore)")
+        actions, extra = policy(policy_state, self.obs[None], key)
         action = np.clip(np.asarray(actions)[0], -1.0, 1.0)
         next_obs, reward, terminated, truncated, _ = self.env.step(action)
         next_obs = np.asarray(next_obs, np.float32)

@@ -4,6 +4,8 @@ rewarded mode without changing the policy."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
@@ -37,6 +39,11 @@ SMALL = {
 CONFIGS = {dsrl_na: dsrl_na.DSRLNAConfig, dsrl_sac: dsrl_sac.DSRLSACConfig}
 
 
+def mode_actions(config, state, obs):
+    """The steered policy's mode: the actions its mean noise m·tanh(μ(s)) decodes to."""
+    return dsrl.steer(config, state, obs, KEY, deterministic=True)[0]
+
+
 def leaves_equal(a, b) -> bool:
     """Bitwise equality of two pytrees of arrays."""
     pairs = zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
@@ -66,7 +73,7 @@ def tanh_gaussian_np(policy_params: dict, obs: np.ndarray, key: jax.Array, bound
     """(w, log π(w|s)) of the linear noise policy, with the documented draw ε = normal(key), in numpy."""
     k_mean, b_mean = dense(policy_params, ("Dense_0",))
     k_std, b_std = dense(policy_params, ("Dense_1",))
-    mean, log_std = obs @ k_mean + b_mean, np.clip(obs @ k_std + b_std, -5.0, 2.0)
+    mean, log_std = obs @ k_mean + b_mean, np.clip(obs @ k_std + b_std, -20.0, 2.0)
     eps = np.asarray(jax.random.normal(key, mean.shape), np.float64)
     u = mean + np.exp(log_std) * eps
     gaussian = -0.5 * eps**2 - log_std - 0.5 * np.log(2 * np.pi)
@@ -132,6 +139,65 @@ def test_dsrl_sac_critic_learns_on_the_stored_noise(batch):
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 
+# ---- evaluation and the noise policy's network, as the references set them ----------------------------------
+
+
+@pytest.mark.parametrize("module", [dsrl_na, dsrl_sac])
+def test_evaluation_samples_the_noise_unless_deterministic_eval(batch, module):
+    """Both references evaluate with w ~ π^W(s); deterministic_eval evaluates the mode m·tanh(μ(s)) instead."""
+    config = CONFIGS[module](**LINEAR)
+    state = module.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    obs = batch["observations"]
+    evaluated = module.act(config, state, obs, KEY, deterministic=True)
+    np.testing.assert_array_equal(evaluated, dsrl.steer(config, state, obs, KEY, deterministic=False)[0])
+    assert np.abs(np.asarray(evaluated) - np.asarray(mode_actions(config, state, obs))).max() > 1e-3
+    modal = dataclasses.replace(config, deterministic_eval=True)
+    np.testing.assert_array_equal(
+        module.act(modal, state, obs, KEY, deterministic=True), mode_actions(modal, state, obs)
+    )
+
+
+@pytest.mark.parametrize("module", [dsrl_na, dsrl_sac])
+def test_noise_policy_heads_start_at_xavier_scale_1_with_log_std_clipped_at_minus_20(module):
+    """QAM's TanhNormal (DSRL-NA's defaults) and SB3 (DSRL-SAC's) clip the log-std to [−20, 2]; the heads start
+    at the scale of the layers below them, not at FQL-SAC's 0.01."""
+    config = CONFIGS[module](**LINEAR)
+    net = dsrl.noise_policy_net(config, ACT_DIM)
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 64)))
+    for head in ("Dense_0", "Dense_1"):  # mean, log-std
+        kernel, _ = dense(params, (head,))
+        assert np.abs(kernel).max() > 0.5 * np.sqrt(6 / (64 + ACT_DIM))  # Xavier-uniform bound at scale 1
+    floor = set_dense(params, ("Dense_1",), np.zeros((64, ACT_DIM)), np.full(ACT_DIM, -30.0))
+    _, log_std = net.apply(floor, jnp.zeros((1, 64)))
+    np.testing.assert_array_equal(log_std, -20.0)
+
+
+def test_dsrl_sac_warmup_rolls_out_the_base_on_clipped_gaussian_noise():
+    """The official warm-up (collect_rollouts): w ~ N(0, I) clipped to ±m, decoded once by the base."""
+    config = dsrl_sac.DSRLSACConfig(**LINEAR, noise_bound=0.5)
+    state = dsrl_sac.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, OBS_DIM))
+    actions, extra = dsrl_sac.warmup_explore(config, state, obs, KEY)
+    np.testing.assert_array_equal(extra["noises"], np.clip(jax.random.normal(KEY, (64, ACT_DIM)), -0.5, 0.5))
+    decoded = dsrl.decode_noise(config, state.params, state.target_params, obs, extra["noises"])
+    np.testing.assert_array_equal(actions, decoded)
+
+
+@pytest.mark.integration  # over ~10 s on 2 cores (builds a learner and its replay buffer)
+def test_a_warmup_step_stores_its_transition_and_updates_nothing():
+    config = dsrl_sac.DSRLSACConfig(**SMALL, batch_size=8, warmup_steps=1)
+    learner = Learner("dsrl_sac", config, random_transitions(16, obs_dim=OBS_DIM, act_dim=ACT_DIM), seed=0)
+    learner.start_online(buffer_size=10, utd=1)
+    row = {k: v[0] for k, v in random_transitions(1, seed=5, obs_dim=OBS_DIM, act_dim=ACT_DIM).items()}
+    transition = row | {"noises": np.full(ACT_DIM, 0.25, np.float32)}
+    before = learner.state
+    metrics = learner.online_step(transition, learner.next_index(0), update=False)
+    assert learner.state is before and learner.size == 1
+    assert list(metrics) == learner.metric_names and all(np.isnan(v) for v in metrics.values())
+    for name, value in transition.items():
+        np.testing.assert_array_equal(learner.data[name][0], value)
+
+
 # ---- the noise bound, the base-pretraining schedule, a trainable base --------------------------------------
 
 
@@ -148,7 +214,7 @@ def test_noise_stays_in_the_bound_and_actions_in_the_box(module):
         assert np.abs(noise).max() <= 1.5
         assert np.abs(noise).max() > 1.4  # the bound in use is 1.5, not the ±1 of the official DSRL-NA (dsrl#6)
         assert np.abs(actions).max() <= 1.0
-        np.testing.assert_array_equal(actions, module.act(config, state, obs, KEY, deterministic))
+    np.testing.assert_array_equal(dsrl.steer(config, state, obs, KEY, False)[0], module.act(config, state, obs, KEY))
     if module is dsrl_sac:
         # What the collector stores: the noise, and the action it decodes to (once: decoding it again differs).
         actions, extra = dsrl_sac.explore(config, state, obs, KEY)
@@ -203,7 +269,7 @@ def test_a_trainable_base_keeps_learning_and_is_decoded_through_its_ema(batch):
     noise = dsrl.noise_mode(config, new.params, obs, ACT_DIM)
     net = dsrl.base_net(config, ACT_DIM)
     via_ema = flow_bc.decode(net, new.target_params["bc_flow"], obs, noise, config.flow_steps)
-    np.testing.assert_allclose(dsrl_na.act(config, new, obs, KEY, deterministic=True), via_ema, rtol=1e-6)
+    np.testing.assert_allclose(mode_actions(config, new, obs), via_ema, rtol=1e-6)
     via_online = flow_bc.decode(net, new.params["bc_flow"], obs, noise, config.flow_steps)
     assert np.abs(via_online - via_ema).max() > 1e-6
 
@@ -294,7 +360,7 @@ def test_dsrl_na_steers_the_base_to_the_rewarded_mode_offline(bandit_bases):
         state = dsrl_na.with_base_policy(config, dsrl_na.init(config, 1, 1, jax.random.PRNGKey(seed)), net, base)
         for _ in range(2):
             state, _ = chunk(state, data)
-        actions = np.asarray(dsrl_na.act(config, state, PROBE, KEY, deterministic=True))[:, 0]
+        actions = np.asarray(mode_actions(config, state, PROBE))[:, 0]
         # On the base's rewarded mode, not beyond it: the noise bound keeps it there.
         steered.append((float(np.mean(actions > 0.25)), float(actions.mean())))
         assert leaves_equal(state.params["bc_flow"], base)
@@ -331,7 +397,7 @@ def _steer_online(seed: int) -> tuple[float, float, float]:
     learner = Learner("dsrl_sac", config, bimodal_bandit(), seed=seed, chunk_size=500)
     learner.train(2000)
     base = jax.device_get(learner.state.params["bc_flow"])
-    before = np.asarray(dsrl_sac.act(config, learner.state, PROBE, KEY, deterministic=True))[:, 0]
+    before = np.asarray(mode_actions(config, learner.state, PROBE))[:, 0]
 
     learner.start_online(buffer_size=1000, utd=1)
     collector = Collector(Bandit(), "dsrl_sac", config, seed=3 + seed)
@@ -340,7 +406,7 @@ def _steer_online(seed: int) -> tuple[float, float, float]:
         transition, _ = collector.step(learner.state, t)
         learner.online_step(transition, learner.next_index(t))
 
-    actions = np.asarray(dsrl_sac.act(config, learner.state, PROBE, KEY, deterministic=True))[:, 0]
+    actions = np.asarray(mode_actions(config, learner.state, PROBE))[:, 0]
     assert leaves_equal(learner.state.params["bc_flow"], base)
     # The buffer holds online transitions only, each with its noise and the action that noise decoded to.
     assert learner.size == 400

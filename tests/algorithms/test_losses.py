@@ -198,6 +198,28 @@ def test_iql_awr_weights_are_capped_at_100(batch):
     np.testing.assert_allclose(loss, -100.0 * log_prob.mean(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("const_std", [True, False])
+def test_iql_ddpgbc_feeds_q_the_mean_or_with_a_learned_std_a_policy_sample(batch, const_std):
+    """As seohongpark/fql agents/iql.py: Q reads clip(mean) with the unit std, a reparameterised sample
+    clip(mean + σ·ε), ε = normal(key), with a learned one."""
+    config = iql.IQLConfig(**LINEAR, actor_loss="ddpgbc", alpha=0.5, const_std=const_std)
+    params, _ = iql_case(iql, config)
+    log_std = 0.0 if const_std else -1.0
+    if not const_std:
+        params["actor"] = {"params": {**params["actor"]["params"], "log_stds": jnp.full(ACT_DIM, log_std)}}
+    b = np_batch(batch)
+    k, bias = dense(params["actor"], ("Dense_0",))
+    mean = b["observations"] @ k + bias
+    eps = np.asarray(jax.random.normal(KEY, mean.shape), np.float64)
+    q_actions = np.clip(mean if const_std else mean + np.exp(log_std) * eps, -1.0, 1.0)
+    q = q_heads(params["critic"], b["observations"], q_actions).min(0)
+    log_prob = np.sum(-0.5 * ((b["actions"] - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * np.log(2 * np.pi), -1)
+    expected = -q.mean() / np.abs(q).mean() - 0.5 * log_prob.mean()
+    loss, info = iql.actor_loss(config, params, batch, KEY)
+    np.testing.assert_allclose(info["q_mean"], q.mean(), rtol=1e-5)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
 def test_ifql_value_and_critic_losses_are_iqls(batch):
     config = ifql.IFQLConfig(**LINEAR, expectile=0.7, discount=0.95)
     params, target_params = iql_case(ifql, config)
@@ -209,7 +231,7 @@ def test_ifql_value_and_critic_losses_are_iqls(batch):
 
 
 def test_idql_critic_averages_the_heads(batch):
-    config = idql.IDQLConfig(value_hidden_dims=())
+    config = idql.IDQLConfig(value_hidden_dims=(), value_layer_norm=False)  # V shaped as IFQL's
     critic, value, _ = idql.networks(config, ACT_DIM)
     assert isinstance(critic, Critic)
     params, _target_params = iql_case(ifql, ifql.IFQLConfig(**LINEAR))  # same linear V and Q shapes

@@ -31,7 +31,7 @@ TINY: dict[str, dict[str, Any]] = {
     "fql": {"actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32], "batch_size": 32},
     "flow_bc": {"actor_hidden_dims": [32, 32], "batch_size": 32},
     "dsrl_na": {**TINY_DSRL, "base_steps": 30},
-    "dsrl_sac": TINY_DSRL,
+    "dsrl_sac": {**TINY_DSRL, "warmup_steps": 5},  # base-policy rollouts before the first online update
     "idql": {
         "value_hidden_dims": [32, 32],
         "actor_hidden_dim": 32,

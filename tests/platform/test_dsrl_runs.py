@@ -81,11 +81,16 @@ def test_dsrl_sac_steers_a_flow_bc_run_online_without_changing_it(make_spec) -> 
         eval_interval=125,
         log_interval=50,
         checkpoint_interval=100,
-        hyperparameters=hyperparameters,
+        hyperparameters=hyperparameters | {"warmup_steps": 220},  # the checkpoint at 200 falls inside the warm-up
     )
     result = run(spec, progress=False)
     assert result.status == "finished" and result.step == 250
     assert [int(r["step"]) for r in RunDirectory(result.run_dir).rows("eval.csv")] == [125, 250]
+    # The first 220 online steps roll out the base policy and update nothing (every metric NaN); then SAC learns.
+    train = RunDirectory(result.run_dir).rows("train.csv")
+    assert [int(r["step"]) for r in train] == [50, 100, 150, 200, 250]
+    assert all(np.isnan(v) for r in train[:4] for k, v in r.items() if k not in ("step", "wall_time"))
+    assert train[4]["critic/critic_loss"] > 0
 
     provenance = json.loads((result.run_dir / "protocol.json").read_text())["base_policy"]
     assert provenance["run_id"] == base.run_dir.name and provenance["algo"] == "flow_bc"
@@ -93,11 +98,13 @@ def test_dsrl_sac_steers_a_flow_bc_run_online_without_changing_it(make_spec) -> 
     steered, pretrained = arrays(result.run_dir), arrays(base.run_dir)
     base_keys = [k for k in pretrained if k.startswith("state/.params['bc_flow']")]
     assert base_keys and all(np.array_equal(steered[k], pretrained[k]) for k in base_keys)  # bitwise unchanged
-    # The replay buffer holds the 250 online transitions only, with their noise inside the bound.
+    # The replay buffer holds the 250 online transitions only, with their noise inside the bound: N(0, I) clipped
+    # to it during the warm-up (so some noise sits exactly on it), the noise policy's tanh-squashed noise after.
     noises = steered["online_buffer/['noises']"]
     assert noises.shape[0] == 250 and 0 < np.abs(noises).max() <= 1.0
+    assert np.any(np.abs(noises[:220]) == 1.0) and not np.any(np.abs(noises[220:]) == 1.0)
 
-    resume_from_the_checkpoint_before_the_last(spec)  # from the online checkpoint at 200 to 250
+    resume_from_the_checkpoint_before_the_last(spec)  # from the checkpoint at 200, inside the warm-up, to 250
 
     other_shape = make_spec(
         "dsrl_sac", offline_steps=0, online_steps=10, hyperparameters=hyperparameters | {"base_hidden_dims": [16]}
@@ -114,6 +121,7 @@ def test_dsrl_sac_steers_a_flow_bc_run_online_without_changing_it(make_spec) -> 
         ("dsrl_na", {"hyperparameters": {"base_run": "runs/x", "base_steps": 10}}, "leave it unset"),
         ("dsrl_sac", {"offline_steps": 0, "online_steps": 10}, "no base policy"),
         ("dsrl_sac", {"hyperparameters": {"base_run": "runs/x"}}, "set offline_steps to 0"),
+        ("dsrl_sac", {"online_steps": 5}, r"online_steps \(5\) must exceed warmup_steps \(5\)"),
         ("dsrl_na", {"hyperparameters": {"noise_bound": 0.0}}, "noise_bound must be > 0"),
     ],
 )
@@ -123,6 +131,7 @@ def test_a_dsrl_run_without_a_usable_base_fails_before_any_work(make_spec, algo,
 
 
 def test_base_run_must_be_a_finished_run(make_spec, tmp_path: Path) -> None:
-    spec = make_spec("dsrl_sac", offline_steps=0, online_steps=10, hyperparameters={"base_run": str(tmp_path)})
+    hyperparameters = {"base_run": str(tmp_path), "warmup_steps": 0}
+    spec = make_spec("dsrl_sac", offline_steps=0, online_steps=10, hyperparameters=hyperparameters)
     with pytest.raises(RunSpecError, match="not a flowsteer run directory"):
         run(spec, progress=False)

@@ -41,6 +41,8 @@ def test_an_offline_to_online_run_writes_its_files_and_its_mlflow_run(make_spec,
     assert protocol["setting"] == "offline-to-online"
     assert protocol["unsourced_preset"] is None  # cube-single: every preset value has a source
     assert set(protocol["versions"]) >= {"jax", "flax", "ogbench", "flowsteer"}
+    if algo == "idql":  # the cosine LR decay spans the run's 60 + 60 updates, recorded with the config
+        assert protocol["algo_config"]["actor_lr_decay_steps"] == 120
     assert json.loads((result.run_dir / "status.json").read_text())["state"] == "finished"
     final = checkpoint.latest(files.checkpoints)
     assert final is not None and json.loads((final / "meta.json").read_text())["step"] == 120

@@ -22,7 +22,7 @@ def test_a_failed_trials_exception_and_traceback_reach_the_sweeps_output(write_s
     base_run.rmdir()  # the base policy's run was deleted before the sweep: the trial fails inside run()
     path = write_sweep(
         "failing",
-        algorithms={"dsrl_sac": {"hyperparameters": {**TINY_DSRL, "base_run": str(base_run)}}},
+        algorithms={"dsrl_sac": {"hyperparameters": {**TINY_DSRL, "base_run": str(base_run), "warmup_steps": 0}}},
         run={"offline_steps": 0, "online_steps": 20},
         max_failures=0,
     )
