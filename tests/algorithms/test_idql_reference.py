@@ -51,7 +51,7 @@ def test_noise_network_has_128_time_features_and_a_256_wide_swish_condition_mlp(
 
 def test_value_normalises_its_input_and_the_critic_does_not():
     """A LayerNorm on V's input makes V blind to an affine change of the whole observation; Q sees it."""
-    critic, value, _ = idql._networks(idql.IDQLConfig(**TINY), ACT_DIM)
+    critic, value, _ = idql.networks(idql.IDQLConfig(**TINY), ACT_DIM)
     obs = jax.random.normal(jax.random.PRNGKey(1), (8, OBS_DIM))
     actions = jnp.zeros((8, ACT_DIM))
     value_params = jax.jit(value.init)(jax.random.PRNGKey(2), obs)
