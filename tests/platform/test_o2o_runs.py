@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 
+import jax
 import numpy as np
 import pytest
+from jax.experimental.compilation_cache import compilation_cache
 
 from flowsteer.algorithms import calql, make_config
 from flowsteer.platform import checkpoint
@@ -25,6 +27,23 @@ pytestmark = pytest.mark.integration  # three real offline-to-online runs per al
 # cube-single episodes last up to 200 steps and checkpoints come only at episode ends: the first online checkpoint
 # is at the end of the first episode (online step 200 at the latest), the interruption comes 30 steps after it.
 SCHEDULES = {"rlpd": {"offline_steps": 0, "online_steps": 300}, "calql": {"offline_steps": 40, "online_steps": 300}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compile_once(tmp_path_factory: pytest.TempPathFactory):
+    """The runs of one test compile the same programs; a persistent compilation cache compiles each once. A hit
+    returns the executable the first compile made, so no number changes (a run's cost here is mostly compiling)."""
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")  # fmt: skip
+    previous = {name: getattr(jax.config, name) for name in names}
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla-cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    compilation_cache.reset_cache()  # the process may have decided "no cache" at its first compile
+    yield
+    for name, value in previous.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
 
 
 class Interrupted(Exception):
