@@ -122,3 +122,19 @@ def test_the_policy_and_the_critic_have_their_own_learning_rates() -> None:
         lr = config.policy_lr if group == "policy" else config.qf_lr
         for leaf in jax.tree.leaves(updates[name]):
             np.testing.assert_allclose(leaf, -lr, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("cql_n_actions", 0, "cql_n_actions must be an integer >= 1"),
+        ("reward_scale", 0.0, "reward_scale must be a number > 0"),
+        ("cql_weight", -1.0, "cql_weight must be a number >= 0"),
+        ("cql_temp", 0.0, "cql_temp must be a number > 0"),
+        ("mc_tail", "last", "mc_tail must be one of"),
+        ("cql_clip_diff_max", float("inf"), "cql_clip_diff_max must be a finite number"),
+    ],
+)
+def test_out_of_range_settings_are_refused_with_the_fields_name(field: str, value, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_config("calql", overrides={field: value})
