@@ -62,11 +62,13 @@ def random_dataset(n: int = DATASET_SIZE) -> dict[str, jax.Array]:
 
 
 def dataset_for(algo: str, dataset: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """DSRL-SAC's update learns from online transitions labelled with the noise they were decoded from; give it
-    that column (random actions stand in for noises: only the speed is measured)."""
-    steering = get_algorithm(algo).steering
-    columns = steering.online_columns if steering is not None else ()
-    return dataset | {name: dataset["actions"] for name in columns}
+    """DSRL-SAC's update learns from online transitions labelled with the noise they were decoded from, Cal-QL's
+    reads each transition's Monte-Carlo return; give them those columns (random actions stand in for noises and
+    rewards for returns: only the speed is measured)."""
+    alg = get_algorithm(algo)
+    columns = alg.steering.online_columns if alg.steering is not None else ()
+    episode_columns = {column.name: dataset["rewards"] for column in alg.episode_columns}
+    return dataset | {name: dataset["actions"] for name in columns} | episode_columns
 
 
 def matmul_peak(n: int = 2048, repeats: int = 5, trials: int = 2) -> float:

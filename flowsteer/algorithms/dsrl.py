@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from flowsteer.algorithms import sac
 from flowsteer.algorithms.flow_bc import bc_flow_loss, decode, flow_net
 from flowsteer.algorithms.networks import Critic, GaussianActor, VectorField, tanh_gaussian_sample
 from flowsteer.algorithms.training import Batch, Metrics, TrainState, train_network
@@ -235,9 +236,7 @@ def actor_loss(
 
 def temperature_loss(config: DSRLConfig, params: dict, entropy: jax.Array, act_dim: int) -> tuple[jax.Array, Metrics]:
     """α·(H − H_target) with H frozen: α grows while the policy's entropy is below the target (FQL's SAC)."""
-    alpha = temperature(params)
-    loss = alpha * (jax.lax.stop_gradient(entropy) - target_entropy(config, act_dim))
-    return loss, {"temperature/alpha": alpha, "temperature/alpha_loss": loss}
+    return sac.temperature_loss(params["log_alpha"], entropy, target_entropy(config, act_dim))
 
 
 def policy_step(

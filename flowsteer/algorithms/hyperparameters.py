@@ -35,7 +35,7 @@ RULES: list[tuple[str, str, Check]] = [
     (r".*_hidden_dims", "a non-empty list of integers >= 1",
      lambda v: len(v) > 0 and all(_positive_int(x) for x in v)),
     (r"(.*_)?batch_size|.*_steps|flow_steps|num_samples|actor_hidden_dim|actor_num_blocks|time_dim"
-     r"|actor_freq|noise_critic_steps|actor_lr_decay_steps|backup_samples|ema_every|discretization_period",
+     r"|actor_freq|noise_critic_steps|actor_lr_decay_steps|backup_samples|ema_every|discretization_period|cql_n_actions",
      "an integer >= 1", _positive_int),
     (r"num_critics", "an integer >= 2 (an ensemble)", lambda v: v >= 2),
     (r"(.*_)?lr", "a number > 0", lambda v: v > 0),
@@ -43,12 +43,14 @@ RULES: list[tuple[str, str, Check]] = [
     (r"(.*_)?tau", "a number in (0, 1]", _in(0, 1, low_open=True)),
     (r"expectile", "a number in (0, 1)", _in(0, 1, low_open=True, high_open=True)),
     (r".*dropout_rate", "a number in [0, 1)", _in(0, 1, high_open=True)),
-    (r"init_temperature|noise_bound|max_weight", "a number > 0", lambda v: v > 0),
-    (r"alpha(_.*)?|actor_noise(_clip)?|q_std_penalty|actor_weight_decay|actor_fc_scale|eta|grad_clip|rho",
+    (r"init_temperature|noise_bound|max_weight|cql_temp|reward_scale", "a number > 0", lambda v: v > 0),
+    (r"alpha(_.*)?|actor_noise(_clip)?|q_std_penalty|actor_weight_decay|actor_fc_scale|eta|grad_clip|rho|cql_weight",
      "a number >= 0", lambda v: v >= 0),
     (r"ema_start", "an integer >= 0", lambda v: isinstance(v, int) and v >= 0),
     (r"beta", "a number >= 0", lambda v: v >= 0),
     (r"policy_start_step", "an integer >= 0", lambda v: isinstance(v, int) and v >= 0),
+    # Any finite number (checked for every field): target_entropy, reward_bias, cql_target_action_gap (β may be
+    # negative in principle), cql_clip_diff_min/max (None: no clip).
 ]  # fmt: skip
 _EXCEPTIONS = {  # 0: no pretraining, no warm-up
     name: ("an integer >= 0", lambda v: isinstance(v, int) and v >= 0) for name in ("base_steps", "warmup_steps")

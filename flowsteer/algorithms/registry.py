@@ -13,6 +13,7 @@ from typing import Any
 from flowsteer.algorithms import (
     bc,
     cac,
+    calql,
     dsrl,
     dsrl_na,
     dsrl_sac,
@@ -25,8 +26,10 @@ from flowsteer.algorithms import (
     iql,
     presets,
     rebrac,
+    rlpd,
     srpo,
 )
+from flowsteer.algorithms.columns import EpisodeColumn
 from flowsteer.algorithms.hyperparameters import check_overrides, check_ranges
 from flowsteer.algorithms.steering import Steering
 
@@ -48,6 +51,15 @@ class Algorithm:
     # critic-only steps): a NaN there is not divergence (flowsteer.workers.learner).
     intermittent_metrics: tuple[str, ...] = ()
     steering: Steering | None = None
+    # (config, offline_steps, online_steps) -> None, raising ValueError naming the problem and the fix for a run
+    # schedule the learner cannot use (RLPD has no offline phase; DSRL needs its base); None: any schedule.
+    check_run: Callable[[Any, int, int], None] | None = None
+    # config -> whether online batches are drawn half from the dataset and half from the online transitions
+    # (flowsteer.algorithms.training.balanced_batch); None: uniform over the whole replay buffer.
+    balanced_sampling: Callable[[Any], bool] | None = None
+    # Data columns computed from whole episodes that the update reads (Cal-QL's Monte-Carlo returns): the learner
+    # adds them to the dataset and writes them online when an episode ends (flowsteer.algorithms.columns).
+    episode_columns: tuple[EpisodeColumn, ...] = ()
 
 
 def _algorithm(name: str, module: ModuleType, config_cls: type, **extra: Any) -> Algorithm:
@@ -67,10 +79,10 @@ ALGORITHMS: dict[str, Algorithm] = {
         dsrl_na,
         dsrl_na.DSRLNAConfig,
         base_policy=dsrl_na.base_policy,
+        check_run=dsrl_na.check_run,
         steering=Steering(
             base_run=dsrl.base_run,
             with_base_policy=dsrl_na.with_base_policy,
-            check_run=dsrl_na.check_run,
             pretrain_update=dsrl_na.pretrain_update,
             pretrain_steps=dsrl_na.pretrain_steps,
         ),
@@ -80,10 +92,10 @@ ALGORITHMS: dict[str, Algorithm] = {
         dsrl_sac,
         dsrl_sac.DSRLSACConfig,
         base_policy=dsrl_sac.base_policy,
+        check_run=dsrl_sac.check_run,
         steering=Steering(
             base_run=dsrl.base_run,
             with_base_policy=dsrl_sac.with_base_policy,
-            check_run=dsrl_sac.check_run,
             pretrain_update=dsrl_sac.pretrain_update,
             pretrain_steps=dsrl_sac.pretrain_steps,
             explore=dsrl_sac.explore,
@@ -97,15 +109,25 @@ ALGORITHMS: dict[str, Algorithm] = {
     "srpo": _algorithm("srpo", srpo, srpo.SRPOConfig, intermittent_metrics=srpo.POLICY_METRICS),
     "fawac": _algorithm("fawac", fawac, fawac.FAWACConfig, base_policy=fawac.base_policy),
     "fbrac": _algorithm("fbrac", fbrac, fbrac.FBRACConfig, base_policy=fbrac.base_policy),
+    "rlpd": _algorithm(
+        "rlpd", rlpd, rlpd.RLPDConfig, check_run=rlpd.check_run, balanced_sampling=rlpd.balanced_sampling
+    ),
+    "calql": _algorithm(
+        "calql",
+        calql,
+        calql.CalQLConfig,
+        balanced_sampling=calql.balanced_sampling,
+        episode_columns=calql.EPISODE_COLUMNS,
+    ),
 }
 
 
 def check_run(algo: str, config: Any, offline_steps: int, online_steps: int) -> None:
     """ValueError naming the problem when `algo` cannot use this run schedule (a steering learner whose base would
-    never be trained, say); nothing for learners that do not steer a base policy."""
-    steering = get_algorithm(algo).steering
-    if steering is not None:
-        steering.check_run(config, offline_steps, online_steps)
+    never be trained, RLPD with an offline phase); nothing for learners that declare no run check."""
+    check = get_algorithm(algo).check_run
+    if check is not None:
+        check(config, offline_steps, online_steps)
 
 
 def warmup_steps(algo: str, config: Any) -> int:

@@ -7,7 +7,8 @@ learners are special and why:
 
 - the base comes first: it is pretrained by flow BC during the first updates of the run (`pretrain_update`,
   `pretrain_steps`), or loaded from an earlier run (`base_run`, installed by `with_base_policy`);
-- a run schedule may not suit the learner (`check_run`), e.g. a base still pretraining when the online phase starts;
+- a run schedule may not suit the learner, e.g. a base still pretraining when the online phase starts (its
+  `Algorithm.check_run`, a field every learner may set);
 - online collection may store more than the action (`explore`, `online_columns`): DSRL-SAC stores the noise;
 - the online replay buffer may not start with the dataset (`replay_dataset`): dataset transitions carry no noise;
 - the online phase may open with a warm-up (`warmup_steps`, `warmup_explore`): DSRL-SAC first fills its buffer
@@ -31,8 +32,6 @@ class Steering:
     base_run: Callable[[Any], str | None]
     # (config, state, network, params) -> state: install a pretrained base (the one `base_run` names).
     with_base_policy: Callable[..., Any]
-    # (config, offline_steps, online_steps) -> None, raising ValueError for a run schedule the learner cannot use.
-    check_run: Callable[[Any, int, int], None]
     # (config, state, batch) -> (state, metrics): one flow-BC step of the base on a dataset batch.
     pretrain_update: UpdateFn
     # config -> how many of the run's first updates are `pretrain_update`s; None: every offline update.

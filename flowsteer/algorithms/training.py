@@ -135,12 +135,38 @@ def sample_batch(dataset: Batch, key: jax.Array, batch_size: int, size: jax.Arra
     return {k: v[idx] for k, v in dataset.items()}
 
 
+def balanced_batch(dataset: Batch, key: jax.Array, batch_size: int, offline_rows: int, size: jax.Array | int) -> Batch:
+    """Half the batch uniformly from the dataset rows [0, offline_rows), half from the online rows
+    [offline_rows, size): the FQL reference's `--balanced_sampling` (seohongpark/fql main.py), RLPD's 50/50 mix
+    (Ball et al. 2023, Sec. 3). An odd batch gets its extra row from the online rows."""
+    offline_key, online_key = jax.random.split(key)
+    half = batch_size // 2
+    idx = jnp.concatenate(
+        [
+            jax.random.randint(offline_key, (half,), 0, offline_rows),
+            jax.random.randint(online_key, (batch_size - half,), offline_rows, size),
+        ]
+    )
+    return {k: v[idx] for k, v in dataset.items()}
+
+
 def train_step(
-    update: UpdateFn, config: Config, state: TrainState, dataset: Batch, size: jax.Array | int | None = None
+    update: UpdateFn,
+    config: Config,
+    state: TrainState,
+    dataset: Batch,
+    size: jax.Array | int | None = None,
+    offline_rows: int | None = None,
 ) -> tuple[TrainState, Metrics]:
-    """Draw one batch from the state's key, then update: the unit that the chunked update repeats."""
+    """Draw one batch from the state's key, then update: the unit that the chunked update repeats. With
+    `offline_rows`, the batch is balanced between the dataset rows and the online rows (`balanced_batch`)."""
     rng, batch_key = jax.random.split(state.rng)
-    batch = sample_batch(dataset, batch_key, config.batch_size, size)
+    if offline_rows is None:
+        batch = sample_batch(dataset, batch_key, config.batch_size, size)
+    else:
+        if size is None:
+            raise ValueError("balanced sampling needs `size`, the number of buffer rows in use")
+        batch = balanced_batch(dataset, batch_key, config.batch_size, offline_rows, size)
     return update(config, state.replace(rng=rng), batch)
 
 
@@ -173,11 +199,11 @@ def init_seeds(
 
 
 def online_update_fn(
-    update: UpdateFn, config: Config, utd: int
+    update: UpdateFn, config: Config, utd: int, offline_rows: int | None = None
 ) -> Callable[[TrainState, Batch, Batch, int, int], tuple[TrainState, Batch, Metrics]]:
     """An online step: write one transition into the replay buffer at row `index`, then run `utd` updates
-    on batches from its first `size` rows (none when called with `update=False`); metrics come back stacked over
-    the `utd` updates.
+    on batches from its first `size` rows (balanced between rows below and above `offline_rows` if given; none
+    when called with `update=False`); metrics come back stacked over the `utd` updates.
 
     Two compiled calls: the write donates the buffer and happens in place; in one program XLA fuses the
     batch gathers with the write and copies the whole buffer every step. Like the reference's contiguous
@@ -194,7 +220,7 @@ def online_update_fn(
 
     def train(state: TrainState, buffer: Batch, size: jax.Array) -> tuple[TrainState, Metrics]:
         def body(carry: TrainState, _: None) -> tuple[TrainState, Metrics]:
-            return train_step(update, config, carry, buffer, size)
+            return train_step(update, config, carry, buffer, size, offline_rows)
 
         return jax.lax.scan(body, state, None, length=utd)
 

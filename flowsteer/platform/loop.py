@@ -437,6 +437,7 @@ class _Loop:
             checkpoint_due |= self.step % spec.checkpoint_interval == 0
             self._after_step(metrics, phase="online")
             if episode_over:
+                self.learner.end_episode()  # e.g. Cal-QL's Monte-Carlo returns of the episode's rows
                 self.episode += 1
                 collector.reset(self.episode)
                 if checkpoint_due or self.step == end:

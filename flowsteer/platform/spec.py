@@ -87,7 +87,8 @@ class RunSpec(InputModel):
     online_steps: int = identity(0, "environment steps after the offline phase (FQL paper o2o: 1_000_000)", ge=0,
                                  le=schedule.MAX_UPDATES)  # fmt: skip
     utd: int = identity(1, "updates per online environment step", ge=1, le=schedule.MAX_UPDATES)
-    buffer_size: int = identity(2_000_000, "online replay capacity: max(buffer_size, |D| + 1)", ge=1,
+    buffer_size: int = identity(2_000_000, "online replay capacity: max(buffer_size, |D| + 1); with balanced "
+                                "sampling (rlpd, calql) buffer_size online rows besides the dataset", ge=1,
                                 le=schedule.MAX_UPDATES)  # fmt: skip
     eval_interval: int = identity(100_000, "steps between evaluations (offline steps, then env steps)", ge=1)
     eval_episodes: int = identity(50, "evaluation episodes", ge=0, le=MAX_EPISODES)

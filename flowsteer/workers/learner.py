@@ -4,7 +4,10 @@ Offline, the dataset sits on the device and `lax.scan` runs many updates per dis
 inside the compiled step. Online, the dataset becomes the head of a fixed-capacity replay buffer on the
 device (or, for learners that cannot use dataset transitions, such as DSRL-SAC, the buffer holds online
 transitions only); each environment transition is written into it and followed by `utd` updates in one
-dispatch.
+dispatch. Learners with balanced sampling (RLPD, Cal-QL) draw half of every online batch from the dataset rows
+and half from the online rows, which then wrap around within their own `buffer_size` rows and never overwrite
+the dataset. Columns a learner computes from whole episodes (Cal-QL's Monte-Carlo returns) are added to the
+dataset here; online rows hold the column's placeholder until their episode ends (`end_episode`).
 The same class runs in-process and, wrapped by `ray.remote`, as an actor (on a GPU where one exists).
 
 Metrics. `train` and `online_step` return one row: the metrics of the last update they ran (not a mean over the
@@ -28,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowsteer.algorithms.columns import dataset_column
 from flowsteer.algorithms.registry import Algorithm, get_algorithm
 from flowsteer.algorithms.training import (
     TrainState,
@@ -52,6 +56,8 @@ class Learner:
         self.config = config
         self.algorithm = get_algorithm(algo)
         self.data = to_device_dataset(dataset)
+        for column in self.algorithm.episode_columns:
+            self.data[column.name] = jnp.asarray(dataset_column(config, column, dataset))
         self.offline_size = int(self.data["observations"].shape[0])
         obs_dim, act_dim = self.data["observations"].shape[1], self.data["actions"].shape[1]
         self.state: TrainState = self.algorithm.init(config, obs_dim, act_dim, jax.random.PRNGKey(seed))
@@ -62,6 +68,9 @@ class Learner:
         self.size = self.offline_size  # rows of the buffer in use (online phase)
         self.capacity = self.offline_size
         self.head = self.offline_size  # buffer row of the first online transition
+        self.wrap_start = 0  # the row online writes continue at once they reach the end of the buffer
+        self.balanced = self.algorithm.balanced_sampling is not None and self.algorithm.balanced_sampling(config)
+        self._episode_rows: list[tuple[int, dict[str, np.ndarray]]] = []  # (row, transition) of the running episode
 
     # ------------------------------------------------------------------ offline
 
@@ -107,11 +116,19 @@ class Learner:
     # ------------------------------------------------------------------ online
 
     def start_online(self, buffer_size: int, utd: int) -> None:
-        """Turn the dataset into the head of a replay buffer of capacity max(buffer_size, |D| + 1), or, for a
-        learner that does not replay the dataset, start an empty buffer of capacity buffer_size. Columns the
-        learner's exploration adds (e.g. DSRL-SAC's noises) are zeros until written."""
+        """Turn the dataset into the head of a replay buffer of capacity max(buffer_size, |D| + 1); with balanced
+        sampling, of |D| + buffer_size rows whose online part wraps around on itself (the reference keeps the
+        dataset and a `buffer_size` online buffer apart); for a learner that does not replay the dataset, start an
+        empty buffer of capacity buffer_size. Columns the learner's exploration adds (e.g. DSRL-SAC's noises) are
+        zeros until written."""
         steering = self.algorithm.steering
-        if steering is None or steering.replay_dataset:
+        if self.balanced:
+            self.capacity = self.offline_size + buffer_size
+            self.wrap_start = self.offline_size
+            self.data = {
+                k: jnp.concatenate([v, jnp.zeros((buffer_size, *v.shape[1:]), v.dtype)]) for k, v in self.data.items()
+            }
+        elif steering is None or steering.replay_dataset:
             self.capacity = max(buffer_size, self.offline_size + 1)
             pad = self.capacity - self.offline_size
             self.data = {k: jnp.concatenate([v, jnp.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in self.data.items()}
@@ -120,7 +137,8 @@ class Learner:
             self.data = {k: jnp.zeros((buffer_size, *v.shape[1:]), v.dtype) for k, v in self.data.items()}
         for name in steering.online_columns if steering else ():
             self.data[name] = jnp.zeros_like(self.data["actions"])
-        self._online = online_update_fn(self.algorithm.update, self.config, utd)
+        offline_rows = self.offline_size if self.balanced else None
+        self._online = online_update_fn(self.algorithm.update, self.config, utd, offline_rows)
 
     @property
     def online(self) -> bool:
@@ -128,16 +146,35 @@ class Learner:
         return self._online is not None
 
     def online_step(self, transition: dict[str, np.ndarray], index: int, update: bool = True) -> dict[str, float]:
-        """Write `transition` at buffer row `index` (FIFO over the whole buffer), then run `utd` updates, or none
-        during a warm-up (`update=False`: every metric of the row is NaN)."""
+        """Write `transition` at buffer row `index` (FIFO over the online rows), then run `utd` updates, or none
+        during a warm-up (`update=False`: every metric of the row is NaN). Episode columns get their placeholder
+        until `end_episode`."""
         assert self._online is not None, "call start_online first"
+        columns = self.algorithm.episode_columns
+        if columns:
+            self._episode_rows.append((index, transition))
+            transition = transition | {c.name: np.float32(c.placeholder) for c in columns}
         self.size = min(max(self.size, index + 1), self.capacity)
         state, self.data, stacked = self._online(self.state, self.data, transition, index, self.size, update)
         return self._accept(state, stacked)
 
+    def end_episode(self) -> None:
+        """The running online episode ended: compute its episode columns (Cal-QL's Monte-Carlo returns) and write
+        them over the placeholders of its rows. Nothing for learners without episode columns."""
+        rows, self._episode_rows = self._episode_rows, []
+        if not rows:
+            return
+        index = np.array([row for row, _ in rows])
+        episode = {k: np.stack([np.asarray(t[k]) for _, t in rows]) for k in rows[0][1]}
+        for column in self.algorithm.episode_columns:
+            values = jnp.asarray(column.compute(self.config, episode), self.data[column.name].dtype)
+            self.data[column.name] = self.data[column.name].at[index].set(values)
+
     def next_index(self, online_transitions: int) -> int:
-        """Buffer row of the n-th online transition: after the dataset (if replayed), wrapping onto the oldest rows."""
-        return (self.head + online_transitions) % self.capacity
+        """Buffer row of the n-th online transition: after the dataset (if replayed), wrapping onto the oldest rows
+        from `wrap_start` on (the dataset's first row, or the first online row under balanced sampling)."""
+        span = self.capacity - self.wrap_start
+        return self.wrap_start + (self.head - self.wrap_start + online_transitions) % span
 
     # ------------------------------------------------------------------ state exchange
 
@@ -169,9 +206,10 @@ class Learner:
 
     def _online_rows(self, online_transitions: int) -> np.ndarray:
         """Rows written by the online phase so far (all rows once it has wrapped around)."""
-        if online_transitions >= self.capacity:
-            return np.arange(self.capacity)
-        return (self.head + np.arange(online_transitions)) % self.capacity
+        span = self.capacity - self.wrap_start
+        if online_transitions >= span:
+            return np.arange(self.wrap_start, self.capacity)
+        return self.wrap_start + (self.head - self.wrap_start + np.arange(online_transitions)) % span
 
 
 def _metric_names(algorithm: Algorithm, config: Any, state: TrainState, data: dict[str, Any]) -> list[str]:

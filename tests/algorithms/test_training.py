@@ -8,6 +8,7 @@ algorithmic slack). Re-running the same program with the same seed must be bitwi
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from algo_helpers import ACT_DIM, OBS_DIM, random_transitions
@@ -21,6 +22,7 @@ from flowsteer.algorithms import (
     sample_batch,
     to_device_dataset,
 )
+from flowsteer.algorithms.columns import dataset_column
 from flowsteer.algorithms.training import train_step
 
 RTOL, ATOL = 1e-5, 1e-6
@@ -50,6 +52,8 @@ TINY = {
     },
     "fawac": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16, "flow_steps": 3},
     "fbrac": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16, "flow_steps": 3},
+    "rlpd": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16},
+    "calql": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16, "cql_n_actions": 3},
 }
 # Every update a learner has: steering learners also pretrain their base.
 UPDATES = [(algo, "update") for algo in sorted(ALGORITHMS)] + [
@@ -72,21 +76,24 @@ def test_every_algorithm_has_a_tiny_config():
     assert set(TINY) == set(ALGORITHMS)
 
 
-def update_and_data(algo: str, which: str, dataset: dict) -> tuple:
+def update_and_data(algo: str, which: str, dataset: dict, config) -> tuple:
     """The update `which` of `algo`, and the data it learns from: DSRL-SAC's steering update reads the noise
-    that online collection stores (random actions stand in for it here)."""
-    steering = get_algorithm(algo).steering
+    that online collection stores (random actions stand in for it here); Cal-QL reads the Monte-Carlo returns
+    the learner adds to the dataset."""
+    alg = get_algorithm(algo)
     if which == "pretrain_update":
-        return steering.pretrain_update, dataset
-    columns = steering.online_columns if steering is not None else ()
-    return get_algorithm(algo).update, dataset | {name: dataset["actions"] for name in columns}
+        return alg.steering.pretrain_update, dataset
+    columns = alg.steering.online_columns if alg.steering is not None else ()
+    host = {k: np.asarray(v) for k, v in dataset.items()}
+    episode_columns = {c.name: jnp.asarray(dataset_column(config, c, host)) for c in alg.episode_columns}
+    return alg.update, dataset | {name: dataset["actions"] for name in columns} | episode_columns
 
 
 @pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
 @pytest.mark.parametrize(("algo", "which"), UPDATES)
 def test_chunked_update_equals_single_steps(algo, which, dataset):
     alg, config = setup(algo)
-    update, dataset = update_and_data(algo, which, dataset)
+    update, dataset = update_and_data(algo, which, dataset, config)
     state = alg.init(config, OBS_DIM, ACT_DIM, jax.random.PRNGKey(0))
     chunked, chunk_metrics = make_update_chunk(update, config, 4)(state, dataset)
     step = jax.jit(lambda s: train_step(update, config, s, dataset))

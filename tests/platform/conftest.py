@@ -40,6 +40,8 @@ TINY: dict[str, dict[str, Any]] = {
         "critic_batch_size": 32,
         "num_samples": 4,
     },
+    "rlpd": {"actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32], "batch_size": 32},
+    "calql": {"actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32], "batch_size": 32, "cql_n_actions": 4},
 }
 
 
