@@ -240,11 +240,13 @@ def _domain_rules(algo: str, dataset: str) -> dict[str, Any]:
 
 
 def unsourced_note(algo: str, task: str, setting: str = "offline") -> str | None:
-    """What `task_hyperparameters` filled in without a source for `algo` on `task`'s dataset, or None. An
-    offline-to-online preset of the dataset (Table 7) replaces the offline fallback where it has the algorithm."""
+    """What the presets of `algo` on `task`'s dataset fill in, or read, without a source; None where every value
+    is sourced. An offline-to-online preset of the dataset (Table 7) replaces the offline fallback."""
     dataset = dataset_of(task)
-    if setting == "offline-to-online" and algo in OFFLINE_TO_ONLINE.get(dataset, {}):
-        return None  # Table 7's own value replaces every offline value, the fallback too
+    if setting == "offline-to-online":
+        note = OFFLINE_TO_ONLINE_UNVERIFIED.get((dataset, algo))
+        if note is not None or algo in OFFLINE_TO_ONLINE.get(dataset, {}):
+            return note  # Table 7's own value replaces every offline value, the fallback too
     return UNSOURCED.get((dataset, algo))
 
 
@@ -263,11 +265,11 @@ def task_hyperparameters(algo: str, task: str, setting: str = "offline") -> dict
     return values
 
 
-# Values no source gives for (dataset, algorithm), and what a run uses instead: one line each, recorded in the
-# run's protocol. Cal-QL: the FQL paper's Table 7 gives α or β only; which the reader takes them for, and
-# everything else, is our choice (docs/algorithms.md#cal-ql). RLPD: the paper and the reference's command disagree
-# on q_agg (docs/algorithms.md#rlpd).
-UNSOURCED: dict[tuple[str, str], str] = {
+# Offline-to-online choices no source settles for (dataset, algorithm): one line each, recorded in the run's
+# protocol. Cal-QL: the FQL paper's Table 7 gives α or β only; which the reader takes them for, and everything
+# else, is our choice (docs/algorithms.md#cal-ql). RLPD: the paper and the reference's command disagree on q_agg
+# (docs/algorithms.md#rlpd).
+OFFLINE_TO_ONLINE_UNVERIFIED: dict[tuple[str, str], str] = {
     ("humanoidmaze-medium-navigate", "calql"): "β = 0.8 read as the Lagrange target gap; w = 5 from the Cal-QL "
     "antmaze script; networks, reward scale, MC tail rule and 50/50 mix are Cal-QL reference defaults",
     ("antsoccer-arena-navigate", "calql"): "β = 0.2 read as the Lagrange target gap; w = 5 from the Cal-QL antmaze "

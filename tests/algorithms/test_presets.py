@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from flowsteer.algorithms import ALGORITHMS, make_config
-from flowsteer.algorithms.presets import OFFLINE, UNSOURCED, task_hyperparameters, unsourced_note
+from flowsteer.algorithms.presets import (
+    OFFLINE,
+    OFFLINE_TO_ONLINE,
+    OFFLINE_TO_ONLINE_UNVERIFIED,
+    UNSOURCED,
+    task_hyperparameters,
+    unsourced_note,
+)
 
 ANTSOCCER = "antsoccer-arena-navigate-singletask-task4-v0"
 
@@ -34,3 +41,16 @@ def test_a_sourced_preset_has_no_note():
     # Table 7 tuned IQL on antsoccer for offline-to-online: that value replaces the offline fallback.
     assert unsourced_note("iql", ANTSOCCER, "offline-to-online") is None
     assert make_config("iql", ANTSOCCER, setting="offline-to-online").alpha == 1.0
+
+
+def test_offline_to_online_notes_name_registered_algorithms_on_table_7_datasets():
+    for (dataset, algo), note in OFFLINE_TO_ONLINE_UNVERIFIED.items():
+        assert algo in ALGORITHMS and dataset in OFFLINE_TO_ONLINE, (dataset, algo)
+        assert note, (dataset, algo)
+
+
+def test_an_offline_to_online_run_records_the_reading_of_its_unverified_preset():
+    assert "Lagrange target gap" in unsourced_note("calql", ANTSOCCER, "offline-to-online")
+    assert "fixed CQL weight" in unsourced_note("calql", "cube-double-play-singletask-task2-v0", "offline-to-online")
+    # Offline, Cal-QL has no Table 6 row at all: nothing was filled in, so there is nothing to note.
+    assert unsourced_note("calql", "cube-double-play-singletask-task2-v0") is None
