@@ -62,12 +62,12 @@ def _interrupt_after_an_online_checkpoint(spec, monkeypatch: pytest.MonkeyPatch)
     checkpoints = spec.run_dir / "checkpoints"
     online_step = Learner.online_step
 
-    def step_then_stop(learner: Learner, transition: dict, index: int) -> dict:
+    def step_then_stop(learner: Learner, transition: dict, index: int, update: bool = True) -> dict:
         last = checkpoint.latest(checkpoints)
         online = last is not None and json.loads((last / "meta.json").read_text())["phase"] == "online"
         if online and int(learner.state.step) >= checkpoint.step_of(last) + 30:
             raise Interrupted
-        return online_step(learner, transition, index)
+        return online_step(learner, transition, index, update)
 
     with monkeypatch.context() as patch:
         patch.setattr(Learner, "online_step", step_then_stop)
