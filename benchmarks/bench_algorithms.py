@@ -5,7 +5,9 @@ Prints, in one run:
   2. per algorithm (default config: 4×512 MLPs, batch 256; IDQL: its own network and batch 512; DSRL-NA:
      its steering update, 10 critic heads for Q^A and for Q^W; DSRL-SAC: its online update): updates/s,
      FLOPs of one update (XLA's compiled cost analysis of one jitted update, batch sampling included),
-     achieved GFLOP/s and the share of the peak;
+     achieved GFLOP/s and the share of the peak; every other learner at its reference defaults (RLPD and
+     Cal-QL: their update on a batch of the buffer). With FQL and FBRAC both in the run, FBRAC's time per
+     update over FQL's (FQL paper: FQL avoids FBRAC's backpropagation through the Euler steps);
   3. FQL updates/s against the scan chunk size (updates per dispatch);
   4. FQL updates/s against the number of seeds trained together with jax.vmap;
   5. FQL with one learner per CPU core: one process per core, each pinned to its core (so XLA gives it one
@@ -13,6 +15,7 @@ Prints, in one run:
      one trial per core.
 
 Usage: python benchmarks/bench_algorithms.py [--quick] [--algos fql,iql] [--seconds 10] [--seeds 1,8,64]
+       [--per-algorithm-only]
 The data are random transitions shaped like OGBench cube (obs 28, action 5); throughput does not depend on
 the values. This is a benchmark, not a test: nothing is asserted.
 """
@@ -188,6 +191,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="timed seconds per measurement (all trials)")
     parser.add_argument("--trials", type=int, default=3, help="timed windows per measurement; the best is kept")
     parser.add_argument("--chunk", type=int, default=100, help="updates per dispatch in the per-algorithm table")
+    parser.add_argument(
+        "--per-algorithm-only", action="store_true", help="only the per-algorithm table (no FQL chunk/seed/core tables)"
+    )
     parser.add_argument("--seeds", default=None, help="comma-separated seed counts for the vmap table (GPU: 1,8,64)")
     args = parser.parse_args()
     tweaks = apply_cpu_tweaks()  # as a run does (FLOWSTEER_XLA_CPU_TWEAKS=0 measures stock JAX)
@@ -217,7 +223,7 @@ def main() -> None:
         rows.append((name, network_summary(config), config.batch_size, ups, flops))
 
     chunk_rows, seed_rows, per_core = [], [], []
-    if "fql" in algos:
+    if "fql" in algos and not args.per_algorithm_only:
         config = make_config("fql")
         fql_flops = next(r[4] for r in rows if r[0] == "fql")
         for size in (1, 10, 100) if args.quick else (1, 10, 100, 1000):
