@@ -1,13 +1,36 @@
-"""Fixtures shared by every test package: one small generated OGBench dataset per session."""
+"""Fixtures shared by every test package: one small generated OGBench dataset per session, and one JAX
+compilation cache per session."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from flowsteer.datasets.build import build_dataset
-from flowsteer.datasets.generate import GenerationSpec
+# One persistent compilation cache for the whole session: this process, the CLI subprocesses and the Ray workers
+# the tests start (they inherit the environment) compile each program once instead of once per run. Set before
+# anything imports JAX, which reads its settings from the environment. An entry is found only by XLA's hash of
+# the program, its compile options and the jax/jaxlib versions, so a changed program never gets a stale one; the
+# cache lives in a fresh directory removed when the session ends, so nothing carries over between test runs.
+JAX_CACHE = Path(tempfile.mkdtemp(prefix="flowsteer-tests-jax-cache-"))
+JAX_CACHE_SETTINGS = {
+    "jax_compilation_cache_dir": str(JAX_CACHE),
+    "jax_persistent_cache_min_compile_time_secs": 0,  # the tests' tiny programs compile in well under 1 s
+    "jax_persistent_cache_min_entry_size_bytes": -1,  # every entry, whatever its size
+}
+os.environ.update({name.upper(): str(value) for name, value in JAX_CACHE_SETTINGS.items()})
+if "jax" in sys.modules:  # a pytest plugin imported it first: it read the environment already
+    import jax
+
+    for name, value in JAX_CACHE_SETTINGS.items():
+        jax.config.update(name, value)
+
+from flowsteer.datasets.build import build_dataset  # noqa: E402 (after the cache settings)
+from flowsteer.datasets.generate import GenerationSpec  # noqa: E402
 
 SMOKE = GenerationSpec("cube-single-play-v0", episodes=4, seed=0, episode_steps=201)  # as in test_generate
 
@@ -23,3 +46,7 @@ def smoke_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def smoke_dir(smoke_cache: Path) -> Path:
     return smoke_cache / "ogbench" / SMOKE.cache_key
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(JAX_CACHE, ignore_errors=True)

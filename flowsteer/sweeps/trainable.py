@@ -78,7 +78,11 @@ def _run_and_report(spec: RunSpec, cores: list[int], report: Callable[[int, dict
 
 def use_compilation_cache(directory: Path) -> None:
     """Share compiled programs between the trials of a sweep: seeds of one setting compile the same program, and
-    on the shared sweep storage every node reuses it (compilation is seconds per trial; see bench_sweeps)."""
+    on the shared sweep storage every node reuses it (compilation is seconds per trial; see bench_sweeps).
+    A cache the user set up with JAX_COMPILATION_CACHE_DIR (one shared by several sweeps, or by a test session)
+    is kept as it is, with its own settings."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
     import jax
 
     jax.config.update("jax_compilation_cache_dir", str(directory))

@@ -45,9 +45,8 @@ TINY: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture
-def make_spec(tmp_path: Path, smoke_cache: Path) -> Callable[..., RunSpec]:
-    """RunSpec factory: the session's smoke dataset, outputs and MLflow store under tmp_path."""
+def spec_factory(root: Path, smoke_cache: Path) -> Callable[..., RunSpec]:
+    """RunSpec factory: the session's smoke dataset, outputs and MLflow store under ``root``."""
 
     def make(algo: str = "fql", output: str = "runs", **fields: Any) -> RunSpec:
         values: dict[str, Any] = {
@@ -63,13 +62,19 @@ def make_spec(tmp_path: Path, smoke_cache: Path) -> Callable[..., RunSpec]:
             "checkpoint_interval": 30,
             "chunk_size": 20,
             "data": {"source": "generated", "episodes": 4, "episode_steps": 201, "cache_dir": str(smoke_cache)},
-            "output_dir": str(tmp_path / output),
-            "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "output_dir": str(root / output),
+            "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
             "experiment": "tests",
         }
         return RunSpec.from_dict(values | fields)
 
     return make
+
+
+@pytest.fixture
+def make_spec(tmp_path: Path, smoke_cache: Path) -> Callable[..., RunSpec]:
+    """RunSpec factory: the session's smoke dataset, outputs and MLflow store under tmp_path."""
+    return spec_factory(tmp_path, smoke_cache)
 
 
 _HOLD = (

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,8 +17,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from flowsteer.platform import checkpoint
-from flowsteer.platform.loop import run
+from flowsteer.platform.loop import RunResult, run
 from flowsteer.rundir import measurements
+
+from .conftest import spec_factory
 
 pytestmark = pytest.mark.integration  # real runs killed and resumed in subprocesses
 
@@ -32,6 +36,20 @@ def _spec(make_spec, output: str):
         checkpoint_interval=100,
         eval_interval=200,
     )
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, smoke_cache: Path) -> tuple[RunResult, Path]:
+    """The run never interrupted, once for the module (both kills are compared with it), and its MLflow store."""
+    root = tmp_path_factory.mktemp("reference")
+    return run(_spec(spec_factory(root, smoke_cache), "reference"), progress=False), root / "mlflow.db"
+
+
+def _copy_store(source: Path, target: Path) -> None:
+    """A copy of the reference's MLflow store, so that the interrupted run shares it with a run of its run id,
+    as when the reference runs in the test itself."""
+    with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
 
 
 def _start(spec, tmp_path: Path, resume: bool = False) -> subprocess.Popen:
@@ -62,8 +80,11 @@ def _kill_during(phase: str, spec, process: subprocess.Popen) -> dict:
 
 
 @pytest.mark.parametrize("phase", ["offline", "online"])
-def test_kill_9_then_resume_gives_the_numbers_of_an_uninterrupted_run(make_spec, tmp_path: Path, phase: str) -> None:
-    reference = run(_spec(make_spec, "reference"), progress=False)
+def test_kill_9_then_resume_gives_the_numbers_of_an_uninterrupted_run(
+    make_spec, reference: tuple[RunResult, Path], tmp_path: Path, phase: str
+) -> None:
+    reference, store = reference
+    _copy_store(store, tmp_path / "mlflow.db")  # make_spec's store
 
     spec = _spec(make_spec, "interrupted")
     meta = _kill_during(phase, spec, _start(spec, tmp_path))
