@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def _list(args: argparse.Namespace) -> int:
             rows.append([info.name, "official", "", "", _megabytes(size), str(official.train.parent)])
     generated, damaged = store.scan_generated(args.cache_dir)
     for copy in damaged:
-        rows.append([_dataset_of(copy.directory), "generated (DAMAGED)", "", "", "", _first_line(copy.reason)])
+        rows.append([_dataset_of(copy.directory), "generated (DAMAGED)", "", "", "", _first_line(_reason(copy))])
     for files in generated:
         have.add(files.info.name)
         gen = files.provenance["generator"]
@@ -183,6 +184,12 @@ def _list(args: argparse.Namespace) -> int:
 def _dataset_of(directory: Path) -> str:
     """The dataset a cache directory holds, from its name (cube-single-play__generated-n5-s0)."""
     return directory.name.split("__", 1)[0] + "-v0"
+
+
+def _reason(copy: store.DamagedCopy) -> str:
+    """Why a generated copy is damaged, its files named within its directory: a long cache path would otherwise
+    push the reason past the line's width."""
+    return copy.reason.replace(f"{copy.directory}{os.sep}", "")
 
 
 def _first_line(text: str, width: int = 160) -> str:
@@ -248,7 +255,7 @@ def _print_copies(info: DatasetInfo, args: argparse.Namespace) -> None:
     for copy in damaged:
         if _dataset_of(copy.directory) == info.name:
             found = True
-            print(f"  generated  DAMAGED: {_first_line(copy.reason)}")
+            print(f"  generated  DAMAGED: {_first_line(_reason(copy))}")
     for files in generated:
         if files.info.name == info.name:
             found = True
@@ -297,7 +304,7 @@ def _verify(args: argparse.Namespace) -> int:
     generated, damaged = store.scan_generated(args.cache_dir)
     for copy in damaged:
         if not wanted or _dataset_of(copy.directory) in wanted:
-            state = f"DAMAGED ({_first_line(copy.reason, 100)}; rebuild it with data generate --force)"
+            state = f"DAMAGED ({_first_line(_reason(copy), 100)}; rebuild it with data generate --force)"
             rows.append([_dataset_of(copy.directory), "generated", "-", state, str(copy.directory)])
     for files in generated:
         if wanted and files.info.name not in wanted:
