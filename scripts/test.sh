@@ -18,7 +18,14 @@ fi
 .venv/bin/ruff check flowsteer tests benchmarks
 .venv/bin/ruff format --check flowsteer tests benchmarks
 status=0
-.venv/bin/python -m pytest --durations=15 "$@" || status=$?  # the 15 slowest tests, to keep the tiers honest
+# Two workers: most tests are dominated by single-threaded XLA compilation, so two at once use both cores; tests
+# that start Ray clusters stay together in one worker (tests/conftest.py). FLOWSTEER_TEST_WORKERS=0 runs serially.
+workers=${FLOWSTEER_TEST_WORKERS:-2}
+parallel=()
+if [ "$workers" != 0 ]; then
+    parallel=(-n "$workers" --dist loadgroup)
+fi
+.venv/bin/python -m pytest "${parallel[@]}" --durations=15 "$@" || status=$?  # the 15 slowest, to keep the tiers honest
 if [ "$status" -eq 5 ]; then
     echo "pytest collected no tests: that is a failure here" >&2
     exit 1

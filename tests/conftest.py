@@ -50,3 +50,17 @@ def smoke_dir(smoke_cache: Path) -> Path:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(JAX_CACHE, ignore_errors=True)
+
+
+# Tests that start Ray clusters (sweeps, the infra checks, evaluation through Ray workers) run one after another in
+# one xdist worker (scripts/test.sh runs `-n 2 --dist loadgroup`): two local clusters at once would compete for
+# the same cores and the same sweep core leases; every other test spreads over both workers.
+RAY_CLUSTER_TESTS = ("tests/sweeps/", "tests/infra/", "tests/platform/test_evaluation.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        where = Path(str(item.path)).relative_to(root).as_posix()
+        if where.startswith(RAY_CLUSTER_TESTS):
+            item.add_marker(pytest.mark.xdist_group("ray-cluster"))
