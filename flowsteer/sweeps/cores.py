@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,15 +45,20 @@ def _take(cores: list[int], count: int, directory: Path) -> list[tuple[int, int]
     return []
 
 
+# How long a trial waits for a core before it runs unpinned: Tune starts the next trial as soon as one ends, and on a
+# busy node the process that held the core may still be letting it go.
+CORE_WAIT_SECONDS = 10.0
+
+
 @contextlib.contextmanager
-def pinned_cores(cpus: float, directory: Path | None = None) -> Iterator[list[int]]:
+def pinned_cores(cpus: float, directory: Path | None = None, wait: float = CORE_WAIT_SECONDS) -> Iterator[list[int]]:
     """Pin the calling thread, and the threads it starts, to `cpus` free cores while the block runs; yields them
     ([] when it does not pin).
 
     Call it before JAX first uses its CPU backend: XLA starts its threads then, inheriting the mask and sizing its
     pool to it. Called later, XLA's threads already exist and keep running on every core.
-    It does not pin a fractional or whole-node request, or when too few cores are free (another program's
-    trials, or more trials than cores); the trial then runs unpinned, as it would without this.
+    It does not pin a fractional or whole-node request, or when too few cores are free after `wait` seconds
+    (another program's trials, or more trials than cores); the trial then runs unpinned, as it would without this.
     """
     if not hasattr(os, "sched_setaffinity") or cpus < 1 or cpus != int(cpus):
         yield []
@@ -61,7 +67,11 @@ def pinned_cores(cpus: float, directory: Path | None = None) -> Iterator[list[in
     if int(cpus) >= len(allowed):
         yield []
         return
+    deadline = time.monotonic() + wait
     held = _take(allowed, int(cpus), directory or lock_dir())
+    while not held and time.monotonic() < deadline:
+        time.sleep(0.2)
+        held = _take(allowed, int(cpus), directory or lock_dir())
     if not held:
         yield []
         return

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_concurrent_trials_get_different_cores_until_none_is_free(tmp_path):
     holders = [_holder(tmp_path) for _ in range(n)]
     try:
         assert sorted(core for _, core in holders) == sorted(os.sched_getaffinity(0))
-        with pinned_cores(1, tmp_path) as none_left:
+        with pinned_cores(1, tmp_path, wait=0.5) as none_left:
             assert none_left == []  # runs unpinned rather than sharing a core
     finally:
         for proc, _ in holders:
@@ -71,3 +72,18 @@ def test_a_killed_trial_does_not_keep_its_core(tmp_path):
         holder.wait()
     with pinned_cores(1, tmp_path) as cores:
         assert cores == [min(os.sched_getaffinity(0))]  # the kernel dropped the dead process's lock
+
+
+def test_a_trial_waits_for_a_core_that_another_trial_is_letting_go(tmp_path):
+    n = len(os.sched_getaffinity(0))
+    holders = [_holder(tmp_path) for _ in range(n)]
+    try:
+        # Tune starts the next trial as soon as one ends; the ending one frees its core a moment later.
+        proc, freed = holders[0]
+        threading.Timer(1.0, proc.kill).start()
+        with pinned_cores(1, tmp_path, wait=10.0) as cores:
+            assert cores == [freed]
+    finally:
+        for proc, _ in holders:
+            proc.kill()
+            proc.wait()
