@@ -96,7 +96,9 @@ def run_scores(tidy: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
         scheduled = json.loads(info["eval_steps"])
         if info["setting"] == "offline-to-online":
             end = info["offline_steps"] + info["online_steps"]
-            windows = {OFFLINE: [info["offline_steps"]], ONLINE: [end]}
+            # An online-only run (RLPD) has no offline phase to score: its cell shows only the online value.
+            windows = {OFFLINE: [info["offline_steps"]]} if info["offline_steps"] > 0 else {}
+            windows[ONLINE] = [end]
         else:
             windows = {OFFLINE: [s for s in scheduled if s <= info["offline_steps"]][-agg.last_k :]}
         for phase, window in windows.items():

@@ -128,6 +128,15 @@ def test_an_offline_to_online_cell_holds_the_end_of_offline_and_the_final_value(
     assert offline["setting"] == "offline-to-online"
 
 
+def test_an_online_only_run_has_its_final_value_and_no_offline_one(write_run, tmp_path):
+    # RLPD trains online only (offline_steps 0): nothing was trained offline, so there is nothing to score there.
+    write_run("rlpd", CUBE.format(2), 0, {100: 0.2, 200: 0.6}, offline_steps=0, online_steps=200)
+    scores = run_scores(load_runs(tmp_path / "runs"))
+    assert scores["phase"].tolist() == ["online"]
+    assert scores["incomplete"].tolist() == [""]
+    assert _cell(task_cells(scores), "rlpd", CUBE.format(2), "online")["mean"] == pytest.approx(60.0)
+
+
 def test_runs_of_different_dataset_provenance_are_never_mixed_in_one_cell(write_run, tmp_path):
     write_run("fql", CUBE.format(1), 0, {100: 0.5}, source="official")
     write_run("fql", CUBE.format(1), 1, {100: 0.5}, source="generated")
