@@ -154,6 +154,33 @@ def get_algorithm(name: str) -> Algorithm:
     return ALGORITHMS[name]
 
 
+# The config field a learner that can act in chunks of H actions declares (Q-chunking, Li et al. 2025;
+# docs/chunking.md). It is set from the run (RunSpec.action_chunk), never as a hyperparameter: the data, the
+# rollouts and the step counting change with it too.
+CHUNK_FIELD = "action_chunk"
+
+
+def chunk_capable(algo: str) -> bool:
+    """Whether `algo` can act in chunks of H > 1 actions (its config has the `action_chunk` field)."""
+    return CHUNK_FIELD in hyperparameter_names(algo)
+
+
+def chunk_capable_algorithms() -> list[str]:
+    return [name for name in ALGORITHMS if chunk_capable(name)]
+
+
+def check_action_chunk(algo: str, action_chunk: int) -> None:
+    """ValueError, before any work, when `algo` cannot act in chunks of `action_chunk` actions."""
+    if action_chunk < 1:
+        raise ValueError(f"action_chunk must be 1 or more, got {action_chunk}.")
+    if action_chunk > 1 and not chunk_capable(algo):
+        raise ValueError(
+            f"{algo} cannot act in chunks (action_chunk {action_chunk}): neither its reference nor QAM runs it "
+            f"chunked. Use action_chunk 1 with {algo}, or one of the learners that chunk: "
+            f"{', '.join(chunk_capable_algorithms())}."
+        )
+
+
 def hyperparameter_names(algo: str) -> list[str]:
     """The fields of `algo`'s config, in declaration order."""
     return [f.name for f in dataclasses.fields(get_algorithm(algo).config_cls)]
@@ -171,13 +198,21 @@ def make_config(
     overrides: Mapping[str, Any] | None = None,
     setting: str = "offline",
     updates: int | None = None,
+    action_chunk: int = 1,
 ) -> Any:
     """Defaults, then the paper's settings for `task` (if given), then `overrides`; ValueError naming the field
     for an unknown name, a wrong type or a value out of range. `updates` (the run's number of updates) sets each
-    learning-rate horizon (RUN_LENGTH_FIELD) that neither the presets nor `overrides` set."""
+    learning-rate horizon (RUN_LENGTH_FIELD) that neither the presets nor `overrides` set. `action_chunk` (H, the
+    run's) goes into the config of learners that can act in chunks; others refuse H > 1."""
     alg = get_algorithm(algo)
     names = hyperparameter_names(algo)
     overrides = dict(overrides or {})
+    if CHUNK_FIELD in overrides:
+        raise ValueError(
+            f"{CHUNK_FIELD} is a run setting, not a hyperparameter: it changes the data and the rollouts too. Set "
+            f"it on the run (--action-chunk H, or action_chunk in the run section of a sweep file)."
+        )
+    check_action_chunk(algo, action_chunk)
     unknown = [k for k in overrides if k not in names]
     if unknown:
         raise _unknown(f"hyperparameter(s) for {algo}:", unknown, names)
@@ -188,6 +223,8 @@ def make_config(
         values |= {k: updates for k in names if RUN_LENGTH_FIELD.fullmatch(k) and k not in values}
     # YAML and JSON give lists; the configs are frozen and hashable, so sizes are tuples.
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    if CHUNK_FIELD in names:
+        values[CHUNK_FIELD] = action_chunk
     config = alg.config_cls(**values)
     check_ranges(config)
     return config

@@ -135,19 +135,105 @@ def sample_batch(dataset: Batch, key: jax.Array, batch_size: int, size: jax.Arra
     return {k: v[idx] for k, v in dataset.items()}
 
 
-def balanced_batch(dataset: Batch, key: jax.Array, batch_size: int, offline_rows: int, size: jax.Array | int) -> Batch:
-    """Half the batch uniformly from the dataset rows [0, offline_rows), half from the online rows
-    [offline_rows, size): the FQL reference's `--balanced_sampling` (seohongpark/fql main.py), RLPD's 50/50 mix
-    (Ball et al. 2023, Sec. 3). An odd batch gets its extra row from the online rows."""
+def sequence_batch(dataset: Batch, starts: jax.Array, horizon: int, discount: float, size: jax.Array | int) -> Batch:
+    """Chunks of `horizon` consecutive rows starting at rows `starts` (B,): Q-chunking's sequence batch (Li et al.
+    2025, Sec. 4; docs/chunking.md#sequence-batches), with QAM's gating at episode ends.
+
+    Position k of a chunk is valid while no earlier position ended an episode (terminal) and row t + k exists
+    (< `size`, the rows in use). Returned: `observations` o_t; `actions` a_t … a_{t+H−1} flattened time-major
+    (B, H·d); `rewards` Σ_k γ^k r_{t+k} over valid positions; `masks` the minimum mask over valid positions;
+    `terminals` whether a valid position ended an episode; `next_observations` the next observation of the last
+    valid position (s_{t+H} when the chunk is whole); `next_actions` the chunk that follows (rows t+H … t+2H−1,
+    clamped to the last row in use; like single-step `next_actions`, wrong across episode ends); `valid` (B,) 1
+    where the whole chunk lies in one episode (the TD loss drops the others) and `valid_steps` (B, H) per position.
+    Columns beyond the transition keys (Cal-QL's returns, DSRL-SAC's noises) are taken at the first row.
+    """
+    offsets = jnp.arange(horizon)
+    rows = starts[:, None] + offsets  # (B, H)
+    last = jnp.maximum(jnp.asarray(size) - 1, 0)
+    gather = jnp.minimum(rows, last)
+    terminals = dataset["terminals"][gather]
+    # An episode end at position k (terminal, or no row k + 1 in use) invalidates positions k + 1 … H − 1.
+    ends = jnp.maximum(terminals, (rows + 1 > last).astype(terminals.dtype))
+    ended_before = jnp.concatenate([jnp.zeros_like(ends[:, :1]), jax.lax.cummax(ends, axis=1)[:, :-1]], axis=1)
+    valid_steps = 1.0 - ended_before
+    discounts = jnp.asarray(discount, jnp.float32) ** offsets
+    rewards = jnp.sum(dataset["rewards"][gather] * discounts * valid_steps, axis=1)
+    masks = jnp.min(jnp.where(valid_steps > 0, dataset["masks"][gather], 1.0), axis=1)
+    last_valid = (jnp.sum(valid_steps, axis=1) - 1).astype(jnp.int32)
+    last_rows = jnp.take_along_axis(gather, last_valid[:, None], axis=1)[:, 0]
+    next_rows = jnp.minimum(rows + horizon, last)
+    batch_size = starts.shape[0]
+    chunk = {
+        "observations": dataset["observations"][starts],
+        "actions": dataset["actions"][gather].reshape(batch_size, -1),
+        "rewards": rewards,
+        "masks": masks,
+        "terminals": jnp.max(terminals * valid_steps, axis=1),
+        "next_observations": dataset["next_observations"][last_rows],
+        "next_actions": dataset["actions"][next_rows].reshape(batch_size, -1),
+        "valid": valid_steps[:, -1],
+        "valid_steps": valid_steps,
+    }
+    return chunk | {k: v[starts] for k, v in dataset.items() if k not in chunk}
+
+
+def sample_sequences(
+    dataset: Batch, key: jax.Array, batch_size: int, horizon: int, discount: float, size: jax.Array | int | None = None
+) -> Batch:
+    """`sequence_batch` at starts drawn uniformly from rows 0 … size − H (QC and QAM draw every start with equal
+    probability and mask episode ends rather than rejecting starts near them)."""
+    size = next(iter(dataset.values())).shape[0] if size is None else size
+    starts = jax.random.randint(key, (batch_size,), 0, jnp.maximum(jnp.asarray(size) - horizon + 1, 1))
+    return sequence_batch(dataset, starts, horizon, discount, size)
+
+
+def balanced_starts(
+    key: jax.Array, batch_size: int, offline_rows: int, size: jax.Array | int, horizon: int = 1
+) -> jax.Array:
+    """Rows where the chunks of a balanced batch start: half uniformly over the dataset rows [0, offline_rows),
+    half over the online rows [offline_rows, size), each range shortened by H − 1 so a chunk starts inside it; the
+    FQL reference's `--balanced_sampling` (seohongpark/fql main.py), RLPD's 50/50 mix (Ball et al. 2023, Sec. 3).
+    An odd batch gets its extra row from the online rows."""
     offline_key, online_key = jax.random.split(key)
     half = batch_size // 2
-    idx = jnp.concatenate(
+    online_end = jnp.maximum(jnp.asarray(size) - horizon + 1, offline_rows + 1)
+    return jnp.concatenate(
         [
-            jax.random.randint(offline_key, (half,), 0, offline_rows),
-            jax.random.randint(online_key, (batch_size - half,), offline_rows, size),
+            jax.random.randint(offline_key, (half,), 0, max(offline_rows - horizon + 1, 1)),
+            jax.random.randint(online_key, (batch_size - half,), offline_rows, online_end),
         ]
     )
+
+
+def balanced_batch(dataset: Batch, key: jax.Array, batch_size: int, offline_rows: int, size: jax.Array | int) -> Batch:
+    """Single-transition batch, half from the dataset rows and half from the online rows (`balanced_starts`)."""
+    idx = balanced_starts(key, batch_size, offline_rows, size)
     return {k: v[idx] for k, v in dataset.items()}
+
+
+def action_chunk(config: Any) -> int:
+    """H, the number of actions a learner's policy emits per call (1 for learners without the field)."""
+    return int(getattr(config, "action_chunk", 1))
+
+
+def draw_batch(
+    config: Any, dataset: Batch, key: jax.Array, size: jax.Array | int | None = None, offline_rows: int | None = None
+) -> Batch:
+    """One training batch for `config`: single transitions, or chunk sequences (`sequence_batch`) when the
+    learner acts in chunks of H > 1; balanced between dataset and online rows when `offline_rows` is given."""
+    horizon = action_chunk(config)
+    if offline_rows is not None and size is None:
+        raise ValueError("balanced sampling needs `size`, the number of buffer rows in use")
+    if horizon == 1:  # exactly the single-step path of learners without chunks (same random numbers)
+        if offline_rows is None:
+            return sample_batch(dataset, key, config.batch_size, size)
+        return balanced_batch(dataset, key, config.batch_size, offline_rows, size)
+    discount = getattr(config, "discount", 1.0)  # BC-style learners ignore rewards
+    if offline_rows is None:
+        return sample_sequences(dataset, key, config.batch_size, horizon, discount, size)
+    starts = balanced_starts(key, config.batch_size, offline_rows, size, horizon)
+    return sequence_batch(dataset, starts, horizon, discount, size)
 
 
 def train_step(
@@ -159,14 +245,9 @@ def train_step(
     offline_rows: int | None = None,
 ) -> tuple[TrainState, Metrics]:
     """Draw one batch from the state's key, then update: the unit that the chunked update repeats. With
-    `offline_rows`, the batch is balanced between the dataset rows and the online rows (`balanced_batch`)."""
+    `offline_rows`, the batch is balanced between the dataset rows and the online rows (`balanced_starts`)."""
     rng, batch_key = jax.random.split(state.rng)
-    if offline_rows is None:
-        batch = sample_batch(dataset, batch_key, config.batch_size, size)
-    else:
-        if size is None:
-            raise ValueError("balanced sampling needs `size`, the number of buffer rows in use")
-        batch = balanced_batch(dataset, batch_key, config.batch_size, offline_rows, size)
+    batch = draw_batch(config, dataset, batch_key, size, offline_rows)
     return update(config, state.replace(rng=rng), batch)
 
 

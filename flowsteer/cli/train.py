@@ -28,6 +28,11 @@ _RUN_FLAGS = [
     ("log_interval", int, "steps between rows of train.csv (default 5,000)"),
     ("checkpoint_interval", int, "steps between checkpoints (default 100,000)"),
     ("chunk_size", int, "offline updates per compiled dispatch (default 1,000)"),
+    (
+        "action_chunk",
+        int,
+        "H: actions per policy call, executed open loop, and H-step training chunks (Q-chunking; default 1)",
+    ),
     ("buffer_size", int, "replay capacity of the online phase (default 2,000,000)"),
     ("output_dir", str, "where run directories go (default ./runs)"),
     ("tracking_uri", str, "MLflow URI (default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)"),

@@ -34,7 +34,7 @@ from flowsteer.datasets import OfflineTask, load_task
 from flowsteer.platform import checkpoint
 from flowsteer.platform.base_policy import BasePolicy, load_base_policy
 from flowsteer.platform.evaluation import Evaluator
-from flowsteer.platform.spec import RunSpec, RunSpecError, identity_of
+from flowsteer.platform.spec import RunSpec, RunSpecError, identity_of, without_neutral
 from flowsteer.platform.tracking import MlflowSync, flat_params
 from flowsteer.rundir import RunDirectory, RunDirectoryError, RunFileError, RunWarning, schedule
 from flowsteer.workers.learner import DivergedError, Learner
@@ -177,8 +177,8 @@ def _check_same_run(run_dir: RunDirectory, record: dict[str, Any]) -> None:
         return
     stored = json.loads(json.dumps(existing, default=str))
     wanted = json.loads(json.dumps(record, default=str))
-    ours = identity_of(wanted["run"]) | {"algo_config": wanted["algo_config"]}
-    theirs = identity_of(stored.get("run") or {}) | {"algo_config": stored.get("algo_config")}
+    ours = identity_of(wanted["run"]) | {"algo_config": without_neutral(wanted["algo_config"])}
+    theirs = identity_of(stored.get("run") or {}) | {"algo_config": without_neutral(stored.get("algo_config") or {})}
     differing = _differences(theirs, ours)
     if differing:
         shown = "; ".join(f"{key}: {old!r} there, {new!r} now" for key, old, new in differing[:4])
@@ -261,6 +261,11 @@ def protocol(spec: RunSpec, config: Any, task: OfflineTask) -> dict[str, Any]:
         "offline_steps": spec.offline_steps,
         "online_steps": spec.online_steps,
         "utd": spec.utd,
+        "action_chunk": spec.action_chunk,
+        "steps": "offline: gradient steps, each on a batch of batch_size chunks of action_chunk consecutive dataset "
+        "rows (single transitions when 1); online: environment steps, each followed by utd updates; the policy is "
+        "called once per action_chunk environment steps and its chunk executed open loop, the rest of a chunk "
+        "dropped when its episode ends (docs/chunking.md)",
         "evaluation": {
             "interval": spec.eval_interval,
             "episodes": spec.eval_episodes,
@@ -313,6 +318,11 @@ class _Loop:
         self.spec, self.config, self.run_dir, self.task, self.tracker = spec, config, run_dir, task, tracker
         self.on_evaluation = on_evaluation
         self.learner = Learner(spec.algo, config, task.train, spec.seed, spec.chunk_size)
+        if spec.online_steps > 0:
+            try:
+                self.learner.check_chunk_buffer(spec.buffer_size, spec.online_steps)
+            except ValueError as exc:
+                raise RunSpecError(str(exc)) from None
         self.evaluator = Evaluator(spec, config)
         self.step = 0
         self.online_transitions = 0

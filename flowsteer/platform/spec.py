@@ -94,6 +94,8 @@ class RunSpec(InputModel):
     eval_episodes: int = identity(50, "evaluation episodes", ge=0, le=MAX_EPISODES)
     log_interval: int = identity(5_000, "steps between rows of train.csv", ge=1)
     checkpoint_interval: int = identity(100_000, "steps between checkpoints (online: at the next episode end)", ge=1)
+    action_chunk: int = identity(1, "H: actions per policy call, executed open loop (Q-chunking); learners train on "
+                                 "H-step chunks with n-step targets. 1: single steps", ge=1, le=1_000)  # fmt: skip
     chunk_size: int = identity(1_000, "offline updates per compiled dispatch (lax.scan)", ge=1)
     data: DataSpec = identity(DataSpec(), "which copy of the dataset (data_dir and cache_dir: execution only)")
     setting: Literal["offline", "offline-to-online"] = identity("offline", "which presets apply; set from "
@@ -197,7 +199,9 @@ class RunSpec(InputModel):
         """The algorithm config: defaults, then the paper's presets for this task, then the overrides; a learning-
         rate schedule sized to a whole run spans this run's updates (offline_steps + online_steps x utd)."""
         updates = self.offline_steps + self.online_steps * self.utd
-        return make_config(self.algo, self.task, self.hyperparameters, self.setting, updates=updates)
+        return make_config(
+            self.algo, self.task, self.hyperparameters, self.setting, updates=updates, action_chunk=self.action_chunk
+        )
 
     def identity(self) -> dict[str, Any]:
         """What determines the run's results (not where they are written or tracked)."""
@@ -237,12 +241,27 @@ def _check_no_password(uri: str, where: str) -> None:
         raise RunSpecError(str(exc)) from None
 
 
+# Identity fields added after runs were made, at the value that computes what runs computed before them: left out of
+# the identity there, so the run ids (and run directories) of earlier runs stay theirs.
+NEUTRAL_IDENTITY: dict[str, Any] = {"action_chunk": 1}
+
+
 def identity_of(run: dict[str, Any]) -> dict[str, Any]:
-    """The identity part of a run's fields (a RunSpec as plain data): what determines its results."""
-    ident = {k: v for k, v in run.items() if k in _IDENTITY}
+    """The identity part of a run's fields (a RunSpec as plain data): what determines its results. Fields at
+    their NEUTRAL_IDENTITY value are left out."""
+    ident = {k: v for k, v in run.items() if k in _IDENTITY and not _neutral(k, v)}
     if isinstance(ident.get("data"), dict):
         ident["data"] = {k: v for k, v in ident["data"].items() if k in _DATA_IDENTITY}
     return ident
+
+
+def _neutral(key: str, value: Any) -> bool:
+    return key in NEUTRAL_IDENTITY and value == NEUTRAL_IDENTITY[key]
+
+
+def without_neutral(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` (an algorithm config, say) without the keys at their NEUTRAL_IDENTITY value."""
+    return {k: v for k, v in values.items() if not _neutral(k, v)}
 
 
 _IDENTITY = [name for name, f in RunSpec.model_fields.items() if role_of(f) == "identity"]

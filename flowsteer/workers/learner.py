@@ -36,6 +36,8 @@ from flowsteer.algorithms.registry import Algorithm, get_algorithm
 from flowsteer.algorithms.training import (
     TrainState,
     UpdateFn,
+    action_chunk,
+    draw_batch,
     make_update_chunk,
     online_update_fn,
     to_device_dataset,
@@ -60,7 +62,10 @@ class Learner:
             self.data[column.name] = jnp.asarray(dataset_column(config, column, dataset))
         self.offline_size = int(self.data["observations"].shape[0])
         obs_dim, act_dim = self.data["observations"].shape[1], self.data["actions"].shape[1]
-        self.state: TrainState = self.algorithm.init(config, obs_dim, act_dim, jax.random.PRNGKey(seed))
+        # A learner acting in chunks of H actions has networks over the flat chunk of H·d values (time-major).
+        self.action_chunk = action_chunk(config)
+        chunk_dim = act_dim * self.action_chunk
+        self.state: TrainState = self.algorithm.init(config, obs_dim, chunk_dim, jax.random.PRNGKey(seed))
         self.chunk_size = chunk_size
         self._chunks: dict[tuple[UpdateFn, int], Any] = {}
         self.metric_names = _metric_names(self.algorithm, config, self.state, self.data)
@@ -114,6 +119,33 @@ class Learner:
         return {name: last.get(name, math.nan) for name in self.metric_names}
 
     # ------------------------------------------------------------------ online
+
+    def online_capacity(self, buffer_size: int) -> int:
+        """Rows the online replay buffer will have (see `start_online`)."""
+        steering = self.algorithm.steering
+        if self.balanced:
+            return self.offline_size + buffer_size
+        if steering is None or steering.replay_dataset:
+            return max(buffer_size, self.offline_size + 1)
+        return buffer_size
+
+    def check_chunk_buffer(self, buffer_size: int, online_steps: int) -> None:
+        """A chunk sampled across the row where the buffer wraps would join the newest transition to the oldest
+        with no episode end between them, so with H > 1 the buffer must hold every online transition (QAM sizes it
+        so: docs/chunking.md#online-replay). ValueError naming the buffer_size that does, before any work."""
+        if self.action_chunk == 1:
+            return
+        steering = self.algorithm.steering
+        start = 0 if steering is not None and not steering.replay_dataset and not self.balanced else self.offline_size
+        need = start + online_steps
+        if self.online_capacity(buffer_size) < need:
+            least = online_steps if self.balanced else need
+            raise ValueError(
+                f"buffer_size {buffer_size:,} holds {self.online_capacity(buffer_size) - start:,} online transitions "
+                f"but the run collects {online_steps:,}: with action_chunk {self.action_chunk} the replay buffer must "
+                f"not wrap around (a sampled chunk would join the newest transition to the oldest). Set buffer_size "
+                f"to {least:,} or more."
+            )
 
     def start_online(self, buffer_size: int, utd: int) -> None:
         """Turn the dataset into the head of a replay buffer of capacity max(buffer_size, |D| + 1); with balanced
@@ -221,7 +253,8 @@ def _metric_names(algorithm: Algorithm, config: Any, state: TrainState, data: di
         if steering.pretrain_steps(config) != 0:
             updates.append(steering.pretrain_update)
         columns |= {name: data["actions"] for name in steering.online_columns}
-    batch = {k: jax.ShapeDtypeStruct((config.batch_size, *v.shape[1:]), v.dtype) for k, v in columns.items()}
+    shapes = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in columns.items()}
+    batch = jax.eval_shape(lambda d: draw_batch(config, d, jax.random.PRNGKey(0)), shapes)
     names: set[str] = set()
     for update in updates:
         names |= set(jax.eval_shape(lambda s, b, u=update: u(config, s, b)[1], state, batch))

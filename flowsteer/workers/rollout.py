@@ -90,8 +90,11 @@ def run_episodes(policy: Policy, envs: Sequence[Any], episodes: Sequence[int], s
 
     Success is `info['success']` at the episode's last step, as the FQL evaluation reads it (seohongpark/fql
     utils/evaluation.py; docs/algorithms.md#run-protocol).
-    Every step calls the policy once on all environments (idle ones pass their last observation and
-    ignore the action), so the jitted policy sees one fixed batch shape.
+    A policy that returns chunks of H actions (H·d values per row, time-major) is executed open loop: one call per
+    H environment steps, the rest of a chunk dropped when its episode ends (docs/chunking.md#open-loop-execution).
+    Every call is made on all environments (idle ones and those inside a chunk pass their last observation and
+    ignore the result), so the jitted policy sees one fixed batch shape; row i's key depends on its episode and
+    step only, so results do not depend on how episodes are spread.
     """
     if not envs:
         raise ValueError("need at least one environment")
@@ -99,12 +102,15 @@ def run_episodes(policy: Policy, envs: Sequence[Any], episodes: Sequence[int], s
     queue = list(episodes)
     current: list[int | None] = [None] * len(envs)
     obs = np.zeros((len(envs), *envs[0].observation_space.shape), np.float32)
+    act_dim = envs[0].action_space.shape[-1]
     steps = np.zeros(len(envs), np.int64)
     returns = np.zeros(len(envs))
+    chunks = ActionQueues(len(envs), act_dim)
     finished: list[Episode] = []
 
     def start(i: int) -> None:
         current[i] = queue.pop(0) if queue else None
+        chunks.clear(i)
         if current[i] is not None:
             obs[i] = _reset(envs[i], seed + current[i])
             steps[i], returns[i] = 0, 0.0
@@ -112,13 +118,14 @@ def run_episodes(policy: Policy, envs: Sequence[Any], episodes: Sequence[int], s
     for i in range(len(envs)):
         start(i)
     while any(c is not None for c in current):
-        ids = np.array([c if c is not None else 0 for c in current], np.uint32)
-        keys = _step_keys(base, ids, steps.astype(np.uint32))
-        actions = np.clip(np.asarray(policy(obs, keys)), -1.0, 1.0)
+        if chunks.empty(i for i, c in enumerate(current) if c is not None):
+            ids = np.array([c if c is not None else 0 for c in current], np.uint32)
+            keys = _step_keys(base, ids, steps.astype(np.uint32))
+            chunks.refill(np.asarray(policy(obs, keys)), [c is not None for c in current])
         for i, env in enumerate(envs):
             if current[i] is None:
                 continue
-            next_obs, reward, terminated, truncated, info = env.step(actions[i])
+            next_obs, reward, terminated, truncated, info = env.step(np.clip(chunks.pop(i), -1.0, 1.0))
             obs[i] = next_obs
             returns[i] += float(reward)
             steps[i] += 1
@@ -126,6 +133,38 @@ def run_episodes(policy: Policy, envs: Sequence[Any], episodes: Sequence[int], s
                 finished.append(Episode(current[i], float(info.get("success", 0.0)), returns[i], int(steps[i])))
                 start(i)
     return sorted(finished, key=lambda e: e.index)
+
+
+class ActionQueues:
+    """The actions each environment still has to execute from its last policy call (Q-chunking's open-loop action
+    queue, Li et al. 2025; docs/chunking.md#open-loop-execution). With H = 1 every step refills every queue."""
+
+    def __init__(self, num_envs: int, act_dim: int) -> None:
+        self.act_dim = act_dim
+        self.pending: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
+
+    def empty(self, rows: Any) -> bool:
+        """Whether any of `rows` needs a policy call before its next step."""
+        return any(not self.pending[i] for i in rows)
+
+    def refill(self, outputs: np.ndarray, active: Sequence[bool]) -> None:
+        """Queue the chunk of each active row whose queue is empty; the other rows ignore their output."""
+        if outputs.shape[-1] % self.act_dim:
+            raise ValueError(
+                f"the policy returned {outputs.shape[-1]} values per row, not a multiple of the environment's "
+                f"{self.act_dim} action dimensions"
+            )
+        chunks = outputs.reshape(len(self.pending), -1, self.act_dim)
+        for i, pending in enumerate(self.pending):
+            if active[i] and not pending:
+                pending.extend(chunks[i])
+
+    def pop(self, row: int) -> np.ndarray:
+        return self.pending[row].pop(0)
+
+    def clear(self, row: int) -> None:
+        """The row's episode ended: the rest of its chunk is not executed."""
+        self.pending[row] = []
 
 
 def summarize(episodes: Sequence[Episode]) -> dict[str, float]:
@@ -185,18 +224,25 @@ class Collector:
         self.warmup_policy = make_explore_policy(algo, config, warmup=True) if has_warmup else None
         self.explore = jax.random.PRNGKey(seed)
         self.obs = np.zeros(env.observation_space.shape, np.float32)
+        self.queue = ActionQueues(1, env.action_space.shape[-1])
 
     def reset(self, episode: int) -> None:
         self.obs = _reset(self.env, int(np.random.SeedSequence([self.seed, episode]).generate_state(1)[0]))
+        self.queue.clear(0)  # the rest of a chunk is not executed in the next episode
 
     def step(self, policy_state: Any, t: int, warmup: bool = False) -> tuple[dict[str, np.ndarray], bool]:
-        """Act in the current episode; returns the transition the replay buffer stores and whether it ended."""
-        key = jax.random.fold_in(self.explore, t)[None]
-        policy = self.warmup_policy if warmup else self.policy
-        if policy is None:
-            raise ValueError("this learner has no warm-up policy (Steering.warmup_explore)")
-        actions, extra = policy(policy_state, self.obs[None], key)
-        action = np.clip(np.asarray(actions)[0], -1.0, 1.0)
+        """Act in the current episode; returns the transition the replay buffer stores and whether it ended. A
+        chunked policy is called at the first online step of each chunk (noise `fold_in(PRNGKey(seed), t)` of that
+        step) and its actions are executed open loop over the next H steps."""
+        extra: dict[str, Any] = {}
+        if self.queue.empty([0]):
+            key = jax.random.fold_in(self.explore, t)[None]
+            policy = self.warmup_policy if warmup else self.policy
+            if policy is None:
+                raise ValueError("this learner has no warm-up policy (Steering.warmup_explore)")
+            actions, extra = policy(policy_state, self.obs[None], key)
+            self.queue.refill(np.asarray(actions), [True])
+        action = np.clip(self.queue.pop(0), -1.0, 1.0)
         next_obs, reward, terminated, truncated, _ = self.env.step(action)
         next_obs = np.asarray(next_obs, np.float32)
         transition = {
