@@ -9,13 +9,13 @@ Prints, in one run:
      Cal-QL: their update on a batch of the buffer). With FQL and FBRAC both in the run, FBRAC's time per
      update over FQL's (FQL paper: FQL avoids FBRAC's backpropagation through the Euler steps);
   3. FQL updates/s against the scan chunk size (updates per dispatch);
-  4. FQL updates/s against the number of seeds trained together with jax.vmap;
+  4. updates/s against the number of seeds trained together with jax.vmap (FQL, or the --seed-algos);
   5. FQL with one learner per CPU core: one process per core, each pinned to its core (so XLA gives it one
      thread), all timed over the same seconds; the machine's throughput is their sum, as in a sweep that runs
      one trial per core.
 
 Usage: python benchmarks/bench_algorithms.py [--quick] [--algos fql,iql] [--seconds 10] [--seeds 1,8,64]
-       [--per-algorithm-only]
+       [--per-algorithm-only] [--seed-algos fql,iql]
 The data are random transitions shaped like OGBench cube (obs 28, action 5); throughput does not depend on
 the values. This is a benchmark, not a test: nothing is asserted.
 """
@@ -195,6 +195,11 @@ def main() -> None:
         "--per-algorithm-only", action="store_true", help="only the per-algorithm table (no FQL chunk/seed/core tables)"
     )
     parser.add_argument("--seeds", default=None, help="comma-separated seed counts for the vmap table (GPU: 1,8,64)")
+    parser.add_argument("--seed-algos", default="fql", help="comma-separated algorithms of the vmap table")
+    parser.add_argument("--seed-chunk", type=int, default=10, help="updates per dispatch in the vmap table")
+    parser.add_argument(
+        "--no-chunk-table", action="store_true", help="skip the FQL chunk-size table (its 1000-update compile is slow)"
+    )
     args = parser.parse_args()
     tweaks = apply_cpu_tweaks()  # as a run does (FLOWSTEER_XLA_CPU_TWEAKS=0 measures stock JAX)
     seconds = args.seconds if args.seconds is not None else (3.0 if args.quick else 9.0)
@@ -226,18 +231,23 @@ def main() -> None:
     if "fql" in algos and not args.per_algorithm_only:
         config = make_config("fql")
         fql_flops = next(r[4] for r in rows if r[0] == "fql")
-        for size in (1, 10, 100) if args.quick else (1, 10, 100, 1000):
+        for size in () if args.no_chunk_table else (1, 10, 100) if args.quick else (1, 10, 100, 1000):
             ups = measure(
                 f"fql chunk {size}", lambda s=size: throughput("fql", config, dataset, s, seconds, args.trials)
             )
             chunk_rows.append((size, ups))
         default_seeds = "1,2,4" if args.quick else "1,2,4,8"
-        for seeds in [int(n) for n in (args.seeds or default_seeds).split(",")]:
-            ups = measure(
-                f"fql {seeds} seeds",
-                lambda n=seeds: throughput("fql", config, dataset, 10, seconds, args.trials, seeds=n),
-            )
-            seed_rows.append((seeds, ups))
+        for name in [a for a in args.seed_algos.split(",") if a]:
+            seed_config = make_config(name, overrides=OVERRIDES.get(name))
+            seed_flops = update_flops(name, seed_config, dataset_for(name, dataset))
+            for seeds in [int(n) for n in (args.seeds or default_seeds).split(",")]:
+                ups = measure(
+                    f"{name} {seeds} seeds",
+                    lambda n=seeds, a=name, c=seed_config: throughput(
+                        a, c, dataset_for(a, dataset), args.seed_chunk, seconds, args.trials, seeds=n
+                    ),
+                )
+                seed_rows.append((name, seeds, ups, seed_flops))
         one_per_core = jax.default_backend() == "cpu" and hasattr(os, "sched_setaffinity")
         if one_per_core and len(os.sched_getaffinity(0)) > 1:
             peaks.append(matmul_peak())
@@ -272,11 +282,15 @@ def main() -> None:
         print("|---|---|---|")
         for size, ups in chunk_rows:
             print(f"| {size} | {ups:.2f} | {100 * fql_flops * ups / 1e9 / peak:.0f}% |")
-        print("\n## FQL against the number of vmapped seeds (chunk 10)\n")
-        print("| seeds | updates/s (all seeds) | updates/s per seed | % of matmul peak |")
-        print("|---|---|---|---|")
-        for seeds, ups in seed_rows:
-            print(f"| {seeds} | {ups:.2f} | {ups / seeds:.2f} | {100 * fql_flops * ups / 1e9 / peak:.0f}% |")
+    if seed_rows:
+        print(f"\n## Against the number of vmapped seeds (chunk {args.seed_chunk})\n")
+        print("| algorithm | seeds | seed-updates/s (all seeds) | updates/s per seed | vs 1 seed | % of matmul peak |")
+        print("|---|---|---|---|---|---|")
+        single = {name: ups for name, seeds, ups, _ in seed_rows if seeds == 1}
+        for name, seeds, ups, flops in seed_rows:
+            ratio = f"{ups / single[name]:.2f}x" if name in single else "-"
+            share = 100 * flops * ups / 1e9 / peak
+            print(f"| {name} | {seeds} | {ups:.2f} | {ups / seeds:.2f} | {ratio} | {share:.0f}% |")
     if per_core:
         total = sum(per_core)
         print(f"\n## FQL with one learner per core ({len(per_core)} processes, each pinned, chunk {chunk})\n")
