@@ -48,6 +48,18 @@ def smoke_dir(smoke_cache: Path) -> Path:
     return smoke_cache / "ogbench" / SMOKE.cache_key
 
 
+# A puzzle task's reward counts nine buttons (-9..0): the task options' sparse reward changes it, unlike cube-single's.
+PUZZLE_SMOKE = GenerationSpec("puzzle-3x3-play-v0", episodes=1, seed=0, episode_steps=101)
+
+
+@pytest.fixture(scope="session")
+def puzzle_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache holding PUZZLE_SMOKE (puzzle-3x3, 1 + 1 episodes of 101 rows; about 4 s), generated once per session."""
+    root = tmp_path_factory.mktemp("puzzle-cache")
+    build_dataset(PUZZLE_SMOKE, root, workers=1, progress=False)
+    return root
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(JAX_CACHE, ignore_errors=True)
 

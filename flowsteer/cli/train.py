@@ -62,6 +62,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--source", choices=["auto", "official", "generated"], help="dataset copy to use")
     parser.add_argument("--data-dir", help="directory of official OGBench files")
     parser.add_argument("--cache-dir", help="cache of generated datasets")
+    parser.add_argument(
+        "--sparse-reward",
+        action="store_true",
+        default=None,
+        help="QC/QAM --sparse: reward success - 1 on the data, online and in evaluation (scene, puzzle, cube-double+)",
+    )
+    parser.add_argument(
+        "--success-timing",
+        choices=["default", "pre", "post"],
+        help="when OGBench computes reward and success: before the action (pre), after it (post: ogbench < 1.2, "
+        "as QC and FQL ran), or as the installed ogbench does (default; 1.2.2: pre)",
+    )
     parser.add_argument("--use-ray", action="store_true", default=None, help="rollout workers as Ray actors")
     parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -84,7 +96,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     values: dict[str, Any] = _read_config(args.config) if args.config else {}
     where = f"{args.config}: " if args.config else ""
     data = _mapping(values.pop("data", None), f"{where}data", "data settings (source, episodes, seed, ...)")
-    for name in ("algo", "task", "use_ray", *(flag for flag, _, _ in _RUN_FLAGS)):
+    for name in ("algo", "task", "sparse_reward", "success_timing", "use_ray", *(flag for flag, _, _ in _RUN_FLAGS)):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     hyperparameters = _mapping(values.pop("hyperparameters", None), f"{where}hyperparameters", "NAME: VALUE pairs")

@@ -129,7 +129,12 @@ def episode_seed(seed: int, episode: int) -> int:
 
 
 def make_collection_env(spec: GenerationSpec):
-    """The goal-conditioned env in data-collection mode, as OGBench collects its datasets."""
+    """The goal-conditioned env in data-collection mode, as OGBench collects its datasets.
+
+    A generated dataset does not depend on a run's task options (docs/algorithms.md#ogbench-options): the files
+    hold no rewards (ogbench relabels them from each row's qpos when a task loads them), and this env is always
+    made with OGBench's own timing for goal-conditioned envs ('post' in every version, as the official data was
+    collected), which only the pointmaze goal resampling reads."""
     import gymnasium
     import ogbench  # noqa: F401  (registers the environments)
 

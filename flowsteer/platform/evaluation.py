@@ -35,7 +35,7 @@ class Evaluator:
         per_worker = max(1, math.ceil(max(spec.eval_episodes, 1) / spec.eval_workers))
         envs = min(spec.eval_envs, per_worker)
         if not self.remote:
-            self.workers = [RolloutWorker(spec.task, envs, spec.algo, self.config)]
+            self.workers = [RolloutWorker(spec.task, envs, spec.algo, self.config, spec.task_options())]
             return self
         import ray
 
@@ -45,7 +45,10 @@ class Evaluator:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             self._started_ray = True
         actor = ray.remote(num_cpus=1)(RolloutWorker)
-        self.workers = [actor.remote(spec.task, envs, spec.algo, self.config) for _ in range(spec.eval_workers)]
+        options = spec.task_options()
+        self.workers = [
+            actor.remote(spec.task, envs, spec.algo, self.config, options) for _ in range(spec.eval_workers)
+        ]
         return self
 
     def evaluate(self, policy_state: Any, seed: int) -> dict[str, float]:

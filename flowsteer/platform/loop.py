@@ -31,6 +31,7 @@ from flowsteer.algorithms.presets import unsourced_note
 from flowsteer.algorithms.registry import get_algorithm, warmup_steps
 from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
 from flowsteer.datasets import OfflineTask, load_task
+from flowsteer.datasets.options import effective_timing, reward_rule
 from flowsteer.platform import checkpoint
 from flowsteer.platform.base_policy import BasePolicy, load_base_policy
 from flowsteer.platform.evaluation import Evaluator
@@ -84,7 +85,7 @@ def run(
         if status["state"] == "finished":
             return RunResult(run_dir.path, "finished", status.get("step", 0), status.get("last_eval", {}), 0.0)
         start = _starting_checkpoint(run_dir, resume)
-        task = load_task(spec.task, progress=progress, **spec.data.model_dump())
+        task = load_task(spec.task, progress=progress, options=spec.task_options(), **spec.data.model_dump())
         try:
             base = _base_policy(spec.algo, config, task)  # before any work: a bad base_run fails here
         except BaseException:
@@ -274,8 +275,11 @@ def protocol(spec: RunSpec, config: Any, task: OfflineTask) -> dict[str, Any]:
             "IDQL sample, and so does DSRL unless algo_config.deterministic_eval (docs/algorithms.md)",
             "success": "info['success'] at the last step of each episode",
         },
-        # When OGBench computes success: 'pre' (before the action, ogbench >= 1.2's single-task default) or 'post'.
-        "success_timing": getattr(task.env.unwrapped, "_success_timing", "unknown"),
+        # When OGBench computes reward and success: 'pre' (before the action, ogbench >= 1.2's single-task default) or
+        # 'post' (after it; earlier ogbench). The environment's own value; evaluation envs get the same options.
+        "success_timing": effective_timing(task.env),
+        "sparse_reward": spec.sparse_reward,
+        "reward": reward_rule(task.task, spec.task_options(), effective_timing(task.env)),
         "dataset": task.provenance,
         "algo_config": dataclasses.asdict(config),
         # A preset value that no paper gives (antsoccer's offline row, say): what was used instead. None: sourced.

@@ -22,9 +22,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from flowsteer.algorithms.registry import ALGORITHMS, check_run, make_config
-from flowsteer.datasets.catalog import single_task
+from flowsteer.datasets.catalog import parse_task, single_task
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.datasets.generate import SIZES
+from flowsteer.datasets.options import SuccessTiming, TaskOptions, check_options
 from flowsteer.rundir import schedule
 from flowsteer.trackinguri import CredentialsInUriError, check_no_password, resolve_tracking_uri
 from flowsteer.validation import InputModel, did_you_mean, first_error
@@ -98,6 +99,11 @@ class RunSpec(InputModel):
                                  "H-step chunks with n-step targets. 1: single steps", ge=1, le=1_000)  # fmt: skip
     chunk_size: int = identity(1_000, "offline updates per compiled dispatch (lax.scan)", ge=1)
     data: DataSpec = identity(DataSpec(), "which copy of the dataset (data_dir and cache_dir: execution only)")
+    sparse_reward: bool = identity(False, "QC/QAM --sparse: r <- -1·[r != 0] on the dataset, online and in evaluation "
+                                   "(success - 1); masks unchanged. For scene, puzzle, cube-double+")  # fmt: skip
+    success_timing: SuccessTiming = identity("default", "when OGBench computes reward and success: 'pre' (before "
+                                             "the action), 'post' (after; ogbench < 1.2, QC, FQL) or 'default' (the "
+                                             "installed ogbench's: 1.2.2 'pre')")  # fmt: skip
     setting: Literal["offline", "offline-to-online"] = identity("offline", "which presets apply; set from "
                                                                "online_steps")  # fmt: skip
     eval_workers: int = execution(1, "rollout workers evaluating in parallel (Ray actors when > 1)", ge=1,
@@ -186,6 +192,13 @@ class RunSpec(InputModel):
                 f"eval_interval {self.eval_interval:,} schedules {evaluations:,} evaluations; at most "
                 f"{schedule.MAX_EVALUATIONS:,} are allowed: raise eval_interval to {least:,} or more."
             )
+        check_options(parse_task(self.task), self.task_options())
+        if self.success_timing != "default" and self.online_steps == 0 and self.eval_episodes == 0:
+            raise ValueError(
+                f"success_timing {self.success_timing!r} changes nothing in this run: it steps no environment "
+                f"(online_steps 0, eval_episodes 0) and datasets do not depend on it. Leave success_timing at "
+                f"'default', or evaluate (eval_episodes > 0)."
+            )
         try:
             config = self.algo_config()
             check_run(self.algo, config, self.offline_steps, self.online_steps)  # e.g. DSRL needs a base policy
@@ -202,6 +215,10 @@ class RunSpec(InputModel):
         return make_config(
             self.algo, self.task, self.hyperparameters, self.setting, updates=updates, action_chunk=self.action_chunk
         )
+
+    def task_options(self) -> TaskOptions:
+        """The task options its data and every environment of the run get alike (flowsteer.datasets.options)."""
+        return TaskOptions(self.sparse_reward, self.success_timing)
 
     def identity(self) -> dict[str, Any]:
         """What determines the run's results (not where they are written or tracked)."""
@@ -243,7 +260,7 @@ def _check_no_password(uri: str, where: str) -> None:
 
 # Identity fields added after runs were made, at the value that computes what runs computed before them: left out of
 # the identity there, so the run ids (and run directories) of earlier runs stay theirs.
-NEUTRAL_IDENTITY: dict[str, Any] = {"action_chunk": 1}
+NEUTRAL_IDENTITY: dict[str, Any] = {"action_chunk": 1, "sparse_reward": False, "success_timing": "default"}
 
 
 def identity_of(run: dict[str, Any]) -> dict[str, Any]:

@@ -96,6 +96,7 @@ def flat_params(record: dict[str, Any], protocol: dict[str, Any] | None = None) 
             "versions": protocol.get("versions") or {},
             "git_sha": protocol.get("git_sha"),
             "success_timing": protocol.get("success_timing"),
+            "sparse_reward": protocol.get("sparse_reward") or None,  # logged only when set: earlier runs' params stay
             "dataset.source": dataset.get("source"),
             "dataset.generator": dataset.get("generator"),
             "dataset.files.train.sha256": train.get("sha256"),

@@ -85,7 +85,8 @@ def find_run_dirs(source: Path) -> list[Path]:
 
 def provenance_key(protocol: dict[str, Any]) -> str:
     """What must agree for two runs to share a table cell: the data (origin, generator, file checksums), the
-    code (flowsteer version and commit, versions of the packages that compute), and how success is read."""
+    code (flowsteer version and commit, versions of the packages that compute), how success is read, and the
+    reward (sparse or OGBench's own)."""
     dataset = protocol.get("dataset") or {}
     versions = protocol.get("versions") or {}
     parts = [f"data={dataset.get('source', 'unknown')}"]
@@ -103,6 +104,8 @@ def provenance_key(protocol: dict[str, Any]) -> str:
     if "git_sha" in protocol:
         parts.append(f"commit={(protocol['git_sha'] or 'unknown')[:12]}")
     parts.append(f"success_timing={protocol.get('success_timing', 'unknown')}")
+    if protocol.get("sparse_reward"):  # QC/QAM's success - 1 reward: other numbers than OGBench's own reward
+        parts.append("reward=sparse")
     return " ".join(parts)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from flowsteer.algorithms import get_algorithm
 from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
+from flowsteer.datasets.options import TaskOptions
 
 # policy(observations (n, obs_dim), keys (n, 2)) -> actions (n, act_dim); row i acts with key i only.
 Policy = Callable[[np.ndarray, jax.Array], Any]
@@ -192,11 +193,11 @@ class RolloutWorker:
     Runs in-process, or as a Ray actor (`ray.remote(RolloutWorker)`); parameters arrive as host arrays.
     """
 
-    def __init__(self, task: str, num_envs: int, algo: str, config: Any) -> None:
+    def __init__(self, task: str, num_envs: int, algo: str, config: Any, options: TaskOptions | None = None) -> None:
         from flowsteer.datasets import make_env
 
         apply_cpu_tweaks()  # as the run loop does: a Ray actor is a process of its own
-        self.envs = [make_env(task) for _ in range(num_envs)]
+        self.envs = [make_env(task, options) for _ in range(num_envs)]  # the options of the run's data and online env
         self.policy = make_state_policy(algo, config, deterministic=True)
 
     def run(self, policy_state: Any, episodes: Sequence[int], seed: int) -> list[Episode]:

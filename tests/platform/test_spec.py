@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flowsteer.platform.spec import DataSpec, RunSpec, RunSpecError, role_of
+from flowsteer.datasets import options
+from flowsteer.platform.spec import DataSpec, RunSpec, RunSpecError, identity_of, role_of
 
 BASE = {"algo": "fql", "task": "scene-play-singletask-v0"}
 
@@ -133,3 +134,52 @@ def test_a_task_selector_naming_one_task_selects_it(task: str, canonical: str) -
 def test_a_task_selector_naming_several_tasks_points_to_a_sweep() -> None:
     with pytest.raises(RunSpecError, match="'cube-single-play' names 5 tasks, and a run trains on one"):
         RunSpec.from_dict(BASE | {"task": "cube-single-play"})
+
+
+def test_runs_at_the_default_task_options_keep_the_run_ids_they_had_before_the_options_existed() -> None:
+    # Both ids were computed at commit 883db96, before sparse_reward and success_timing were run fields.
+    assert RunSpec.from_dict(BASE).run_id == "fql-scene-play-task2-s0-42a41cf6"
+    o2o = {"algo": "fql", "task": "puzzle-3x3-play-singletask-v0", "online_steps": 1_000_000}
+    assert RunSpec.from_dict(o2o | {"hyperparameters": {"alpha": 30}}).run_id == "fql-puzzle-3x3-play-task4-s0-1f4a68cb"
+    spec = RunSpec.from_dict(BASE)
+    assert identity_of({k: v for k, v in spec.to_dict().items() if k not in ("sparse_reward", "success_timing")}) == (
+        spec.identity()
+    )
+
+
+@pytest.mark.parametrize("options", [{"sparse_reward": True}, {"success_timing": "pre"}, {"success_timing": "post"}])
+def test_a_task_option_away_from_its_default_is_another_run(options: dict) -> None:
+    assert RunSpec.from_dict(BASE | options).run_id != RunSpec.from_dict(BASE).run_id
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"task": "cube-single-play-singletask-v0", "sparse_reward": True},
+            "sparse_reward changes nothing on cube-single-play-singletask-task2-v0: its OGBench reward is already "
+            "success - 1",
+        ),
+        (
+            {"task": "antmaze-large-navigate-singletask-v0", "sparse_reward": True},
+            "sparse_reward changes nothing on antmaze-large-navigate-singletask-task1-v0",
+        ),
+        (
+            {"success_timing": "post", "eval_episodes": 0},
+            "success_timing 'post' changes nothing in this run: it steps no environment",
+        ),
+        ({"success_timing": "later"}, "success_timing must be one of default, pre, post, got 'later'"),
+        ({"sparse_reward": "yes"}, "sparse_reward must be true or false"),
+    ],
+)
+def test_task_options_that_make_no_sense_are_refused_before_any_work(values: dict, message: str) -> None:
+    with pytest.raises(RunSpecError) as error:
+        RunSpec.from_dict(BASE | values)
+    assert message in str(error.value)
+
+
+def test_a_success_timing_is_refused_on_an_ogbench_without_the_option(monkeypatch) -> None:
+    monkeypatch.setattr(options, "installed_ogbench", lambda: "1.1.2")  # QC's pin; such an ogbench is not installed
+    with pytest.raises(RunSpecError, match=r"'post' needs ogbench >= 1\.2\.0.*installed ogbench 1\.1\.2"):
+        RunSpec.from_dict(BASE | {"success_timing": "post"})
+    assert RunSpec.from_dict(BASE).success_timing == "default"  # the defaults stay valid there

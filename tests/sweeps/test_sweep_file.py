@@ -40,6 +40,12 @@ def test_an_algorithm_s_own_run_settings_apply_to_its_trials_only(write_sweep):
     assert steps == {("bc", 0, 40), ("fql", 60, 0)}
 
 
+def test_the_task_options_of_run_reach_every_trial(write_sweep):
+    path = write_sweep(tasks=["puzzle-3x3-play:4"], run={"sparse_reward": True, "success_timing": "post"})
+    options = {(t.spec.sparse_reward, t.spec.success_timing) for t in grid_trials(load_sweep(path))}
+    assert options == {(True, "post")}
+
+
 def test_trial_ids_are_stable_and_change_with_what_determines_results(write_sweep):
     first = {t.id for t in grid_trials(load_sweep(write_sweep(seeds=2)))}
     again = {t.id for t in grid_trials(load_sweep(write_sweep(seeds=2)))}
@@ -128,6 +134,7 @@ def test_the_report_caption_of_a_sweep_file_is_kept_for_its_tables(write_sweep):
         ({"algorithms": {"bc": {"run": {"data": {"source": "generated"}}}}}, "algorithms.bc.run.data is the same"),
         ({"algorithms": {"bc": {"run": {"seed": 1}}}}, "algorithms.bc.run.seed is set by the sweep itself"),
         ({"algorithms": {"bc": {"run": {"eval_interval": 30}}}}, "algorithms.bc.run: eval_interval 30"),
+        ({"run": {"sparse_reward": True}}, "sparse_reward changes nothing on cube-single-play-singletask-task2-v0"),
     ],
 )
 def test_bad_sweep_files_fail_with_a_message_naming_the_field(write_sweep, fields, message):
