@@ -11,8 +11,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from flowsteer.algorithms.chunks import bootstrap_discount, step_weights, td_loss
-from flowsteer.algorithms.flow import euler_sample, flow_matching_loss
+from flowsteer.algorithms.chunks import bootstrap_discount, td_loss
+from flowsteer.algorithms.flow import euler_sample
+from flowsteer.algorithms.flow_bc import bc_flow_loss
 from flowsteer.algorithms.networks import Critic, VectorField
 from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, summed_loss_update
 
@@ -114,9 +115,7 @@ def actor_loss(config: FQLConfig, params: dict, batch: Batch, key: jax.Array) ->
     # Gradients reach the BC flow only through this loss, and the one-step policy only through the two below.
     frozen = jax.lax.stop_gradient(params)
 
-    bc_flow_loss = flow_matching_loss(
-        lambda x, t: net.apply(params["bc_flow"], obs, x, t), actions, flow_key, step_weights(batch)
-    )
+    flow_loss = bc_flow_loss(net, params["bc_flow"], batch, flow_key)
 
     noise = jax.random.normal(noise_key, actions.shape)
     # docs/pitfalls.md pitfall 1: the distillation target μ_θ(s, z) is frozen (the BC flow is not pulled toward
@@ -132,11 +131,11 @@ def actor_loss(config: FQLConfig, params: dict, batch: Batch, key: jax.Array) ->
     if config.normalize_q_loss:
         q_loss = q_loss * jax.lax.stop_gradient(1.0 / jnp.abs(q).mean())
 
-    loss = bc_flow_loss + config.alpha * distill_loss + q_loss
+    loss = flow_loss + config.alpha * distill_loss + q_loss
     sampled = onestep_actions(config, frozen, obs, mse_key, act_dim)
     return loss, {
         "actor_loss": loss,
-        "bc_flow_loss": bc_flow_loss,
+        "bc_flow_loss": flow_loss,
         "distill_loss": distill_loss,
         "q_loss": q_loss,
         "q": q.mean(),

@@ -13,13 +13,14 @@ import pytest
 from algo_helpers import ACT_DIM, OBS_DIM, dense, np_batch, q_heads, random_transitions, set_dense
 from test_training import TINY
 
-from flowsteer.algorithms import fql, get_algorithm, make_config, to_device_dataset
+from flowsteer.algorithms import bc, fql, get_algorithm, make_config, to_device_dataset
 from flowsteer.algorithms.chunks import step_weights
 from flowsteer.algorithms.flow import flow_matching_loss
-from flowsteer.algorithms.training import sequence_batch
+from flowsteer.algorithms.training import draw_batch
 
 H = 3
-CHUNKED = ["fql"]
+CHUNKED = ["fql", "bc", "flow_bc"]
+WITH_CRITIC = ["fql"]  # the learners with a TD loss
 STARTS = jnp.arange(0, 160, 10)  # 16 chunk starts
 
 
@@ -41,8 +42,8 @@ def chunk_setup(algo: str, horizon: int = H):
 
 
 def chunk_batch(episodes: dict, config) -> dict:
-    size = episodes["observations"].shape[0]
-    return sequence_batch(episodes, STARTS, config.action_chunk, config.discount, size)
+    """The batch of chunks that training draws for `config` (`draw_batch`), at a fixed key."""
+    return draw_batch(config, episodes, jax.random.PRNGKey(5))
 
 
 def assert_trees_equal(a, b) -> None:
@@ -80,7 +81,7 @@ def garbled(batch: dict, sample: int, valid: float) -> dict:
     return out
 
 
-@pytest.mark.parametrize("algo", CHUNKED)
+@pytest.mark.parametrize("algo", WITH_CRITIC)
 def test_an_invalid_chunk_adds_nothing_to_the_update(algo, episodes):
     _, config, state, update = chunk_setup(algo)
     batch = chunk_batch(episodes, config)
@@ -137,3 +138,24 @@ def test_fql_bootstraps_with_discount_to_the_power_h():
     expected = np.mean(b["valid"] * (q - y) ** 2)
     loss, _ = fql.critic_loss(config, state.params, target, batch, jax.random.PRNGKey(1))
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_bc_ignores_the_actions_after_an_episode_end():
+    """Gaussian BC masks its log-likelihood per position: the third action of a chunk that ended at its second
+    position does not change the loss, and it does for a whole chunk."""
+    config = bc.BCConfig(actor_hidden_dims=(16,), action_chunk=H)
+    params = bc.init(config, OBS_DIM, ACT_DIM * H, jax.random.PRNGKey(0)).params
+    rng = np.random.default_rng(0)
+    batch = {
+        "observations": jnp.asarray(rng.normal(size=(2, OBS_DIM)), jnp.float32),
+        "actions": jnp.asarray(rng.uniform(-1, 1, size=(2, ACT_DIM * H)), jnp.float32),
+        "valid_steps": jnp.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]),
+    }
+    garbage = batch | {"actions": batch["actions"].at[0, -ACT_DIM:].set(0.9)}
+    loss = bc.actor_loss(config, params, batch)[0]
+    assert bc.actor_loss(config, params, garbage)[0] == loss
+    whole = {k: v[1:] for k, v in batch.items()}
+    assert (
+        bc.actor_loss(config, params, whole | {"actions": whole["actions"].at[0, -ACT_DIM:].set(0.9)})[0]
+        != (bc.actor_loss(config, params, whole)[0])
+    )
