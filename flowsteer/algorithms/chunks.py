@@ -16,14 +16,21 @@ def bootstrap_discount(discount: float, action_chunk: int) -> float:
     return discount**action_chunk
 
 
-def td_loss(q: jax.Array, target_q: jax.Array, batch: Batch) -> jax.Array:
-    """mean over heads and samples of (Q − y)². In a chunk batch each sample's error is multiplied by `valid` (a
-    chunk that crosses an episode end bootstraps from the wrong state) and the mean is still over the whole batch,
-    not renormalised by the valid count, as ColinQiyangLi/qc agents/acfql.py does (docs/chunking.md)."""
+def td_loss(q: jax.Array, target_q: jax.Array, batch: Batch, sum_heads: bool = False) -> jax.Array:
+    """mean over heads (or their sum, `sum_heads`) and samples of (Q − y)², q shaped (heads, B). In a chunk batch
+    each sample's error is multiplied by `valid` (a chunk that crosses an episode end bootstraps from the wrong
+    state) and the mean is still over the whole batch, not renormalised by the valid count, as
+    ColinQiyangLi/qc agents/acfql.py does (docs/chunking.md)."""
     errors = (q - target_q) ** 2
     if "valid" in batch:
         errors = errors * batch["valid"]
-    return jnp.mean(errors)
+    return errors.sum(0).mean() if sum_heads else errors.mean()
+
+
+def sample_weights(batch: Batch) -> jax.Array | None:
+    """`valid` as (B, 1) weights that drop a chunk crossing an episode end from a behaviour-cloning loss whole (QAM's
+    mask, ColinQiyangLi/qam agents/ifql.py, actor_loss); None in a single-step batch."""
+    return batch["valid"][:, None] if "valid" in batch else None
 
 
 def step_weights(batch: Batch) -> jax.Array | None:

@@ -19,8 +19,8 @@ from flowsteer.algorithms.flow import flow_matching_loss
 from flowsteer.algorithms.training import draw_batch
 
 H = 3
-CHUNKED = ["fql", "bc", "flow_bc"]
-WITH_CRITIC = ["fql"]  # the learners with a TD loss
+CHUNKED = ["fql", "bc", "flow_bc", "rebrac", "ifql"]
+WITH_CRITIC = ["fql", "rebrac", "ifql"]  # the learners with a TD loss
 STARTS = jnp.arange(0, 160, 10)  # 16 chunk starts
 
 
