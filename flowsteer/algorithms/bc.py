@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from flowsteer.algorithms.chunks import step_weights
 from flowsteer.algorithms.networks import GaussianActor, gaussian_actions, gaussian_log_prob
 from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, summed_loss_update
 
@@ -25,6 +26,7 @@ class BCConfig:
     batch_size: int = 256  # transitions per update
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)  # policy MLP ([256]×4 was tried, 512 kept)
     actor_layer_norm: bool = False  # LayerNorm in the policy
+    action_chunk: int = 1  # H, actions per policy call: set from the run, not a hyperparameter (docs/chunking.md)
 
 
 def _actor(config: BCConfig, act_dim: int) -> GaussianActor:
@@ -40,9 +42,10 @@ def init(config: BCConfig, obs_dim: int, act_dim: int, key: jax.Array) -> TrainS
 
 
 def actor_loss(config: BCConfig, params: dict, batch: Batch) -> tuple[jax.Array, Metrics]:
-    """Negative log-likelihood of the dataset actions."""
+    """Negative log-likelihood of the dataset actions. Over chunks, the actions after an episode end weigh 0,
+    per position, as Q-chunking masks its BC flow loss (ColinQiyangLi/qc agents/acfql.py, actor_loss)."""
     mean, log_std = _actor(config, batch["actions"].shape[-1]).apply(params["actor"], batch["observations"])
-    log_prob = gaussian_log_prob(mean, log_std, batch["actions"])
+    log_prob = gaussian_log_prob(mean, log_std, batch["actions"], step_weights(batch))
     loss = -log_prob.mean()
     return loss, {
         "actor/actor_loss": loss,

@@ -12,19 +12,32 @@ import jax.numpy as jnp
 VelocityFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def flow_matching_errors(velocity: VelocityFn, actions: jax.Array, key: jax.Array) -> jax.Array:
-    """Per-sample mean over action dims of (v(xᵗ, t) − (x¹ − x⁰))², xᵗ = (1−t)x⁰ + t·x¹, x¹ = a (FQL paper
-    Sec. 3); shape `actions.shape[:-1]`. FAWAC weights these before the batch mean."""
+def _squared_errors(velocity: VelocityFn, actions: jax.Array, key: jax.Array) -> jax.Array:
+    """(v(xᵗ, t) − (x¹ − x⁰))² per action value, xᵗ = (1−t)x⁰ + t·x¹, x¹ = a, one t per sample (FQL paper Sec. 3)."""
     noise_key, time_key = jax.random.split(key)
     x0 = jax.random.normal(noise_key, actions.shape)
     t = jax.random.uniform(time_key, (*actions.shape[:-1], 1))
     x_t = (1 - t) * x0 + t * actions
-    return jnp.mean((velocity(x_t, t) - (actions - x0)) ** 2, axis=-1)
+    return (velocity(x_t, t) - (actions - x0)) ** 2
 
 
-def flow_matching_loss(velocity: VelocityFn, actions: jax.Array, key: jax.Array) -> jax.Array:
-    """Mean over batch and action dims of (v(xᵗ, t) − (x¹ − x⁰))² (FQL paper Sec. 3): the unweighted BC flow loss."""
-    return jnp.mean(flow_matching_errors(velocity, actions, key))
+def flow_matching_errors(velocity: VelocityFn, actions: jax.Array, key: jax.Array) -> jax.Array:
+    """Per-sample mean over action dims of the squared velocity error; shape `actions.shape[:-1]`. FAWAC weights
+    these before the batch mean."""
+    return jnp.mean(_squared_errors(velocity, actions, key), axis=-1)
+
+
+def flow_matching_loss(
+    velocity: VelocityFn, actions: jax.Array, key: jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
+    """Mean over batch and action dims of (v(xᵗ, t) − (x¹ − x⁰))² (FQL paper Sec. 3): the BC flow loss.
+
+    `weights` (shaped as `actions`) multiply each value's error and the mean keeps the zeroed ones in its
+    denominator: Q-chunking's per-position mask of the actions after an episode end (ColinQiyangLi/qc
+    agents/acfql.py, actor_loss; `chunks.step_weights`)."""
+    if weights is None:
+        return jnp.mean(flow_matching_errors(velocity, actions, key))
+    return jnp.mean(_squared_errors(velocity, actions, key) * weights)
 
 
 def euler_sample(velocity: VelocityFn, noise: jax.Array, steps: int) -> jax.Array:

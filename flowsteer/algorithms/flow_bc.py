@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from flowsteer.algorithms.chunks import step_weights
 from flowsteer.algorithms.flow import euler_sample, flow_matching_loss
 from flowsteer.algorithms.networks import VectorField
 from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, summed_loss_update
@@ -29,6 +30,7 @@ class FlowBCConfig:
     actor_hidden_dims: tuple[int, ...] = (512, 512, 512, 512)  # velocity field MLP
     actor_layer_norm: bool = False  # LayerNorm in the velocity field
     flow_steps: int = 10  # Euler steps from noise to action
+    action_chunk: int = 1  # H, actions per policy call: set from the run, not a hyperparameter (docs/chunking.md)
 
 
 def flow_net(hidden_dims: tuple[int, ...], layer_norm: bool, act_dim: int) -> VectorField:
@@ -42,9 +44,11 @@ def decode(net: VectorField, params: dict, observations: jax.Array, noise: jax.A
 
 
 def bc_flow_loss(net: VectorField, params: dict, batch: Batch, key: jax.Array) -> jax.Array:
-    """Flow matching of the dataset actions (docs/algorithms.md#flow-matching)."""
+    """Flow matching of the dataset actions (docs/algorithms.md#flow-matching). Over chunks, each action value's
+    error is multiplied by its position's `valid_steps` entry, Q-chunking's per-position mask (ColinQiyangLi/qc
+    agents/acfql.py, actor_loss)."""
     obs = batch["observations"]
-    return flow_matching_loss(lambda x, t: net.apply(params, obs, x, t), batch["actions"], key)
+    return flow_matching_loss(lambda x, t: net.apply(params, obs, x, t), batch["actions"], key, step_weights(batch))
 
 
 def _net(config: FlowBCConfig, act_dim: int) -> VectorField:

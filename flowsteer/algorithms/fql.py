@@ -11,7 +11,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from flowsteer.algorithms.flow import euler_sample, flow_matching_loss
+from flowsteer.algorithms.chunks import bootstrap_discount, td_loss
+from flowsteer.algorithms.flow import euler_sample
+from flowsteer.algorithms.flow_bc import bc_flow_loss
 from flowsteer.algorithms.networks import Critic, VectorField
 from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, summed_loss_update
 
@@ -20,8 +22,9 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 class FQLConfig:
     """FQL hyperparameters; defaults are the reference's `get_config()`.
 
-    Reference: seohongpark/fql agents/fql.py at 719d044. Intentional divergences: none in the objective; frozen
-    inputs are explicit stop-gradients; no image encoder, state only (docs/algorithms.md#fql).
+    Reference: seohongpark/fql agents/fql.py at 719d044; with `action_chunk` H > 1, QC-FQL of Q-chunking
+    (ColinQiyangLi/qc agents/acfql.py at 48283b4, `actor_type='distill-ddpg'`). Intentional divergences: none in
+    the objective; frozen inputs are explicit stop-gradients; no image encoder, state only (docs/algorithms.md#fql).
     """
 
     lr: float = 3e-4  # Adam learning rate, one optimizer over every trained network
@@ -36,6 +39,7 @@ class FQLConfig:
     alpha: float = 10.0  # distillation coefficient α, tuned per environment
     flow_steps: int = 10  # Euler steps of the BC flow
     normalize_q_loss: bool = False  # scale the Q loss by 1/mean|Q| (README advice for new environments)
+    action_chunk: int = 1  # H, actions per policy call: set from the run, not a hyperparameter (docs/chunking.md)
 
     def __post_init__(self) -> None:
         if self.q_agg not in ("mean", "min"):
@@ -85,21 +89,25 @@ def flow_actions(config: FQLConfig, params: dict, observations: jax.Array, noise
 def critic_loss(
     config: FQLConfig, params: dict, target_params: dict, batch: Batch, key: jax.Array
 ) -> tuple[jax.Array, Metrics]:
-    """TD loss with a′ from the (frozen) one-step policy and the mean or min of the target heads."""
+    """TD loss with a′ from the (frozen) one-step policy and the mean or min of the target heads; over chunks,
+    γ^H and the `valid` mask (docs/chunking.md)."""
     act_dim = batch["actions"].shape[-1]
     # docs/pitfalls.md pitfall 1: next-action sampling is frozen.
     frozen = jax.lax.stop_gradient(params)
     next_actions = onestep_actions(config, frozen, batch["next_observations"], key, act_dim)
     next_qs = _critic(config).apply(target_params["critic"], batch["next_observations"], next_actions)
     next_q = next_qs.min(axis=0) if config.q_agg == "min" else next_qs.mean(axis=0)
-    target_q = batch["rewards"] + config.discount * batch["masks"] * next_q
+    discount = bootstrap_discount(config.discount, config.action_chunk)
+    target_q = batch["rewards"] + discount * batch["masks"] * next_q
     q = _critic(config).apply(params["critic"], batch["observations"], batch["actions"])
-    loss = jnp.mean((q - target_q) ** 2)
+    loss = td_loss(q, target_q, batch)
     return loss, {"critic_loss": loss, "q_mean": q.mean(), "q_max": q.max(), "q_min": q.min()}
 
 
 def actor_loss(config: FQLConfig, params: dict, batch: Batch, key: jax.Array) -> tuple[jax.Array, Metrics]:
-    """BC flow loss + α·distillation loss + Q loss (docs/algorithms.md#fql, items 2-4)."""
+    """BC flow loss + α·distillation loss + Q loss (docs/algorithms.md#fql, items 2-4). Over chunks, only the BC
+    flow loss is masked, per position; distillation and Q loss see every sample (ColinQiyangLi/qc
+    agents/acfql.py, actor_loss)."""
     obs, actions = batch["observations"], batch["actions"]
     act_dim = actions.shape[-1]
     flow_key, noise_key, mse_key = jax.random.split(key, 3)
@@ -107,7 +115,7 @@ def actor_loss(config: FQLConfig, params: dict, batch: Batch, key: jax.Array) ->
     # Gradients reach the BC flow only through this loss, and the one-step policy only through the two below.
     frozen = jax.lax.stop_gradient(params)
 
-    bc_flow_loss = flow_matching_loss(lambda x, t: net.apply(params["bc_flow"], obs, x, t), actions, flow_key)
+    flow_loss = bc_flow_loss(net, params["bc_flow"], batch, flow_key)
 
     noise = jax.random.normal(noise_key, actions.shape)
     # docs/pitfalls.md pitfall 1: the distillation target μ_θ(s, z) is frozen (the BC flow is not pulled toward
@@ -123,11 +131,11 @@ def actor_loss(config: FQLConfig, params: dict, batch: Batch, key: jax.Array) ->
     if config.normalize_q_loss:
         q_loss = q_loss * jax.lax.stop_gradient(1.0 / jnp.abs(q).mean())
 
-    loss = bc_flow_loss + config.alpha * distill_loss + q_loss
+    loss = flow_loss + config.alpha * distill_loss + q_loss
     sampled = onestep_actions(config, frozen, obs, mse_key, act_dim)
     return loss, {
         "actor_loss": loss,
-        "bc_flow_loss": bc_flow_loss,
+        "bc_flow_loss": flow_loss,
         "distill_loss": distill_loss,
         "q_loss": q_loss,
         "q": q.mean(),

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from flowsteer.algorithms import iql
+from flowsteer.algorithms.chunks import bootstrap_discount, sample_weights
 from flowsteer.algorithms.flow import euler_sample, flow_matching_loss
 from flowsteer.algorithms.networks import Critic, VectorField
 from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, summed_loss_update
@@ -20,8 +21,9 @@ from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state,
 class IFQLConfig:
     """IFQL hyperparameters; defaults are the reference's `get_config()`.
 
-    Reference: seohongpark/fql agents/ifql.py at 719d044. Intentional divergences: best-of-N takes its argmax per
-    state (the reference's is right for one state only); no image encoder (docs/algorithms.md#ifql).
+    Reference: seohongpark/fql agents/ifql.py at 719d044; with `action_chunk` H > 1, QAM's chunked IFQL
+    (ColinQiyangLi/qam agents/ifql.py at f93efd2). Intentional divergences: best-of-N takes its argmax per state
+    (the reference's is right for one state only); no image encoder (docs/algorithms.md#ifql).
     """
 
     lr: float = 3e-4  # Adam learning rate, one optimizer over value, critic and flow
@@ -35,6 +37,7 @@ class IFQLConfig:
     expectile: float = 0.9  # expectile κ of the value regression
     num_samples: int = 32  # N candidate actions per state at acting time
     flow_steps: int = 10  # Euler steps of the flow
+    action_chunk: int = 1  # H, actions per policy call: set from the run, not a hyperparameter (docs/chunking.md)
 
 
 def _networks(config: IFQLConfig, act_dim: int) -> tuple[Critic, Critic, VectorField]:
@@ -60,12 +63,17 @@ def init(config: IFQLConfig, obs_dim: int, act_dim: int, key: jax.Array) -> Trai
 def total_loss(
     config: IFQLConfig, params: dict, target_params: dict, batch: Batch, key: jax.Array
 ) -> tuple[jax.Array, Metrics]:
-    """IQL value + critic losses, plus the flow-matching BC loss (the flow never sees Q; docs/algorithms.md#ifql)."""
+    """IQL value + critic losses, plus the flow-matching BC loss (the flow never sees Q; docs/algorithms.md#ifql).
+    Over chunks, as QAM (ColinQiyangLi/qam agents/ifql.py): γ^H and the `valid` mask in the critic loss, the
+    expectile value loss unmasked, and a chunk crossing an episode end dropped whole from the flow loss."""
     critic, value, flow = _networks(config, batch["actions"].shape[-1])
     v_loss, v_info = iql.value_loss(critic, value, params, target_params, batch, config.expectile)
-    c_loss, c_info = iql.critic_loss(critic, value, params, batch, config.discount)
+    discount = bootstrap_discount(config.discount, config.action_chunk)
+    c_loss, c_info = iql.critic_loss(critic, value, params, batch, discount)
     obs = batch["observations"]
-    a_loss = flow_matching_loss(lambda x, t: flow.apply(params["actor_flow"], obs, x, t), batch["actions"], key)
+    a_loss = flow_matching_loss(
+        lambda x, t: flow.apply(params["actor_flow"], obs, x, t), batch["actions"], key, sample_weights(batch)
+    )
     metrics = {f"value/{k}": v for k, v in v_info.items()} | {f"critic/{k}": v for k, v in c_info.items()}
     return v_loss + c_loss + a_loss, metrics | {"actor/actor_loss": a_loss}
 

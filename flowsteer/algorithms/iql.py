@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from flowsteer.algorithms.chunks import td_loss
 from flowsteer.algorithms.networks import Critic, GaussianActor, gaussian_actions, gaussian_log_prob
 from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, summed_loss_update
 
@@ -67,8 +68,7 @@ def critic_loss(
     next_v = value.apply(jax.lax.stop_gradient(params["value"]), batch["next_observations"])
     target_q = batch["rewards"] + discount * batch["masks"] * next_v
     qs = critic.apply(params["critic"], batch["observations"], batch["actions"])
-    sq = (qs - target_q) ** 2
-    loss = sq.sum(0).mean() if sum_heads else sq.mean()
+    loss = td_loss(qs, target_q, batch, sum_heads)  # valid-masked in IFQL's chunk batches (docs/chunking.md)
     return loss, {
         "critic_loss": loss,
         "q_mean": target_q.mean(),

@@ -126,10 +126,14 @@ class GaussianActor(nn.Module):
         return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
 
 
-def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, x: jax.Array) -> jax.Array:
-    """log N(x; mean, diag(exp(log_std)²)), summed over the last axis."""
+def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, x: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """log N(x; mean, diag(exp(log_std)²)), summed over the last axis; `weights` (shaped as `x`) multiply each
+    dimension's term first (a chunk's actions after an episode end weigh 0, `chunks.step_weights`)."""
     z = (x - mean) * jnp.exp(-log_std)
-    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+    terms = -0.5 * z**2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
+    if weights is not None:
+        terms = terms * weights
+    return jnp.sum(terms, axis=-1)
 
 
 def tanh_gaussian_sample(mean: jax.Array, log_std: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from flowsteer.algorithms.chunks import bootstrap_discount, td_loss
 from flowsteer.algorithms.networks import Critic, GaussianActor
 from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, summed_loss_update
 
@@ -20,8 +21,10 @@ ACTOR_METRICS = ("actor/actor_loss", "actor/q_loss", "actor/bc_loss", "actor/mse
 class ReBRACConfig:
     """ReBRAC hyperparameters; defaults are the reference's `get_config()` (α's are set per task).
 
-    Reference: seohongpark/fql agents/rebrac.py at 719d044. Intentional divergences: the actor-frequency branch is a
-    `lax.cond` inside the compiled update; no image encoder (docs/algorithms.md#rebrac).
+    Reference: seohongpark/fql agents/rebrac.py at 719d044; with `action_chunk` H > 1, QAM's chunked ReBRAC
+    (ColinQiyangLi/qam agents/rebrac.py at f93efd2). Intentional divergences: the actor-frequency branch is a
+    `lax.cond` inside the compiled update; no image encoder; over chunks the critic penalty stays, against the next
+    dataset chunk (QAM's ReBRAC has none) (docs/algorithms.md#rebrac).
     """
 
     lr: float = 3e-4  # Adam learning rate, one optimizer over critic and actor
@@ -39,6 +42,7 @@ class ReBRACConfig:
     actor_freq: int = 2  # the actor (and the targets) update every `actor_freq` steps
     actor_noise: float = 0.2  # std of the target-policy smoothing noise (and of the exploration noise)
     actor_noise_clip: float = 0.5  # clip of that noise
+    action_chunk: int = 1  # H, actions per policy call: set from the run, not a hyperparameter (docs/chunking.md)
 
 
 def _networks(config: ReBRACConfig, act_dim: int) -> tuple[Critic, GaussianActor]:
@@ -79,26 +83,31 @@ def critic_loss(
     config: ReBRACConfig, params: dict, target_params: dict, batch: Batch, key: jax.Array
 ) -> tuple[jax.Array, Metrics]:
     """TD loss: a′ = clip(target actor + clipped noise), min over target heads minus α₂‖a′ − a′_D‖²
-    (docs/pitfalls.md pitfall 6)."""
+    (docs/pitfalls.md pitfall 6). Over chunks: γ^H, the `valid` mask, and a′_D the dataset chunk that follows
+    (the batch's `next_actions`, docs/chunking.md)."""
     act_dim = batch["actions"].shape[-1]
     critic, _ = _networks(config, act_dim)
     next_mode = _mode(config, target_params["actor"], batch["next_observations"], act_dim)
     next_actions = jnp.clip(next_mode + _smoothing_noise(config, key, next_mode.shape), -1.0, 1.0)
     next_q = critic.apply(target_params["critic"], batch["next_observations"], next_actions).min(0)
     next_q = next_q - config.alpha_critic * jnp.sum((next_actions - batch["next_actions"]) ** 2, axis=-1)
-    target_q = batch["rewards"] + config.discount * batch["masks"] * next_q
+    discount = bootstrap_discount(config.discount, config.action_chunk)
+    target_q = batch["rewards"] + discount * batch["masks"] * next_q
     q = critic.apply(params["critic"], batch["observations"], batch["actions"])
-    loss = jnp.mean((q - target_q) ** 2)
+    loss = td_loss(q, target_q, batch)
     return loss, {"critic_loss": loss, "q_mean": q.mean(), "q_max": q.max(), "q_min": q.min()}
 
 
 def actor_loss(config: ReBRACConfig, params: dict, batch: Batch) -> tuple[jax.Array, Metrics]:
-    """−mean(λ·min_i Q_i(s, π(s))) + α₁·mean‖π(s) − a‖², λ = 1/mean|Q| frozen; the critic is frozen."""
+    """−mean(λ·min_i Q_i(s, π(s))) + α₁·mean‖π(s) − a‖², λ = 1/mean|Q| frozen; the critic is frozen. Over chunks
+    a chunk crossing an episode end is dropped from the BC term, as QAM does (ColinQiyangLi/qam agents/rebrac.py)."""
     act_dim = batch["actions"].shape[-1]
     critic, _ = _networks(config, act_dim)
     actions = _mode(config, params["actor"], batch["observations"], act_dim)
     q = critic.apply(jax.lax.stop_gradient(params["critic"]), batch["observations"], actions).min(0)
     mse = jnp.sum((actions - batch["actions"]) ** 2, axis=-1)
+    if "valid" in batch:
+        mse = mse * batch["valid"]
     q_loss = -(jax.lax.stop_gradient(1.0 / jnp.abs(q).mean()) * q).mean()
     bc_loss = config.alpha_actor * mse.mean()
     loss = q_loss + bc_loss
