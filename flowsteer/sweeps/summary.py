@@ -55,6 +55,7 @@ def summarize(trials: list[Trial], scores: dict[str, float], errors: dict[str, P
             "task": trial.spec.task,
             "seed": trial.spec.seed,
             "hyperparameters": json.dumps(trial.spec.hyperparameters, sort_keys=True),
+            "action_chunk": trial.spec.action_chunk,
             "state": state,
             "step": status.get("step", 0),
             "score": scores.get(trial.id, math.nan),
