@@ -195,6 +195,20 @@ class ReportSettings(InputModel):
     stats: bool = Field(False, description="IQM and mean with bootstrap CIs, profiles, P(X > Y)")
     plots: bool = Field(False, description="learning curves (and profiles with stats)")
     caption: str = Field("", description="opens every table's caption (say what a reduced protocol reduced)")
+    published: str = Field(
+        "auto",
+        description="the protocol of the published numbers: fql (FQL and DSRL papers), qc, qam; auto: fql "
+        "unless runs act in chunks or learn from sparse rewards",
+    )
+
+    @field_validator("published")
+    @classmethod
+    def _protocol(cls, chosen: str) -> str:
+        from flowsteer.reports.published import CHOICES
+
+        if chosen not in CHOICES:
+            raise ValueError(f"published must be one of {', '.join(CHOICES)}, got {chosen!r}.")
+        return chosen
 
     @field_validator("layouts", "formats")
     @classmethod

@@ -92,10 +92,12 @@ def write_sweep_report(
             warnings.simplefilter("always", ReportWarning)
             files += write_report(spec.runs_dir, spec.directory / "report", layouts=settings.layouts,
                                   formats=settings.formats, stats=settings.stats, plots=settings.plots,
-                                  runs=set(final_runs), caption=settings.caption)[1]  # fmt: skip
+                                  runs=set(final_runs), caption=settings.caption,
+                                  published=settings.published)[1]  # fmt: skip
             if tuning_runs:
                 files += write_report(spec.runs_dir, spec.directory / "report" / "tuning", layouts=["task"],
-                                      formats=["csv", "md"], runs=set(tuning_runs))[1]  # fmt: skip
+                                      formats=["csv", "md"], runs=set(tuning_runs),
+                                      published=settings.published)[1]  # fmt: skip
     except ReportError as exc:
         write(f"report not written: {exc}")
     for warning in caught:

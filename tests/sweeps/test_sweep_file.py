@@ -108,6 +108,7 @@ def test_the_report_caption_of_a_sweep_file_is_kept_for_its_tables(write_sweep):
         ({"algorithms": {"bc": {"search": {"lr": {"normal": [0, 1]}}}}, "mode": "optuna"}, "unknown distribution"),
         ({"report": {"layouts": ["tasks"]}}, "report.layouts must be a non-empty list from task, category"),
         ({"report": {"caption": ["reduced"]}}, "report.caption must be text"),
+        ({"report": {"published": "qcc"}}, "report.published must be one of auto, fql, qc, qam, got 'qcc'"),
         ({"max_failures": 1.5}, "max_failures must be an integer >= 0"),
         ({"nmae": "x"}, "unknown sweep field 'nmae'. Did you mean name?"),
         ({"resources": {"cpu": float("nan")}}, "resources.cpu must be a number > 0, got nan"),
