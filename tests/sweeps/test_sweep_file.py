@@ -299,3 +299,29 @@ EXAMPLE_IDS = {
 def test_the_earlier_example_files_keep_their_trial_ids(name, tmp_path):
     ids = sorted(t.id for t in grid_trials(load_sweep(EXAMPLES / name, storage=tmp_path)))
     assert (len(ids), hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16]) == EXAMPLE_IDS[name]
+
+
+def test_the_qc_example_runs_q_chunking_s_protocol(tmp_path, pending_example):
+    if pending_example("qc-o2o.yaml"):
+        pytest.skip(pending_example("qc-o2o.yaml"))
+    trials = grid_trials(load_sweep(EXAMPLES / "qc-o2o.yaml", storage=tmp_path))
+    assert len(trials) == 5 * 3 * 4
+    assert {(t.spec.algo, t.spec.action_chunk) for t in trials} == {
+        ("bfn", 5), ("fql", 1), ("fql", 5), ("rlpd", 1), ("rlpd", 5)
+    }  # fmt: skip
+    for t in trials:
+        assert (t.spec.offline_steps, t.spec.online_steps) == (0 if t.spec.algo == "rlpd" else 1_000_000, 1_000_000)
+        assert t.spec.sparse_reward == t.spec.task.startswith(("scene", "puzzle"))
+        assert t.spec.success_timing == "post"
+
+
+def test_the_qam_example_runs_qam_s_protocol(tmp_path, pending_example):
+    if pending_example("qam-offline.yaml"):
+        pytest.skip(pending_example("qam-offline.yaml"))
+    trials = grid_trials(load_sweep(EXAMPLES / "qam-offline.yaml", storage=tmp_path))
+    assert len(trials) == 5 * 7 * 12
+    for t in trials:
+        manipulation = t.spec.task.startswith(("cube", "scene", "puzzle"))
+        assert t.spec.action_chunk == (5 if manipulation else 1)
+        assert t.spec.sparse_reward == t.spec.task.startswith(("scene", "puzzle"))
+        assert (t.spec.offline_steps, t.spec.online_steps) == (0 if t.spec.algo == "rlpd" else 1_000_000, 500_000)

@@ -29,8 +29,8 @@ def test_the_committed_schema_is_the_one_the_code_generates() -> None:
 
 @pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_sweep_file_satisfies_the_schema(validator, example: Path, pending_example) -> None:
-    if pending_example(example.name):
-        pytest.skip(pending_example(example.name))
+    if pending_example(example.name, learners=False):
+        pytest.skip(pending_example(example.name, learners=False))
     errors = [e.message for e in validator.iter_errors(yaml.safe_load(example.read_text()))]
     assert errors == []
 
