@@ -137,7 +137,7 @@ def protocol_caption(
     if (runs["action_chunk"] > 1).any():
         text.append(f"Action chunks of {_steps(runs['action_chunk'])} action(s) per policy call, executed open loop.")
     if (runs["sparse_reward"] > 0).any():
-        sparse = sorted(runs.loc[runs["sparse_reward"] > 0, "dataset"].unique())
+        sparse = sorted(runs.loc[runs["sparse_reward"] > 0, "category"].unique())
         text.append(f"Sparse rewards (-1 until every subtask is solved) on {', '.join(sparse)}.")
     consecutive = len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1))
     seed_text = f"{seeds[0]}-{seeds[-1]}" if consecutive else ", ".join(map(str, seeds))
