@@ -10,6 +10,7 @@ from pathlib import Path
 from flowsteer.reports.aggregate import Aggregation
 from flowsteer.reports.api import write_report
 from flowsteer.reports.load import ReportError, ReportWarning
+from flowsteer.reports.published import CHOICES
 from flowsteer.reports.writers import to_markdown
 
 EXIT_USAGE = 2
@@ -46,6 +47,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--plots", action="store_true", help="learning curves per category (PNG and PDF)")
     parser.add_argument("--caption", default="", help="text that opens every table's caption (e.g. what a "
                         "reduced protocol reduced)")  # fmt: skip
+    parser.add_argument("--published", default="auto", choices=CHOICES,
+                        help="the protocol of the published numbers beside yours: fql (FQL and DSRL papers), qc "
+                        "(Q-chunking), qam (QAM); auto: fql unless runs act in chunks or learn from sparse rewards "
+                        "(default auto)")  # fmt: skip
     parser.add_argument("--no-cache", action="store_true", help="re-read every run (ignore the Parquet cache)")
     parser.set_defaults(run=_run)
 
@@ -70,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
                 plots=args.plots,
                 tracking_uri=args.tracking_uri,
                 caption=args.caption,
+                published=args.published,
             )
     except ReportError as exc:
         print(f"flowsteer: error: {exc}", file=sys.stderr)

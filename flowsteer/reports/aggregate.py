@@ -87,7 +87,8 @@ def run_scores(tidy: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
     metric = tidy[tidy["metric"] == agg.metric]
     if metric.empty:
         raise ReportError(f"No evaluation rows with metric {agg.metric!r}; eval.csv files lack that column.")
-    run_columns = ["run", "algorithm", "task", "dataset", "category", "default_task", "seed", "hyperparameters"]
+    run_columns = ["run", "algorithm", "variant", "task", "dataset", "category", "default_task", "seed"]
+    run_columns += ["hyperparameters"]
     run_columns += ["setting", *PROTOCOL_SETTINGS, "eval_steps", "status", "provenance"]
     runs = metric.drop_duplicates("run").set_index("run")[run_columns[1:]]
     values = {run: dict(zip(g["step"], g["value"], strict=True)) for run, g in metric.groupby("run")}
@@ -168,6 +169,8 @@ def _cell(layout: str, row: str, group: pd.DataFrame, per_seed: pd.Series, flags
         "algorithm": first["algorithm"],
         "setting": first["setting"],
         "phase": first["phase"],
+        "action_chunk": int(first["action_chunk"]),  # what a published number must match (published.py)
+        "sparse_reward": int(first["sparse_reward"]),
         "mean": mean,
         "std": std,
         "ddof": agg.ddof,

@@ -12,6 +12,7 @@ from flowsteer.reports.aggregate import Aggregation, run_scores
 from flowsteer.reports.load import CACHE_DIR, ReportError, ReportWarning, load_runs
 from flowsteer.reports.mlflow_source import load_mlflow
 from flowsteer.reports.plots import plot_learning_curves, plot_performance_profiles
+from flowsteer.reports.published import report_protocol, with_column_names
 from flowsteer.reports.stats import improvement_estimates, interval_estimates, performance_profiles, score_matrices
 from flowsteer.reports.tables import LAYOUTS, Report, build_report
 from flowsteer.reports.writers import FORMATS, write
@@ -42,6 +43,7 @@ def write_report(
     tracking_uri: str | None = None,
     runs: Collection[str] | None = None,
     caption: str = "",
+    published: str = "auto",
 ) -> tuple[list[Report], list[Path]]:
     """Load the runs of ``source`` (see load_source) and write each layout in each format to ``out``.
 
@@ -51,6 +53,8 @@ def write_report(
     ``plots``: learning curves, one figure per category (plots/curves-<category>.png and .pdf), and with
     ``stats`` the performance profiles (plots/profiles-<setting>.png and .pdf).
     ``caption``: text that opens every table's caption, before the protocol written from the runs.
+    ``published``: the protocol whose published numbers stand beside the runs' (fql, qc, qam or auto: see
+    flowsteer.reports.published); it also names the columns of chunked runs (qc-fql, qc, ...).
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -66,8 +70,10 @@ def write_report(
             warnings.warn(f"{len(missing)} selected run(s) have no evaluations: {names}", ReportWarning, stacklevel=2)
         tidy = tidy[tidy["run"].isin(set(runs))].reset_index(drop=True)
     reports, written = [], []
+    # Columns named once for every output (build_report names them by the same rule).
+    tidy = with_column_names(tidy, report_protocol(tidy, published, warn=False))
     for layout in layouts:
-        report = build_report(tidy, layout, agg or Aggregation(), caption)
+        report = build_report(tidy, layout, agg or Aggregation(), caption, published)
         reports.append(report)
         written += write(report, Path(out), list(formats))
     if stats:

@@ -21,15 +21,26 @@ import pandas as pd
 
 from flowsteer.datasets.catalog import parse_task
 from flowsteer.datasets.errors import UnknownNameError
+from flowsteer.reports.variants import variant_name
 from flowsteer.rundir import CONFIG, EVAL_LOG, PROTOCOL, STATUS, RunFileError, read_json, read_log
 
 RUN_FILES = (CONFIG, PROTOCOL, EVAL_LOG)
 CACHE_DIR = ".flowsteer-report-cache"
 # Settings that change what a run measures: runs that differ in them are different columns (see method_labels).
-PROTOCOL_SETTINGS = ("offline_steps", "online_steps", "utd", "buffer_size", "eval_interval", "eval_episodes")
+PROTOCOL_SETTINGS = (
+    "offline_steps",
+    "online_steps",
+    "utd",
+    "buffer_size",
+    "eval_interval",
+    "eval_episodes",
+    "action_chunk",
+    "sparse_reward",
+)
 COLUMNS = [
     "run",
     "algorithm",
+    "variant",  # the column QC's names give a chunked run (flowsteer.reports.variants)
     "task",
     "dataset",
     "category",
@@ -154,15 +165,20 @@ def read_run(path: Path) -> pd.DataFrame:
         }
     )
     tidy = tidy.drop_duplicates(subset=["step", "metric"], keep="last")
+    hyperparameters = spec.get("hyperparameters") or {}
+    action_chunk = int(spec.get("action_chunk", 1))
+    resolved = config.get("algo_config") or protocol.get("algo_config") or {}
+    bc_alpha = float(hyperparameters.get("bc_alpha", resolved.get("bc_alpha", 0.0)) or 0.0)
     info = {
         "run": config.get("run_id", path.name),
         "algorithm": spec["algo"],
+        "variant": variant_name(spec["algo"], action_chunk, bc_alpha),
         "task": task.name,
         "dataset": task.dataset.name,
         "category": task.dataset.category,
         "default_task": task.is_default_task,
         "seed": int(spec.get("seed", 0)),
-        "hyperparameters": json.dumps(spec.get("hyperparameters") or {}, sort_keys=True),
+        "hyperparameters": json.dumps(hyperparameters, sort_keys=True),
         "setting": protocol.get("setting", spec.get("setting", "offline")),
         "offline_steps": int(spec.get("offline_steps", 0)),
         "online_steps": int(spec.get("online_steps", 0)),
@@ -170,6 +186,8 @@ def read_run(path: Path) -> pd.DataFrame:
         "buffer_size": int(spec.get("buffer_size", 0)) if spec.get("online_steps") else 0,
         "eval_interval": int(evaluation.get("interval", spec.get("eval_interval", 0))),
         "eval_episodes": int(evaluation.get("episodes", spec.get("eval_episodes", 0))),
+        "action_chunk": action_chunk,
+        "sparse_reward": int(bool(spec.get("sparse_reward", False))),
         "eval_steps": json.dumps(evaluation.get("steps") or sorted(set(steps))),
         "status": state,
         "provenance": provenance_key(protocol),
@@ -180,7 +198,7 @@ def read_run(path: Path) -> pd.DataFrame:
 
 
 def _fingerprint(runs: list[Path]) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(",".join(COLUMNS).encode())  # a table of other columns is not this code's cache
     for run in runs:
         for name in (*RUN_FILES, STATUS):
             file = run / name

@@ -23,6 +23,7 @@ from flowsteer.datasets.catalog import parse_task
 from flowsteer.datasets.errors import UnknownNameError
 from flowsteer.loggers import quiet_library_loggers
 from flowsteer.reports.load import COLUMNS, ReportError, ReportWarning, SkippedRun, provenance_key
+from flowsteer.reports.variants import variant_name
 from flowsteer.rundir import schedule
 from flowsteer.trackinguri import redact
 
@@ -84,6 +85,14 @@ def load_mlflow(tracking_uri: str, experiment: str, cache_dir: Path | None = Non
     return table
 
 
+def _float(value: str | None) -> float:
+    """An MLflow parameter as a number; 0 when it is absent or no number (a config without the field)."""
+    try:
+        return float(value) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+
+
 def _int(params: dict[str, str], key: str, default: int) -> int:
     try:
         return int(params.get(key, default))
@@ -127,9 +136,11 @@ def _run_frame(client: Any, run: Any) -> pd.DataFrame:
         raise SkippedRun(f"MLflow run {name}: {exc}") from None
     algo_config = {k.removeprefix("algo."): v for k, v in params.items() if k.startswith("algo.")}
     protocol = _protocol(params)
+    action_chunk = _int(params, "run.action_chunk", 1)
     info = {
         "run": name,
         "algorithm": tags["algo"],
+        "variant": variant_name(tags["algo"], action_chunk, _float(algo_config.get("bc_alpha"))),
         "task": task.name,
         "dataset": task.dataset.name,
         "category": task.dataset.category,
@@ -143,6 +154,8 @@ def _run_frame(client: Any, run: Any) -> pd.DataFrame:
         "buffer_size": _int(params, "run.buffer_size", 0) if online else 0,
         "eval_interval": interval,
         "eval_episodes": _int(params, "run.eval_episodes", 0),
+        "action_chunk": action_chunk,
+        "sparse_reward": int(params.get("run.sparse_reward", "False") == "True"),
         "eval_steps": json.dumps(steps),
         "status": run.info.status.lower(),
         "provenance": provenance_key(protocol)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from flowsteer.reports.aggregate import OFFLINE, ONLINE, PAPER, Aggregation, category_cells, run_scores, task_cells
 from flowsteer.reports.load import ReportError
-from flowsteer.reports.published import published_cells
+from flowsteer.reports.published import Protocol, published_cells, report_protocol, with_column_names
 
 LAYOUTS = ("task", "category", "published")
 PM, ARROW, MISSING = "±", "→", "–"
@@ -52,12 +52,17 @@ class Report:
         return list(keys[["layout", "row", "setting"]].itertuples(index=False, name=None))
 
 
-def build_report(tidy: pd.DataFrame, layout: str = "task", agg: Aggregation = PAPER, caption: str = "") -> Report:
+def build_report(
+    tidy: pd.DataFrame, layout: str = "task", agg: Aggregation = PAPER, caption: str = "", published: str = "auto"
+) -> Report:
     """Aggregate a tidy table (flowsteer.reports.load) into the report of ``layout``; ``caption`` opens the
-    caption written from the protocol (say there what the numbers cannot: a reduced protocol, for instance)."""
+    caption written from the protocol (say there what the numbers cannot: a reduced protocol, for instance).
+    ``published``: the protocol whose published numbers the published layout shows (fql, qc, qam; "auto": see
+    flowsteer.reports.published.report_protocol); it also names the columns of chunked runs."""
     if layout not in LAYOUTS:
         raise ReportError(f"Unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}.")
-    scores = run_scores(tidy, agg)
+    protocol = report_protocol(tidy, published, warn=layout == "published")
+    scores = run_scores(with_column_names(tidy, protocol), agg)
     parts = []
     if layout in ("task", "published"):
         parts.append(task_cells(scores, agg))
@@ -68,8 +73,8 @@ def build_report(tidy: pd.DataFrame, layout: str = "task", agg: Aggregation = PA
         covered = categories.groupby("row")["n_seeds"].transform("max") > 0
         parts.append(categories[covered])
     cells = pd.concat(parts, ignore_index=True)
-    paper = published_cells(cells) if layout == "published" else published_cells(cells.iloc[:0])
-    report = Report(layout, cells, paper, protocol_caption(scores, agg, layout, caption), agg)
+    paper = published_cells(cells, protocol if layout == "published" else None)
+    report = Report(layout, cells, paper, protocol_caption(scores, agg, layout, caption, protocol), agg)
     flagged = [c for _, c in cells.iterrows() if c["flags"]]
     report.notes = [f"{c['method']}, {row_label(c)}: {c['flags']}" for c in flagged]
     report.note_cells = [(c["method"], row_label(c), c["setting"]) for c in flagged]
@@ -103,9 +108,11 @@ def _steps(values: pd.Series) -> str:
     return ", ".join(f"{int(v):,}" for v in sorted(values.unique()))
 
 
-def protocol_caption(scores: pd.DataFrame, agg: Aggregation, layout: str, opening: str = "") -> str:
-    """The protocol in words: steps, seeds, episodes, evaluation window, dataset provenance, rules; after
-    ``opening``, the user's own words, where given."""
+def protocol_caption(
+    scores: pd.DataFrame, agg: Aggregation, layout: str, opening: str = "", published: Protocol | None = None
+) -> str:
+    """The protocol in words: steps, seeds, episodes, evaluation window, action chunks, dataset provenance, rules;
+    after ``opening``, the user's own words, where given; the protocol of the published numbers."""
     runs = scores.drop_duplicates("run")
     seeds = sorted(runs["seed"].unique())
     settings = set(runs["setting"])
@@ -127,6 +134,11 @@ def protocol_caption(scores: pd.DataFrame, agg: Aggregation, layout: str, openin
             + (f" (steps {', '.join(f'{s:,}' for s in steps)})." if steps else ".")
         )
     text.append(f"Each evaluation runs {_steps(runs['eval_episodes'])} episodes.")
+    if (runs["action_chunk"] > 1).any():
+        text.append(f"Action chunks of {_steps(runs['action_chunk'])} action(s) per policy call, executed open loop.")
+    if (runs["sparse_reward"] > 0).any():
+        sparse = sorted(runs.loc[runs["sparse_reward"] > 0, "category"].unique())
+        text.append(f"Sparse rewards (-1 until every subtask is solved) on {', '.join(sparse)}.")
     consecutive = len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1))
     seed_text = f"{seeds[0]}-{seeds[-1]}" if consecutive else ", ".join(map(str, seeds))
     text.append(f"Mean {PM} std (ddof={agg.ddof}) over {len(seeds)} seed{'s' * (len(seeds) != 1)} ({seed_text}).")
@@ -135,8 +147,10 @@ def protocol_caption(scores: pd.DataFrame, agg: Aggregation, layout: str, openin
     text.append(f"Bold: at or above {agg.bold_fraction:.0%} of the best mean in the row (unrounded).")
     if layout != "category":
         text.append("(*) marks the default task.")
-    if layout == "published":
-        text.append("Columns marked (paper) are the published numbers, never bold.")
+    if layout == "published" and published is not None:
+        text.append(f"Columns marked (paper) are the published numbers of {published.words}; never bold.")
+    elif layout == "published":
+        text.append("No published numbers: name the protocol they follow (qc or qam).")
     text.append("Data: " + "; ".join(_provenance_words(p) for p in sorted(runs["provenance"].unique())) + ".")
     return " ".join(text)
 

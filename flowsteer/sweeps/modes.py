@@ -12,19 +12,18 @@ A mode is used in this order: ``unfinished`` (before launch, to refuse an interr
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
 from flowsteer.rundir import read_json, write_json_atomic
 from flowsteer.sweeps import selection, tune_runner
-from flowsteer.sweeps.spec import SweepSpec
+from flowsteer.sweeps.spec import SweepSpec, split_point
 from flowsteer.sweeps.trainable import trial_of
 from flowsteer.sweeps.trials import FINAL_STATES, Trial, broadcast_tasks, broadcast_trials, grid_trials, tuning_tasks
 
 Writer = Callable[[str], None]
-Choice = dict[tuple[str, str], dict[str, Any]]  # (algorithm, dataset) -> hyperparameters
+Choice = dict[tuple[str, str], dict[str, Any]]  # (algorithm, dataset) -> grid point (hyperparameters, run axes)
 
 
 class SweepIncomplete(RuntimeError):
@@ -112,7 +111,8 @@ class TuneThenBroadcastMode(SweepMode):
         best = self.choose(tuned)
         write_json_atomic(self.spec.directory / "selection.json", self.selection)
         for key, choice in self.selection.items():
-            write(f"chosen for {key}: {choice['hyperparameters']} (score {choice['score']:.1f})")
+            swept = f", run {choice['run']}" if choice.get("run") else ""
+            write(f"chosen for {key}: {choice['hyperparameters']}{swept} (score {choice['score']:.1f})")
         broadcast = broadcast_trials(self.spec, best)
         tune_runner.run_trials(self.spec, "broadcast", broadcast, write)
         self.trials = tuned + broadcast
@@ -139,12 +139,12 @@ class TuneThenBroadcastMode(SweepMode):
             )
         chosen = {key: setting for key, setting in best.items() if setting is not None}
         self.selection = {f"{algo} on {dataset}": _record(algo, dataset, s) for (algo, dataset), s in chosen.items()}
-        return {key: setting.hyperparameters for key, setting in chosen.items()}
+        return {key: setting.point for key, setting in chosen.items()}
 
     def _recorded_choice(self) -> Choice:
         """The choice an earlier start recorded in selection.json ({} if none)."""
         record = read_json(self.spec.directory / "selection.json", {}) or {}
-        return {(c["algo"], c["dataset"]): c["hyperparameters"] for c in record.values()}
+        return {(c["algo"], c["dataset"]): c["hyperparameters"] | c.get("run", {}) for c in record.values()}
 
 
 class OptunaMode(SweepMode):
@@ -183,16 +183,19 @@ class OptunaMode(SweepMode):
 
 
 def _record(algo: str, dataset: str, setting: selection.Setting) -> dict[str, Any]:
-    """selection.json's entry for one (algorithm, dataset): the chosen setting, its score and its runs."""
-    return {
+    """selection.json's entry for one (algorithm, dataset): the chosen setting (its hyperparameters, and the run
+    settings its grid sweeps, when it sweeps any), its score and its runs."""
+    hyperparameters, swept = split_point(algo, setting.point)
+    record = {
         "algo": algo,
         "dataset": dataset,
         "score": setting.mean,
-        "hyperparameters": setting.hyperparameters,
+        "hyperparameters": hyperparameters,
         "seeds": len(setting.trials),
         "task": setting.trials[0].spec.task,
         "runs": setting.run_ids,
     }
+    return record | ({"run": swept} if swept else {})
 
 
 def _stopped(trials: list[Trial]) -> list[str]:
@@ -205,4 +208,4 @@ def _plan_trials(stage: str, trials: list[Trial], write: Writer) -> None:
     write(f"  {len(trials)} {stage} trial(s); {states.count('finished')} finished, "
           f"{sum(s not in ('new', 'finished') for s in states)} to resume, {states.count('new')} new")  # fmt: skip
     for trial, state in zip(trials, states, strict=True):
-        write(f"  {trial.stage:9s} {trial.id:48s} {state:11s} {json.dumps(trial.spec.hyperparameters, sort_keys=True)}")
+        write(f"  {trial.stage:9s} {trial.id:48s} {state:11s} {trial.describe()}")

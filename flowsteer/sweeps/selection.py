@@ -7,7 +7,6 @@ its seeds, and only a setting whose every seed has a score competes (ties go to 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -50,6 +49,11 @@ class Setting:
         return self.trials[0].spec.hyperparameters
 
     @property
+    def point(self) -> dict[str, Any]:
+        """What the sweep chose: the grid point (hyperparameters, and run settings a grid sweeps)."""
+        return self.trials[0].point
+
+    @property
     def complete(self) -> bool:
         """Every seed has a score: only then does the setting compete."""
         return not any(math.isnan(s) for s in self.scores)
@@ -64,7 +68,7 @@ class Setting:
         return sum(self.scored) / len(self.scored) if self.scored else math.nan
 
     def describe(self) -> str:
-        return json.dumps(self.hyperparameters, sort_keys=True)
+        return self.trials[0].describe()
 
 
 def settings(trials: list[Trial], scores: dict[str, float], group_by: GroupBy) -> dict[Hashable, list[Setting]]:

@@ -1,8 +1,10 @@
 """SweepSpec: a validated sweep file (YAML).
 
 A sweep names algorithms (each with fixed hyperparameters and a grid or a search space), tasks, seeds, the
-run settings every trial shares, resources per trial and where results go. The file is a pydantic model:
-everything is checked here, before Ray starts, and a bad file fails with a message that names the field
+run settings every trial shares, resources per trial and where results go. A grid may sweep run settings too
+(``grid: {action_chunk: [1, 5]}``), and an entry of ``tasks`` may be a mapping that gives its tasks their own run
+settings and hyperparameters (``{select: scene-play:default, run: {sparse_reward: true}}``). The file is a pydantic
+model: everything is checked here, before Ray starts, and a bad file fails with a message that names the field
 (``algorithms.fql.grid.alpha``) and what it accepts. ``flowsteer sweep --schema`` prints its JSON Schema
 (docs/sweep.schema.json) for editors. See examples/*.yaml for annotated files.
 """
@@ -13,12 +15,13 @@ import itertools
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
-from flowsteer.algorithms.registry import ALGORITHMS, hyperparameter_names
+from flowsteer.algorithms.registry import ALGORITHMS, CHUNK_FIELD, hyperparameter_names
 from flowsteer.datasets.catalog import GROUPS, SELECTOR_HELP, DatasetInfo, parse_task, select_tasks
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.platform.spec import DataSpec, RunSpec, RunSpecError
@@ -102,12 +105,7 @@ class AlgorithmSweep(InputModel):
     @field_validator("run", mode="before")
     @classmethod
     def _own_run_settings(cls, raw: Any) -> Any:
-        raw = _checked_run_settings(raw, "run")
-        shared = [key for key in SHARED_RUN_FIELDS if key in raw]
-        if shared:
-            raise ValueError(f".{shared[0]} is the same for every trial of a sweep (the data it prepares once, the "
-                             f"resources it reserves per trial): set it in the sweep's run section.")  # fmt: skip
-        return raw
+        return _own_run_settings(raw)
 
     @field_validator("grid")
     @classmethod
@@ -122,9 +120,42 @@ class AlgorithmSweep(InputModel):
         return grid
 
     def grid_points(self) -> list[dict[str, Any]]:
-        """Every combination of the grid, each merged over the fixed hyperparameters."""
+        """Every combination of the grid, each merged over the fixed hyperparameters; a point may hold run
+        settings too (a grid over action_chunk), which ``split_point`` separates."""
         names = list(self.grid)
         return [self.hyperparameters | dict(zip(names, values, strict=True)) for values in _product(self.grid)]
+
+    def run_axes(self) -> list[str]:
+        """The grid's names that are run settings rather than hyperparameters."""
+        return [name for name in self.grid if is_run_axis(self.name, name)]
+
+
+class TaskSettings(InputModel):
+    """An entry of tasks that is a mapping: its tasks with their own run settings and hyperparameters (a protocol's
+    per-domain values: sparse rewards on scene and puzzle, H = 1 on locomotion, FQL's alpha per domain)."""
+
+    label: ClassVar[str] = "field of a task entry"
+    select: str | list[str] = Field(..., description="task selectors, as the plain entries of tasks take them")
+    run: dict[str, Any] = Field({}, description="run settings of these tasks' trials, over the sweep's run")
+    hyperparameters: dict[str, dict[str, Any]] = Field(
+        {}, description="per algorithm, overrides on these tasks (fql: {alpha: 300})"
+    )
+
+    @field_validator("select")
+    @classmethod
+    def _selectors(cls, select: str | list[str]) -> str | list[str]:
+        if not select or (isinstance(select, list) and not all(isinstance(s, str) and s for s in select)):
+            raise ValueError(f"select must be a task selector or a non-empty list of them, got {select!r}.")
+        return select
+
+    @field_validator("run", mode="before")
+    @classmethod
+    def _own_run_settings(cls, raw: Any) -> Any:
+        return _own_run_settings(raw)
+
+    @property
+    def selectors(self) -> list[str]:
+        return [self.select] if isinstance(self.select, str) else list(self.select)
 
 
 class Resources(InputModel):
@@ -164,6 +195,20 @@ class ReportSettings(InputModel):
     stats: bool = Field(False, description="IQM and mean with bootstrap CIs, profiles, P(X > Y)")
     plots: bool = Field(False, description="learning curves (and profiles with stats)")
     caption: str = Field("", description="opens every table's caption (say what a reduced protocol reduced)")
+    published: str = Field(
+        "auto",
+        description="the protocol of the published numbers: fql (FQL and DSRL papers), qc, qam; auto: fql "
+        "unless runs act in chunks or learn from sparse rewards",
+    )
+
+    @field_validator("published")
+    @classmethod
+    def _protocol(cls, chosen: str) -> str:
+        from flowsteer.reports.published import CHOICES
+
+        if chosen not in CHOICES:
+            raise ValueError(f"published must be one of {', '.join(CHOICES)}, got {chosen!r}.")
+        return chosen
 
     @field_validator("layouts", "formats")
     @classmethod
@@ -185,6 +230,8 @@ RunSettings = create_model(  # type: ignore[call-overload]
     **{name: (f.annotation, f) for name, f in RunSpec.model_fields.items() if name not in TRIAL_FIELDS},
 )
 RunSettings.label = "field of run"
+# Run settings a grid may sweep, or a task entry or an algorithm may set: all but the shared ones.
+RUN_AXES = tuple(name for name in RunSettings.model_fields if name not in SHARED_RUN_FIELDS)
 
 
 class SweepSpec(InputModel):
@@ -194,7 +241,14 @@ class SweepSpec(InputModel):
     name: str = Field(..., description="results go to storage/<name>/; default: the file's name")
     mode: Literal["grid", "tune-then-broadcast", "optuna"] = "grid"
     algorithms: tuple[AlgorithmSweep, ...] = Field(..., description="names, or name -> {hyperparameters, grid, search}")
-    tasks: tuple[str, ...] = Field(..., description=f"task selectors: {SELECTOR_HELP}")
+    tasks: tuple[str, ...] = Field(
+        ...,
+        description=f"task selectors: {SELECTOR_HELP}; or a mapping with select, "
+        "run and hyperparameters (per algorithm) for those tasks",
+    )
+    task_settings: dict[str, TaskSettings] = Field(
+        {}, description="set from the mapping entries of tasks", json_schema_extra={"readOnly": True}
+    )
     seeds: tuple[int, ...] = Field((0,), description="a count (seeds: 8 is 0..7) or a list of seeds")
     run: dict[str, Any] = Field({}, description="run settings every trial shares (see RunSettings)")
     resources: Resources = Resources()
@@ -243,23 +297,51 @@ class SweepSpec(InputModel):
                 raise ValueError(first_error(exc, AlgorithmSweep, f"algorithms.{algo}")) from None
         return tuple(out)
 
-    @field_validator("tasks", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _expand_tasks(cls, raw: Any) -> Any:
-        if isinstance(raw, str):
-            raw = [raw]
-        if not isinstance(raw, list) or not raw:
+    def _task_entries(cls, raw: Any) -> Any:
+        """Expand tasks into task names, and the mapping entries into task_settings (per task name)."""
+        if not isinstance(raw, dict) or "tasks" not in raw:
+            return raw
+        if "task_settings" in raw:
+            raise ValueError("task_settings is set from the entries of tasks: give a task entry as a mapping "
+                             "{select: ..., run: {...}, hyperparameters: {algorithm: {...}}}.")  # fmt: skip
+        entries = [raw["tasks"]] if isinstance(raw["tasks"], str | dict) else raw["tasks"]
+        if not isinstance(entries, list) or not entries:
             raise ValueError(f"tasks must be a non-empty list; entries: {SELECTOR_HELP}.")
         tasks: list[str] = []
-        for i, entry in enumerate(raw):
-            if not isinstance(entry, str):
-                raise ValueError(f"[{i}] must be a string, got {entry!r}.")
-            try:
-                expanded = select_tasks(entry)
-            except DatasetError as exc:
-                raise ValueError(f"tasks[{i}]: {exc}") from None
-            tasks += [task for task in expanded if task not in tasks]
-        return tuple(tasks)
+        settings: dict[str, TaskSettings] = {}
+        named_by: dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            where = f"tasks[{i}]"
+            if isinstance(entry, dict):
+                try:
+                    entry_settings = TaskSettings.model_validate(entry)
+                except ValidationError as exc:
+                    raise ValueError(first_error(exc, TaskSettings, where)) from None
+                selectors, where = entry_settings.selectors, f"{where}.select"
+            elif isinstance(entry, str):
+                entry_settings, selectors = None, [entry]
+            else:
+                raise ValueError(f"{where} must be a task selector or a mapping with select, run and "
+                                 f"hyperparameters, got {entry!r}.")  # fmt: skip
+            for selector in selectors:
+                try:
+                    expanded = select_tasks(selector)
+                except DatasetError as exc:
+                    raise ValueError(f"{where}: {exc}") from None
+                for task in expanded:
+                    earlier = named_by.setdefault(task, i)
+                    if earlier != i and (entry_settings is not None or task in settings):
+                        raise ValueError(
+                            f"tasks[{earlier}] and tasks[{i}] both name {task}, and one of them gives it settings; "
+                            f"name each task once where it has settings."
+                        )
+                    if task not in tasks:
+                        tasks.append(task)
+                    if entry_settings is not None:
+                        settings[task] = entry_settings
+        return raw | {"tasks": tuple(tasks), "task_settings": settings}
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -304,12 +386,22 @@ class SweepSpec(InputModel):
     def _consistent(self) -> SweepSpec:
         for algo in self.algorithms:
             where = f"algorithms.{algo.name}"
-            names = hyperparameter_names(algo.name)
+            names = sweep_hyperparameters(algo.name)
             for part in ("hyperparameters", "grid", "search"):
                 for key in getattr(algo, part):
-                    if key not in names:
-                        raise ValueError(f"{where}.{part}: {algo.name} has no hyperparameter {key!r}."
-                                         f"{did_you_mean(key, names)} Valid: {', '.join(names)}.")  # fmt: skip
+                    if key in names and key in RUN_AXES:
+                        raise ValueError(f"{where}.{part}.{key} is both a hyperparameter of {algo.name} and a run "
+                                         f"setting; set the run setting in {where}.run.")  # fmt: skip
+                    if key in names or (part == "grid" and key in RUN_AXES):
+                        continue
+                    hint = f" (it is a run setting: set it in {where}.run)" if key in RUN_AXES else ""
+                    if part == "grid":
+                        hint = " (nor a run setting a grid may sweep)"
+                    raise ValueError(f"{where}.{part}: {algo.name} has no hyperparameter {key!r}{hint}."
+                                     f"{did_you_mean(key, names)} Valid: {', '.join(names)}.")  # fmt: skip
+            both = set(algo.run) & set(algo.run_axes())
+            if both:
+                raise ValueError(f"{where}: {', '.join(sorted(both))} is both fixed (run) and swept (grid); keep one.")
             if algo.search and self.mode != "optuna":
                 raise ValueError(f"{where}.search is used by mode: optuna only; for mode {self.mode} give a grid.")
             if algo.grid and self.mode == "optuna":
@@ -321,7 +413,39 @@ class SweepSpec(InputModel):
                 raise ValueError(f"{where}: {', '.join(sorted(overlap))} is both fixed and swept; keep one.")
         if self.optuna != OptunaSettings() and self.mode != "optuna":
             raise ValueError(f"optuna settings are used by mode: optuna only (mode is {self.mode}).")
+        self._consistent_task_settings()
         return self
+
+    def _consistent_task_settings(self) -> None:
+        """A task entry's hyperparameters name algorithms of the sweep and their hyperparameters; neither they nor
+        its run settings may also be set by an algorithm (fixed or swept): one place per value."""
+        algorithms = {a.name: a for a in self.algorithms}
+        checked: set[int] = set()
+        for task, entry in self.task_settings.items():
+            if id(entry) in checked:
+                continue
+            checked.add(id(entry))
+            where = f"tasks entry {entry.select!r}"
+            for name, overrides in entry.hyperparameters.items():
+                if name not in algorithms:
+                    raise ValueError(f"{where}: hyperparameters.{name} names no algorithm of this sweep "
+                                     f"({', '.join(algorithms)}).")  # fmt: skip
+                names = sweep_hyperparameters(name)
+                if not isinstance(overrides, dict):
+                    raise ValueError(f"{where}: hyperparameters.{name} must be a mapping, got {overrides!r}.")
+                for key in overrides:
+                    if key not in names:
+                        raise ValueError(f"{where}: {name} has no hyperparameter {key!r}.{did_you_mean(key, names)}")
+                algo = algorithms[name]
+                twice = set(overrides) & (set(algo.hyperparameters) | set(algo.grid) | set(algo.search))
+                if twice:
+                    raise ValueError(f"{where} and algorithms.{name} both set {', '.join(sorted(twice))} on {task}; "
+                                     f"keep one.")  # fmt: skip
+            for algo in self.algorithms:
+                twice = set(entry.run) & (set(algo.run) | set(algo.run_axes()))
+                if twice:
+                    raise ValueError(f"{where}.run and algorithms.{algo.name} both set {', '.join(sorted(twice))} "
+                                     f"on {task}; keep one.")  # fmt: skip
 
     # ------------------------------------------------------------------ derived values
 
@@ -333,23 +457,34 @@ class SweepSpec(InputModel):
     def runs_dir(self) -> Path:
         return self.directory / "runs"
 
-    def run_settings(self, algo: str) -> dict[str, Any]:
-        """The run settings of `algo`'s trials: the sweep's run, then the algorithm's own run (key by key)."""
+    def run_settings(self, algo: str, task: str | None = None) -> dict[str, Any]:
+        """The run settings of `algo`'s trials (on `task`): the sweep's run, then the task entry's and the
+        algorithm's own run (key by key; those two never set the same key)."""
         own = next((a.run for a in self.algorithms if a.name == algo), {})
-        return dict(self.run) | own
+        entry = self.task_settings.get(task) if task else None
+        return dict(self.run) | (entry.run if entry else {}) | own
 
-    def run_spec(self, algo: str, task: str, seed: int, hyperparameters: dict[str, Any]) -> RunSpec:
-        """The validated RunSpec of one trial."""
-        values = self.run_settings(algo) | {
-            "algo": algo,
-            "task": task,
-            "seed": seed,
-            "hyperparameters": hyperparameters,
-            "output_dir": str(self.runs_dir),
-            "tracking_uri": self.tracking_uri,
-            "experiment": self.name,
-            "sweep": self.name,
-        }
+    def run_spec(self, algo: str, task: str, seed: int, point: dict[str, Any]) -> RunSpec:
+        """The validated RunSpec of one trial; ``point`` holds its hyperparameters and the run settings its grid
+        sweeps, over the task entry's settings for ``task``."""
+        hyperparameters, swept = split_point(algo, point)
+        entry = self.task_settings.get(task)
+        if entry is not None:
+            hyperparameters = entry.hyperparameters.get(algo, {}) | hyperparameters
+        values = (
+            self.run_settings(algo, task)
+            | swept
+            | {
+                "algo": algo,
+                "task": task,
+                "seed": seed,
+                "hyperparameters": hyperparameters,
+                "output_dir": str(self.runs_dir),
+                "tracking_uri": self.tracking_uri,
+                "experiment": self.name,
+                "sweep": self.name,
+            }
+        )
         return RunSpec.from_dict(values)
 
     @property
@@ -416,10 +551,15 @@ def sweep_schema() -> dict[str, Any]:
              "additionalProperties": {"anyOf": [{"$ref": "#/$defs/AlgorithmSweep"}, {"type": "null"}]}},
         ],
     }  # fmt: skip
+    task_entry = TaskSettings.model_json_schema()
+    defs["TaskSettings"] = task_entry
+    defs["TaskSettings"]["properties"]["run"] = {"$ref": "#/$defs/RunSettings"}
     schema["properties"]["tasks"] = {
         "description": schema["properties"]["tasks"]["description"],
-        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
-    }
+        "anyOf": [{"type": "string"}, {"$ref": "#/$defs/TaskSettings"},
+                  {"type": "array", "items": {"anyOf": [{"type": "string"}, {"$ref": "#/$defs/TaskSettings"}]},
+                   "minItems": 1}],
+    }  # fmt: skip
     schema["properties"]["seeds"] = {
         "description": schema["properties"]["seeds"]["description"],
         "anyOf": [{"type": "integer", "minimum": 1}, {"type": "array", "items": {"type": "integer", "minimum": 0},
@@ -427,6 +567,7 @@ def sweep_schema() -> dict[str, Any]:
     }  # fmt: skip
     schema["properties"]["run"] = {"$ref": "#/$defs/RunSettings"}
     schema["properties"].pop("source")
+    schema["properties"].pop("task_settings")
     schema["required"] = [r for r in schema.get("required", []) if r != "name"]
     return json.loads(json.dumps(schema, default=str))
 
@@ -439,13 +580,11 @@ def _check_trials(spec: SweepSpec) -> None:
             try:
                 run = spec.run_spec(algo.name, task, spec.seeds[0], point)
             except RunSpecError as exc:
-                if "hyperparameters" in str(exc):
+                where = _where_set(spec, algo, task, point, lambda key, text=str(exc): key in text)
+                if where == "run" and "hyperparameters" in str(exc):
                     where = f"algorithms.{algo.name} on {task}"
-                else:
-                    where = f"algorithms.{algo.name}.run" if algo.run else "run"
                 raise SweepSpecError(f"{where}: {exc}") from None
-        # An algorithm's trials share their run settings: any one of them tells.
-        _check_scored(run, f"algorithms.{algo.name}.run" if algo.run else "run")
+            _check_scored(run, _where_set(spec, algo, task, point, _SCORED_SETTINGS.__contains__))
     if spec.mode == "tune-then-broadcast":
         untuned = [a.name for a in spec.algorithms if not a.grid]
         if untuned:
@@ -453,6 +592,23 @@ def _check_trials(spec: SweepSpec) -> None:
                 f"mode tune-then-broadcast tunes a grid on each dataset's default task, but "
                 f"{', '.join(untuned)} has no grid; give algorithms.<name>.grid or use mode: grid."
             )
+
+
+_SCORED_SETTINGS = ("eval_episodes", "eval_interval", "offline_steps", "online_steps")
+
+
+def _where_set(
+    spec: SweepSpec, algo: AlgorithmSweep, task: str, point: dict[str, Any], concerns: Callable[[str], bool]
+) -> str:
+    """Where the file sets the run settings a problem concerns, most specific first: the grid, the task entry,
+    the algorithm's run, else the sweep's run."""
+    entry = spec.task_settings.get(task)
+    places = [
+        (f"algorithms.{algo.name}.grid", split_point(algo.name, point)[1]),
+        (f"tasks entry {entry.select!r}.run" if entry else "", entry.run if entry else {}),
+        (f"algorithms.{algo.name}.run", algo.run),
+    ]
+    return next((where for where, settings in places if any(concerns(key) for key in settings)), "run")
 
 
 def _check_scored(run: RunSpec, where: str) -> None:
@@ -473,6 +629,33 @@ def _check_scored(run: RunSpec, where: str) -> None:
                 f"{len(window)} evaluation(s), but a trial's score (and its report cell) averages the last "
                 f"{SCORED_EVALUATIONS}: set eval_interval to at most {largest:,}."
             )
+
+
+def _own_run_settings(raw: Any) -> dict[str, Any]:
+    """The run section of an algorithm or a task entry: run settings, less those every trial of a sweep shares."""
+    raw = _checked_run_settings(raw, "run")
+    shared = [key for key in SHARED_RUN_FIELDS if key in raw]
+    if shared:
+        raise ValueError(f".{shared[0]} is the same for every trial of a sweep (the data it prepares once, the "
+                         f"resources it reserves per trial): set it in the sweep's run section.")  # fmt: skip
+    return raw
+
+
+def is_run_axis(algo: str, name: str) -> bool:
+    """A grid name that is a run setting (action_chunk, utd, ...), not a hyperparameter of ``algo``."""
+    return name in RUN_AXES and name not in sweep_hyperparameters(algo)
+
+
+def sweep_hyperparameters(algo: str) -> list[str]:
+    """The hyperparameters a sweep may set for ``algo``: its config's fields, less the one a run sets (the action
+    chunk of a learner that can act in chunks: docs/chunking.md)."""
+    return [name for name in hyperparameter_names(algo) if name != CHUNK_FIELD]
+
+
+def split_point(algo: str, point: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A grid point as (hyperparameters, run settings)."""
+    run = {k: v for k, v in point.items() if is_run_axis(algo, k)}
+    return {k: v for k, v in point.items() if k not in run}, run
 
 
 def _checked_run_settings(raw: Any, where: str) -> dict[str, Any]:

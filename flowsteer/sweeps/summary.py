@@ -55,6 +55,7 @@ def summarize(trials: list[Trial], scores: dict[str, float], errors: dict[str, P
             "task": trial.spec.task,
             "seed": trial.spec.seed,
             "hyperparameters": json.dumps(trial.spec.hyperparameters, sort_keys=True),
+            "action_chunk": trial.spec.action_chunk,
             "state": state,
             "step": status.get("step", 0),
             "score": scores.get(trial.id, math.nan),
@@ -91,10 +92,12 @@ def write_sweep_report(
             warnings.simplefilter("always", ReportWarning)
             files += write_report(spec.runs_dir, spec.directory / "report", layouts=settings.layouts,
                                   formats=settings.formats, stats=settings.stats, plots=settings.plots,
-                                  runs=set(final_runs), caption=settings.caption)[1]  # fmt: skip
+                                  runs=set(final_runs), caption=settings.caption,
+                                  published=settings.published)[1]  # fmt: skip
             if tuning_runs:
                 files += write_report(spec.runs_dir, spec.directory / "report" / "tuning", layouts=["task"],
-                                      formats=["csv", "md"], runs=set(tuning_runs))[1]  # fmt: skip
+                                      formats=["csv", "md"], runs=set(tuning_runs),
+                                      published=settings.published)[1]  # fmt: skip
     except ReportError as exc:
         write(f"report not written: {exc}")
     for warning in caught:

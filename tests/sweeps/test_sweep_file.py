@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 import yaml
 
+from flowsteer.algorithms.registry import chunk_capable_algorithms
 from flowsteer.cli import main
 from flowsteer.sweeps.spec import GROUPS, SweepSpecError, load_sweep
-from flowsteer.sweeps.trials import broadcast_tasks, grid_trials, tuning_tasks
+from flowsteer.sweeps.trials import broadcast_tasks, broadcast_trials, grid_trials, tuning_tasks
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -112,6 +114,7 @@ def test_the_report_caption_of_a_sweep_file_is_kept_for_its_tables(write_sweep):
         ({"algorithms": {"bc": {"search": {"lr": {"normal": [0, 1]}}}}, "mode": "optuna"}, "unknown distribution"),
         ({"report": {"layouts": ["tasks"]}}, "report.layouts must be a non-empty list from task, category"),
         ({"report": {"caption": ["reduced"]}}, "report.caption must be text"),
+        ({"report": {"published": "qcc"}}, "report.published must be one of auto, fql, qc, qam, got 'qcc'"),
         ({"max_failures": 1.5}, "max_failures must be an integer >= 0"),
         ({"nmae": "x"}, "unknown sweep field 'nmae'. Did you mean name?"),
         ({"resources": {"cpu": float("nan")}}, "resources.cpu must be a number > 0, got nan"),
@@ -135,6 +138,43 @@ def test_the_report_caption_of_a_sweep_file_is_kept_for_its_tables(write_sweep):
         ({"algorithms": {"bc": {"run": {"seed": 1}}}}, "algorithms.bc.run.seed is set by the sweep itself"),
         ({"algorithms": {"bc": {"run": {"eval_interval": 30}}}}, "algorithms.bc.run: eval_interval 30"),
         ({"run": {"sparse_reward": True}}, "sparse_reward changes nothing on cube-single-play-singletask-task2-v0"),
+        ({"algorithms": {"bc": {"grid": {"lrr": [1]}}}}, "bc has no hyperparameter 'lrr' (nor a run setting"),
+        ({"algorithms": {"bc": {"grid": {"data": [{}]}}}}, "bc has no hyperparameter 'data' (nor a run setting"),
+        ({"algorithms": {"bc": {"hyperparameters": {"utd": 2}}}}, "(it is a run setting: set it in algorithms.bc.run)"),
+        ({"algorithms": {"bc": {"grid": {"utd": [1, 2]}, "run": {"utd": 3}}}}, "utd is both fixed (run) and swept"),
+        ({"algorithms": {"bc": {"grid": {"eval_episodes": [0, 2]}}}}, "algorithms.bc.grid.eval_episodes is 0"),
+        ({"tasks": [{"select": "cube-single-play:default", "run": {"seed": 1}}]}, "tasks[0].run.seed is set by"),
+        ({"tasks": [{"select": "cube-single-play:default", "run": {"data": {}}}]}, "tasks[0].run.data is the same"),
+        ({"tasks": [{"select": "cube-singel-play:1"}]}, "tasks[0].select: 'cube-singel-play' is no OGBench dataset"),
+        ({"tasks": [{"select": "cube-single-play:1", "rnu": {}}]}, "tasks[0]: unknown field of a task entry 'rnu'"),
+        ({"tasks": [5]}, "tasks[0] must be a task selector or a mapping"),
+        (
+            {"tasks": [{"select": "cube-single-play:1", "hyperparameters": {"fql": {"alpha": 3}}}]},
+            "hyperparameters.fql names no algorithm of this sweep (bc)",
+        ),
+        (
+            {"tasks": [{"select": "cube-single-play:1", "hyperparameters": {"bc": {"lrr": 3}}}]},
+            "bc has no hyperparameter 'lrr'. Did you mean lr?",
+        ),
+        (
+            {"tasks": ["cube-single-play", {"select": "cube-single-play:2", "run": {"utd": 2}}]},
+            "tasks[0] and tasks[1] both name cube-single-play-singletask-task2-v0",
+        ),
+        (
+            {
+                "algorithms": {"bc": {"grid": {"lr": [1e-3]}}},
+                "tasks": [{"select": "cube-single-play:1", "hyperparameters": {"bc": {"lr": 3e-4}}}],
+            },
+            "tasks entry 'cube-single-play:1' and algorithms.bc both set lr",
+        ),
+        (
+            {"algorithms": {"bc": {"run": {"utd": 2}}}, "tasks": [{"select": "cube-single-play:1", "run": {"utd": 3}}]},
+            "tasks entry 'cube-single-play:1'.run and algorithms.bc both set utd",
+        ),
+        (
+            {"tasks": [{"select": "cube-single-play:1", "run": {"eval_interval": 30}}]},
+            "tasks entry 'cube-single-play:1'.run: eval_interval 30",
+        ),
     ],
 )
 def test_bad_sweep_files_fail_with_a_message_naming_the_field(write_sweep, fields, message):
@@ -193,7 +233,102 @@ def test_the_dry_run_prints_every_trial_and_starts_nothing(write_sweep, tmp_path
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
-def test_the_example_sweep_files_are_valid(name, tmp_path):
+def test_the_example_sweep_files_are_valid(name, tmp_path, pending_example):
+    if pending_example(name):
+        pytest.skip(pending_example(name))
     spec = load_sweep(EXAMPLES / name, storage=tmp_path)
     assert spec.name == yaml.safe_load((EXAMPLES / name).read_text())["name"]
     assert spec.tasks and spec.algorithms
+
+
+def test_a_task_entry_gives_only_its_own_tasks_its_run_settings_and_hyperparameters(write_sweep):
+    # QAM's protocol in small: sparse rewards and another alpha on some domains only (docs/chunking.md).
+    path = write_sweep(
+        algorithms={"bc": {}, "fql": {"grid": {"alpha": [3, 10]}}},
+        tasks=[
+            "cube-single-play:default",
+            {"select": ["scene-play:default", "puzzle-3x3-play:4"], "run": {"utd": 2, "online_steps": 40},
+             "hyperparameters": {"fql": {"q_agg": "min"}}},
+        ],
+    )  # fmt: skip
+    trials = grid_trials(load_sweep(path))
+    assert len(trials) == (1 + 2) * 3
+    for trial in trials:
+        in_entry = not trial.spec.task.startswith("cube-single-play")
+        assert (trial.spec.utd, trial.spec.online_steps) == ((2, 40) if in_entry else (1, 0))
+        q_agg = trial.spec.hyperparameters.get("q_agg")
+        assert q_agg == ("min" if in_entry and trial.spec.algo == "fql" else None)
+    assert {t.spec.hyperparameters.get("alpha") for t in trials if t.spec.algo == "fql"} == {3, 10}
+
+
+def test_a_grid_over_a_run_setting_gives_one_trial_and_run_id_per_value(write_sweep):
+    path = write_sweep(algorithms={"bc": {"grid": {"lr": [1e-4, 3e-4], "eval_episodes": [2, 4]}}}, seeds=2)
+    trials = grid_trials(load_sweep(path))
+    assert len(trials) == len({t.id for t in trials}) == 2 * 2 * 2
+    assert len({t.setting for t in trials}) == 4  # seeds of one (lr, eval_episodes) share a setting, no others
+    assert {(t.spec.hyperparameters["lr"], t.spec.eval_episodes) for t in trials} == {
+        (lr, n) for lr in (1e-4, 3e-4) for n in (2, 4)
+    }
+    assert all("eval_episodes" not in t.spec.hyperparameters for t in trials)
+
+
+def test_a_broadcast_setting_carries_the_run_settings_its_grid_chose(write_sweep):
+    spec = load_sweep(write_sweep(mode="tune-then-broadcast", tasks=["cube-single-play:2,3"],
+                                  algorithms={"bc": {"grid": {"eval_episodes": [2, 4]}}}))  # fmt: skip
+    trials = broadcast_trials(spec, {("bc", "cube-single-play-v0"): {"eval_episodes": 4}})
+    assert [(t.spec.task, t.spec.eval_episodes, t.spec.hyperparameters) for t in trials] == [
+        ("cube-single-play-singletask-task3-v0", 4, {})
+    ]
+
+
+@pytest.mark.skipif(not chunk_capable_algorithms(), reason="no learner on this checkout acts in chunks yet")
+def test_a_grid_over_action_chunk_gives_distinct_trials_and_keeps_h1_ids(write_sweep):
+    algo = chunk_capable_algorithms()[0]
+    chunked = grid_trials(load_sweep(write_sweep(algorithms={algo: {"grid": {"action_chunk": [1, 5]}}})))
+    plain = grid_trials(load_sweep(write_sweep(algorithms=[algo])))
+    assert [t.spec.action_chunk for t in chunked] == [1, 5]
+    assert chunked[0].id == plain[0].id != chunked[1].id  # H = 1 is the run it always was
+
+
+# Trial ids of the example files before action chunking (sha256 of the sorted ids): a sweep that ran them finds its
+# runs again.
+EXAMPLE_IDS = {
+    "dsrl.yaml": (24, "d659e4a46d74c449"),
+    "fql-o2o.yaml": (144, "166151bbc59f4372"),
+    "fql-optuna.yaml": (3, "2ef4d52094ddfced"),
+    "fql-paper-offline.yaml": (2000, "6344df4d87df47a6"),
+    "fql-tune-then-broadcast.yaml": (200, "4f18ce4b1d9fe3e1"),
+    "quickstart.yaml": (4, "275320ca4ab6afd5"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_IDS))
+def test_the_earlier_example_files_keep_their_trial_ids(name, tmp_path):
+    ids = sorted(t.id for t in grid_trials(load_sweep(EXAMPLES / name, storage=tmp_path)))
+    assert (len(ids), hashlib.sha256(" ".join(ids).encode()).hexdigest()[:16]) == EXAMPLE_IDS[name]
+
+
+def test_the_qc_example_runs_q_chunking_s_protocol(tmp_path, pending_example):
+    if pending_example("qc-o2o.yaml"):
+        pytest.skip(pending_example("qc-o2o.yaml"))
+    trials = grid_trials(load_sweep(EXAMPLES / "qc-o2o.yaml", storage=tmp_path))
+    assert len(trials) == 5 * 3 * 4
+    assert {(t.spec.algo, t.spec.action_chunk) for t in trials} == {
+        ("bfn", 5), ("fql", 1), ("fql", 5), ("rlpd", 1), ("rlpd", 5)
+    }  # fmt: skip
+    for t in trials:
+        assert (t.spec.offline_steps, t.spec.online_steps) == (0 if t.spec.algo == "rlpd" else 1_000_000, 1_000_000)
+        assert t.spec.sparse_reward == t.spec.task.startswith(("scene", "puzzle"))
+        assert t.spec.success_timing == "post"
+
+
+def test_the_qam_example_runs_qam_s_protocol(tmp_path, pending_example):
+    if pending_example("qam-offline.yaml"):
+        pytest.skip(pending_example("qam-offline.yaml"))
+    trials = grid_trials(load_sweep(EXAMPLES / "qam-offline.yaml", storage=tmp_path))
+    assert len(trials) == 5 * 7 * 12
+    for t in trials:
+        manipulation = t.spec.task.startswith(("cube", "scene", "puzzle"))
+        assert t.spec.action_chunk == (5 if manipulation else 1)
+        assert t.spec.sparse_reward == t.spec.task.startswith(("scene", "puzzle"))
+        assert (t.spec.offline_steps, t.spec.online_steps) == (0 if t.spec.algo == "rlpd" else 1_000_000, 500_000)

@@ -28,7 +28,9 @@ def test_the_committed_schema_is_the_one_the_code_generates() -> None:
 
 
 @pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_example_sweep_file_satisfies_the_schema(validator, example: Path) -> None:
+def test_every_example_sweep_file_satisfies_the_schema(validator, example: Path, pending_example) -> None:
+    if pending_example(example.name, learners=False):
+        pytest.skip(pending_example(example.name, learners=False))
     errors = [e.message for e in validator.iter_errors(yaml.safe_load(example.read_text()))]
     assert errors == []
 
@@ -45,4 +47,15 @@ def test_every_example_sweep_file_satisfies_the_schema(validator, example: Path)
     ],
 )
 def test_the_schema_refuses_what_an_editor_should_underline(validator, values: dict) -> None:
+    assert list(validator.iter_errors(values))
+
+
+def test_the_schema_accepts_task_entries_and_run_settings_in_a_grid(validator) -> None:
+    values = {
+        "algorithms": {"fql": {"grid": {"alpha": [3, 10], "action_chunk": [1, 5]}}},
+        "tasks": ["cube-double-play:default", {"select": ["scene-play:default"], "run": {"utd": 2},
+                                               "hyperparameters": {"fql": {"alpha": 300}}}],
+    }  # fmt: skip
+    assert [e.message for e in validator.iter_errors(values)] == []
+    values["tasks"][1]["run"] = {"offline_step": 10}
     assert list(validator.iter_errors(values))
