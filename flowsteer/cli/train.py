@@ -33,6 +33,7 @@ _RUN_FLAGS = [
         int,
         "H: actions per policy call, executed open loop, and H-step training chunks (Q-chunking; default 1)",
     ),
+    ("start_training", int, "online steps collected before the first online update (QC, QAM: 5,000; default 0)"),
     ("buffer_size", int, "replay capacity of the online phase (default 2,000,000)"),
     ("output_dir", str, "where run directories go (default ./runs)"),
     ("tracking_uri", str, "MLflow URI (default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)"),

@@ -263,6 +263,7 @@ def protocol(spec: RunSpec, config: Any, task: OfflineTask) -> dict[str, Any]:
         "online_steps": spec.online_steps,
         "utd": spec.utd,
         "action_chunk": spec.action_chunk,
+        "start_training": spec.start_training,
         "steps": "offline: gradient steps, each on a batch of batch_size chunks of action_chunk consecutive dataset "
         "rows (single transitions when 1); online: environment steps, each followed by utd updates; the policy is "
         "called once per action_chunk environment steps and its chunk executed open loop, the rest of a chunk "
@@ -444,7 +445,9 @@ class _Loop:
             transition, episode_over = collector.step(self.learner.state, self.online_transitions, warming_up)
             self.last_span = 1
             index = self.learner.next_index(self.online_transitions)
-            metrics = self.learner.online_step(transition, index, update=not warming_up)
+            # QC and QAM collect start_training steps before the first online update (docs/chunking.md#steps).
+            learning = not warming_up and self.online_transitions >= spec.start_training
+            metrics = self.learner.online_step(transition, index, update=learning)
             self.online_transitions += 1
             self.step += 1
             self.bar.update(1)

@@ -91,6 +91,9 @@ class RunSpec(InputModel):
     buffer_size: int = identity(2_000_000, "online replay capacity: max(buffer_size, |D| + 1); with balanced "
                                 "sampling (rlpd, calql) buffer_size online rows besides the dataset", ge=1,
                                 le=schedule.MAX_UPDATES)  # fmt: skip
+    start_training: int = identity(0, "online steps collected before the first online update (QC and QAM: 5,000); "
+                                   "0: update from the first step, as FQL", ge=0,
+                                   le=schedule.MAX_UPDATES)  # fmt: skip
     eval_interval: int = identity(100_000, "steps between evaluations (offline steps, then env steps)", ge=1)
     eval_episodes: int = identity(50, "evaluation episodes", ge=0, le=MAX_EPISODES)
     log_interval: int = identity(5_000, "steps between rows of train.csv", ge=1)
@@ -193,6 +196,11 @@ class RunSpec(InputModel):
                 f"{schedule.MAX_EVALUATIONS:,} are allowed: raise eval_interval to {least:,} or more."
             )
         check_options(parse_task(self.task), self.task_options())
+        if self.start_training > 0 and self.start_training >= self.online_steps:
+            raise ValueError(
+                f"start_training {self.start_training:,} leaves no online step that updates (online_steps "
+                f"{self.online_steps:,}): set it below online_steps, or to 0."
+            )
         if self.success_timing != "default" and self.online_steps == 0 and self.eval_episodes == 0:
             raise ValueError(
                 f"success_timing {self.success_timing!r} changes nothing in this run: it steps no environment "
@@ -211,7 +219,7 @@ class RunSpec(InputModel):
     def algo_config(self) -> Any:
         """The algorithm config: defaults, then the paper's presets for this task, then the overrides; a learning-
         rate schedule sized to a whole run spans this run's updates (offline_steps + online_steps x utd)."""
-        updates = self.offline_steps + self.online_steps * self.utd
+        updates = self.offline_steps + (self.online_steps - self.start_training) * self.utd
         return make_config(
             self.algo, self.task, self.hyperparameters, self.setting, updates=updates, action_chunk=self.action_chunk
         )
@@ -260,7 +268,12 @@ def _check_no_password(uri: str, where: str) -> None:
 
 # Identity fields added after runs were made, at the value that computes what runs computed before them: left out of
 # the identity there, so the run ids (and run directories) of earlier runs stay theirs.
-NEUTRAL_IDENTITY: dict[str, Any] = {"action_chunk": 1, "sparse_reward": False, "success_timing": "default"}
+NEUTRAL_IDENTITY: dict[str, Any] = {
+    "action_chunk": 1,
+    "sparse_reward": False,
+    "success_timing": "default",
+    "start_training": 0,
+}
 
 
 def identity_of(run: dict[str, Any]) -> dict[str, Any]:
