@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from flowsteer.algorithms import sac
+from flowsteer.algorithms.flow import chunk_flow_matching_loss
 from flowsteer.algorithms.flow_bc import bc_flow_loss, decode, flow_net
 from flowsteer.algorithms.networks import Critic, GaussianActor, VectorField, tanh_gaussian_sample
 from flowsteer.algorithms.training import Batch, Metrics, TrainState, train_network
@@ -95,11 +96,19 @@ def decode_noise(
 def base_step(
     config: DSRLConfig, params: dict, opt_state: dict, batch: Batch, key: jax.Array
 ) -> tuple[dict, dict, Metrics]:
-    """One flow-matching (BC) step of the base on the batch's actions; only `params['bc_flow']` changes."""
+    """One flow-matching (BC) step of the base on the batch's actions; only `params['bc_flow']` changes. On chunks,
+    each position after an episode end inside its chunk is left out (QC's per-position mask; docs/algorithms.md)."""
     net = base_net(config, batch["actions"].shape[-1])
 
     def loss(p: dict) -> tuple[jax.Array, Metrics]:
-        value = bc_flow_loss(net, p["bc_flow"], batch, key)
+        if "valid_steps" in batch:
+
+            def velocity(x: jax.Array, t: jax.Array) -> jax.Array:
+                return net.apply(p["bc_flow"], batch["observations"], x, t)
+
+            value = chunk_flow_matching_loss(velocity, batch["actions"], batch["valid_steps"], key)
+        else:
+            value = bc_flow_loss(net, p["bc_flow"], batch, key)
         return value, {"base/bc_flow_loss": value}
 
     return train_network(optimizer(config), params, opt_state, "bc_flow", loss)

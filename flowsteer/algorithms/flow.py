@@ -12,14 +12,32 @@ import jax.numpy as jnp
 VelocityFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def flow_matching_errors(velocity: VelocityFn, actions: jax.Array, key: jax.Array) -> jax.Array:
-    """Per-sample mean over action dims of (v(xᵗ, t) − (x¹ − x⁰))², xᵗ = (1−t)x⁰ + t·x¹, x¹ = a (FQL paper
-    Sec. 3); shape `actions.shape[:-1]`. FAWAC weights these before the batch mean."""
+def flow_matching_squared_errors(velocity: VelocityFn, actions: jax.Array, key: jax.Array) -> jax.Array:
+    """(v(xᵗ, t) − (x¹ − x⁰))² per action value, xᵗ = (1−t)x⁰ + t·x¹, x¹ = a, one t per sample (FQL paper
+    Sec. 3); shape `actions.shape`."""
     noise_key, time_key = jax.random.split(key)
     x0 = jax.random.normal(noise_key, actions.shape)
     t = jax.random.uniform(time_key, (*actions.shape[:-1], 1))
     x_t = (1 - t) * x0 + t * actions
-    return jnp.mean((velocity(x_t, t) - (actions - x0)) ** 2, axis=-1)
+    return (velocity(x_t, t) - (actions - x0)) ** 2
+
+
+def flow_matching_errors(velocity: VelocityFn, actions: jax.Array, key: jax.Array) -> jax.Array:
+    """Per-sample mean over action dims of the flow-matching squared error; shape `actions.shape[:-1]`. FAWAC
+    weights these before the batch mean."""
+    return jnp.mean(flow_matching_squared_errors(velocity, actions, key), axis=-1)
+
+
+def chunk_flow_matching_loss(
+    velocity: VelocityFn, chunks: jax.Array, valid_steps: jax.Array, key: jax.Array
+) -> jax.Array:
+    """The flow-matching loss of flat time-major chunks (B, H·d) with each position k weighted by `valid_steps`
+    (B, H): actions after an episode end inside a chunk belong to another episode and are not imitated. The mean
+    keeps the zeroed values in its denominator (Li et al. 2025, Q-chunking; ColinQiyangLi/qc agents/acfql.py
+    `actor_loss`, the BC flow loss reshaped to (B, H, d))."""
+    errors = flow_matching_squared_errors(velocity, chunks, key)
+    batch, horizon = valid_steps.shape
+    return jnp.mean(errors.reshape(batch, horizon, -1) * valid_steps[..., None])
 
 
 def flow_matching_loss(velocity: VelocityFn, actions: jax.Array, key: jax.Array) -> jax.Array:
