@@ -16,6 +16,14 @@ def bootstrap_discount(discount: float, action_chunk: int) -> float:
     return discount**action_chunk
 
 
+def valid_mean(values: jax.Array, batch: Batch) -> jax.Array:
+    """Mean of per-sample `values` (..., B) with each chunk that crosses an episode end counted as 0 and the mean
+    still over the whole batch; the plain mean of a single-step batch (no `valid` key)."""
+    if "valid" not in batch:
+        return jnp.mean(values)
+    return jnp.mean(values * batch["valid"])
+
+
 def td_loss(q: jax.Array, target_q: jax.Array, batch: Batch, sum_heads: bool = False) -> jax.Array:
     """mean over heads (or their sum, `sum_heads`) and samples of (Q − y)², q shaped (heads, B). In a chunk batch
     each sample's error is multiplied by `valid` (a chunk that crosses an episode end bootstraps from the wrong

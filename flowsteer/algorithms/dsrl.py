@@ -95,11 +95,12 @@ def decode_noise(
 def base_step(
     config: DSRLConfig, params: dict, opt_state: dict, batch: Batch, key: jax.Array
 ) -> tuple[dict, dict, Metrics]:
-    """One flow-matching (BC) step of the base on the batch's actions; only `params['bc_flow']` changes."""
+    """One flow-matching (BC) step of the base on the batch's actions; only `params['bc_flow']` changes. On chunks,
+    each position after an episode end inside its chunk is left out (QC's per-position mask; docs/algorithms.md)."""
     net = base_net(config, batch["actions"].shape[-1])
 
     def loss(p: dict) -> tuple[jax.Array, Metrics]:
-        value = bc_flow_loss(net, p["bc_flow"], batch, key)
+        value = bc_flow_loss(net, p["bc_flow"], batch, key)  # per-position valid_steps mask on chunks
         return value, {"base/bc_flow_loss": value}
 
     return train_network(optimizer(config), params, opt_state, "bc_flow", loss)

@@ -17,6 +17,12 @@ run loop runs first: flowsteer.algorithms.steering), or loaded from an earlier r
 afterwards unless `base_trainable`, which keeps training it by BC in every update and decodes through its slow
 EMA copy, as QAM's JAX DSRL does (ColinQiyangLi/qam agents/dsrl.py, `use_target_latent`).
 
+Chunks of H = `action_chunk` actions (docs/chunking.md): as in QAM's JAX DSRL, the noise w is the whole H·d noise
+that the base decodes into a chunk (not one d-dim noise repeated over the chunk, nakamotoo/dsrl_pi0#6), so the
+base, π^W, Q^W and Q^A all act on H·d values; Q^A's TD target bootstraps with γ^H and leaves out chunks that cross
+an episode end; the base learns by flow BC on the chunks, each position after an episode end left out (QC's BC;
+QAM drops the whole chunk instead). A `base_run` must have been trained with the same H.
+
 Unlike the official code, the noise bound is respected: π^W's noise lies in [−noise_bound, noise_bound]^d (the
 official DSRL-NA ignores `action_magnitude` and bounds the noise by ±1; ajwagen/dsrl#6; docs/pitfalls.md, pitfall 9).
 """
@@ -30,6 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from flowsteer.algorithms import dsrl
+from flowsteer.algorithms.chunks import bootstrap_discount, valid_mean
 from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, polyak, train_network
 
 DEFAULT_BASE_STEPS = 500_000
@@ -68,6 +75,7 @@ class DSRLNAConfig:
     base_run: str | None = None  # run directory of a finished flow-BC-capable run whose BC flow is the base
     base_trainable: bool = False  # keep training the base by BC after pretraining; decode through its EMA copy
     base_tau: float = 0.005  # EMA rate of the decoding copy of a trainable base (QAM: τ)
+    action_chunk: int = 1  # H, actions per policy call: set from the run (docs/chunking.md), never here
 
     def __post_init__(self) -> None:
         dsrl.check_config(self)
@@ -117,18 +125,18 @@ def init(config: DSRLNAConfig, obs_dim: int, act_dim: int, key: jax.Array) -> Tr
 def critic_loss(
     config: DSRLNAConfig, params: dict, target_params: dict, batch: Batch, key: jax.Array
 ) -> tuple[jax.Array, Metrics]:
-    """Step 1: mean over heads and batch of (Q^A_i(s, a) − y)², y = r + γ·mask·V(s′) with a′ = π_dp(s′, w′),
-    w′ ~ π^W(s′). The noise policy, α, the base and the target heads are frozen."""
+    """Step 1: mean over heads and batch of (Q^A_i(s, a) − y)², y = r + γ^H·mask·V(s′) with a′ = π_dp(s′, w′),
+    w′ ~ π^W(s′); a chunk that crosses an episode end counts 0 in the mean. The noise policy, α, the base and the
+    target heads are frozen."""
     frozen = jax.lax.stop_gradient(params)
     next_obs = batch["next_observations"]
     next_noise, next_log_prob = dsrl.sample_noise(config, frozen, next_obs, key, batch["actions"].shape[-1])
     next_actions = dsrl.decode_noise(config, frozen, target_params, next_obs, next_noise)
     next_qs = dsrl.critic_net(config).apply(target_params["critic"], next_obs, next_actions)
-    target_q = batch["rewards"] + config.discount * batch["masks"] * dsrl.soft_value(
-        config, frozen, next_qs, next_log_prob
-    )
+    discount = bootstrap_discount(config.discount, config.action_chunk)
+    target_q = batch["rewards"] + discount * batch["masks"] * dsrl.soft_value(config, frozen, next_qs, next_log_prob)
     qs = dsrl.critic_net(config).apply(params["critic"], batch["observations"], batch["actions"])
-    loss = jnp.mean((qs - target_q) ** 2)
+    loss = valid_mean((qs - target_q) ** 2, batch)
     return loss, {
         "critic/critic_loss": loss,
         "critic/q_mean": qs.mean(),

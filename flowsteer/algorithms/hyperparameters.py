@@ -44,7 +44,7 @@ RULES: list[tuple[str, str, Check]] = [
     (r"expectile", "a number in (0, 1)", _in(0, 1, low_open=True, high_open=True)),
     (r".*dropout_rate", "a number in [0, 1)", _in(0, 1, high_open=True)),
     (r"init_temperature|noise_bound|max_weight|cql_temp|reward_scale", "a number > 0", lambda v: v > 0),
-    (r"alpha(_.*)?|actor_noise(_clip)?|q_std_penalty|actor_weight_decay|actor_fc_scale|eta|grad_clip|rho|cql_weight",
+    (r"(.*_)?alpha(_.*)?|actor_noise(_clip)?|q_std_penalty|actor_weight_decay|actor_fc_scale|eta|grad_clip|rho|cql_weight",
      "a number >= 0", lambda v: v >= 0),
     (r"ema_start", "an integer >= 0", lambda v: isinstance(v, int) and v >= 0),
     (r"beta", "a number >= 0", lambda v: v >= 0),

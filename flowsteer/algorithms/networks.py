@@ -143,8 +143,20 @@ def tanh_gaussian_sample(mean: jax.Array, log_std: jax.Array, key: jax.Array) ->
     where tanh(u) rounds to ±1.
     """
     u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-    log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+    log_det = _tanh_log_det(u)
     return jnp.tanh(u), gaussian_log_prob(mean, log_std, u) - jnp.sum(log_det, axis=-1)
+
+
+def tanh_gaussian_log_prob(mean: jax.Array, log_std: jax.Array, actions: jax.Array) -> jax.Array:
+    """log-density of given `actions` in (−1, 1) under tanh(N(mean, std²)): u = atanh(a), then as
+    `tanh_gaussian_sample` (the change of variables of distrax's Tanh bijector, which the SAC references use)."""
+    u = jnp.arctanh(actions)
+    return gaussian_log_prob(mean, log_std, u) - jnp.sum(_tanh_log_det(u), axis=-1)
+
+
+def _tanh_log_det(u: jax.Array) -> jax.Array:
+    """log(1 − tanh²u) per value, as 2(log 2 − u − softplus(−2u))."""
+    return 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
 
 
 class FourierFeatures(nn.Module):

@@ -8,6 +8,13 @@ seohongpark/fql agents/sac.py with main.py `--offline_steps=0 --balanced_samplin
 - Temperature: α·(H − H_target), H_target = −|A|/2.
 - One Adam over all three on the summed loss, then Polyak of the critic from its pre-step parameters.
 
+QC-RLPD (Li, Zhou, Levine 2025, "Reinforcement Learning with Action Chunking", arXiv 2507.07969; reference
+ColinQiyangLi/qc agents/acrlpd.py; docs/chunking.md) is the same learner over chunks of H = `action_chunk` actions:
+actor and critic act on the flat H·d chunk (so the target entropy is −0.5·H·d, as the reference's), the TD target
+bootstraps with γ^H from the state after the chunk, chunks that cross an episode end are left out of the TD loss,
+and the actor loss gains a BC term `bc_alpha`·(−log π(A_t|s)) on the batch's chunks (`bc_loss`). H = 1 with
+`bc_alpha` 0 is RLPD exactly; the reference's RLPD-AC is H > 1 with `bc_alpha` 0.
+
 The run loop supplies the rest: no offline phase (`check_run`), and online batches drawn half from the dataset and
 half from the online transitions (`balanced_sampling`; flowsteer.algorithms.training.balanced_batch).
 """
@@ -22,8 +29,9 @@ import jax.numpy as jnp
 import optax
 
 from flowsteer.algorithms import sac
-from flowsteer.algorithms.networks import Critic, GaussianActor, tanh_gaussian_sample
-from flowsteer.algorithms.training import Batch, Metrics, TrainState, new_state, summed_loss_update
+from flowsteer.algorithms.chunks import bootstrap_discount, valid_mean
+from flowsteer.algorithms.networks import Critic, GaussianActor, tanh_gaussian_log_prob, tanh_gaussian_sample
+from flowsteer.algorithms.training import ACTION_CLIP_EPS, Batch, Metrics, TrainState, new_state, summed_loss_update
 
 
 @dataclass(frozen=True)
@@ -41,10 +49,15 @@ class RLPDConfig:
     # Target-head aggregation. The FQL paper uses clipped double Q (min) for RLPD on adroit only, so mean on
     # OGBench; the reference's README command runs the sac.py default, min. We follow the paper.
     q_agg: Literal["mean", "min"] = "mean"
-    backup_entropy: bool = False  # subtract γ·mask·α·log π(a′|s′) in the TD target (reference default: no)
-    target_entropy: float | None = None  # None: −0.5·|A| (the reference's target_entropy_multiplier 0.5)
+    backup_entropy: bool = False  # subtract α·log π(a′|s′) from the next value in the TD target (reference: no)
+    target_entropy: float | None = None  # None: −0.5·|A|, |A| = H·d (the reference's multiplier 0.5)
     init_temperature: float = 1.0  # initial α (reference: LogParam(init_value=1))
     actor_fc_scale: float = 0.01  # init scale of the policy's mean and log-std heads
+    bc_alpha: float = 0.0  # weight of the actor's BC term −log π(A_t|s) on batch chunks (QC-RLPD: 0.01; RLPD: 0)
+    # Whether the BC term leaves out chunks that cross an episode end, as the TD loss does (ColinQiyangLi/qam
+    # agents/rlpd.py); QC's agents/acrlpd.py keeps every chunk in it.
+    bc_valid_only: bool = False
+    action_chunk: int = 1  # H, actions per policy call: set from the run (docs/chunking.md), never here
 
     def __post_init__(self) -> None:
         if self.q_agg not in ("mean", "min"):
@@ -107,8 +120,9 @@ def init(config: RLPDConfig, obs_dim: int, act_dim: int, key: jax.Array) -> Trai
 def critic_loss(
     config: RLPDConfig, params: dict, target_params: dict, batch: Batch, key: jax.Array
 ) -> tuple[jax.Array, Metrics]:
-    """mean over heads and batch of (Q_i(s, a) − y)², y = r + γ·mask·agg_i Q̄_i(s′, a′), a′ ~ π(s′) from the
-    current actor; the actor and α are frozen here (the reference samples a′ without `grad_params`)."""
+    """mean over heads and batch of (Q_i(s, a) − y)², y = r + γ^H·mask·agg_i Q̄_i(s′, a′), a′ ~ π(s′) from the
+    current actor; the actor and α are frozen here (the reference samples a′ without `grad_params`). A chunk that
+    crosses an episode end counts 0 in the mean (`chunks.valid_mean`)."""
     act_dim = batch["actions"].shape[-1]
     critic, _ = _networks(config, act_dim)
     frozen = jax.lax.stop_gradient(params)
@@ -118,23 +132,38 @@ def critic_loss(
     next_q = next_qs.min(axis=0) if config.q_agg == "min" else next_qs.mean(axis=0)
     if config.backup_entropy:
         next_q = next_q - sac.temperature(frozen["log_alpha"]) * next_log_prob
-    target_q = batch["rewards"] + config.discount * batch["masks"] * next_q
+    target_q = batch["rewards"] + bootstrap_discount(config.discount, config.action_chunk) * batch["masks"] * next_q
     qs = critic.apply(params["critic"], batch["observations"], batch["actions"])
-    loss = jnp.mean((qs - target_q) ** 2)
+    loss = valid_mean((qs - target_q) ** 2, batch)
     return loss, {"critic/critic_loss": loss, "critic/q_mean": qs.mean(), "critic/q_max": qs.max(),
                   "critic/q_min": qs.min()}  # fmt: skip
 
 
+def bc_loss(config: RLPDConfig, actor_params: dict, batch: Batch) -> jax.Array:
+    """mean over the batch of −log π(A_t|s) at the batch's actions, clipped to ±(1 − 1e−5) so atanh is finite
+    (QC agents/acrlpd.py `actor_loss`); with `bc_valid_only`, chunks that cross an episode end count 0."""
+    act_dim = batch["actions"].shape[-1]
+    mean, log_std = _networks(config, act_dim)[1].apply(actor_params, batch["observations"])
+    limit = 1.0 - ACTION_CLIP_EPS
+    nll = -tanh_gaussian_log_prob(mean, log_std, jnp.clip(batch["actions"], -limit, limit))
+    return valid_mean(nll, batch) if config.bc_valid_only else jnp.mean(nll)
+
+
 def actor_loss(config: RLPDConfig, params: dict, batch: Batch, key: jax.Array) -> tuple[jax.Array, Metrics]:
-    """mean(α·log π(ã|s) − mean_i Q_i(s, ã)), ã reparameterised; critic and α frozen. Also returns the entropy
-    estimate −mean log π that the temperature loss reads."""
+    """mean(α·log π(ã|s) − mean_i Q_i(s, ã)) + bc_alpha·`bc_loss`, ã reparameterised; critic and α frozen. Also
+    returns the entropy estimate −mean log π that the temperature loss reads."""
     act_dim = batch["actions"].shape[-1]
     critic, _ = _networks(config, act_dim)
     frozen = jax.lax.stop_gradient(params)
     actions, log_prob = sample_actions(config, params["actor"], batch["observations"], key, act_dim)
     q = critic.apply(frozen["critic"], batch["observations"], actions).mean(axis=0)
     loss = jnp.mean(sac.temperature(frozen["log_alpha"]) * log_prob - q)
-    return loss, {"actor/actor_loss": loss, "actor/q": q.mean(), "actor/entropy": -log_prob.mean()}
+    info = {"actor/q": q.mean(), "actor/entropy": -log_prob.mean()}
+    if config.bc_alpha > 0:  # RLPD (bc_alpha 0) computes no BC term, so it logs none
+        bc = bc_loss(config, params["actor"], batch)
+        loss = loss + config.bc_alpha * bc
+        info["actor/bc_loss"] = bc
+    return loss, {"actor/actor_loss": loss} | info
 
 
 def update(config: RLPDConfig, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import jax
 
-from flowsteer.algorithms.registry import ALGORITHMS, get_algorithm, make_config
+from flowsteer.algorithms.registry import ALGORITHMS, CHUNK_FIELD, get_algorithm, make_config
 from flowsteer.datasets.npzfile import sha256
 from flowsteer.platform import checkpoint
 from flowsteer.platform.spec import RunSpecError
@@ -26,8 +26,9 @@ class BasePolicy:
     provenance: dict[str, Any]
 
 
-def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int) -> BasePolicy:
-    """The BC flow of the finished run in `run_dir`, for observations and actions of the given sizes."""
+def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int, action_chunk: int = 1) -> BasePolicy:
+    """The BC flow of the finished run in `run_dir`, for observations and actions of the given sizes and chunks of
+    `action_chunk` actions (a flow over chunks of another length decodes noise of another size)."""
     path = Path(run_dir).expanduser().absolute()
     try:
         config = read_json(path / CONFIG)
@@ -43,7 +44,15 @@ def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int) -> BasePol
     if alg.base_policy is None:
         capable = [name for name, a in ALGORITHMS.items() if a.base_policy is not None]
         raise RunSpecError(f"base_run {path} is a {algo} run, which has no BC flow; use a run of {capable}")
-    algo_config = make_config(algo, overrides=config["algo_config"])
+    base_chunk = int(config["run"].get(CHUNK_FIELD, 1))  # runs made before chunking have none: single steps
+    if base_chunk != action_chunk:
+        raise RunSpecError(
+            f"base_run {path} trained its BC flow with action_chunk {base_chunk} ({base_chunk} actions per noise), "
+            f"but this run has action_chunk {action_chunk}: its noise would not fit that flow. Run this one with "
+            f"action_chunk {base_chunk}, or steer a base run trained with action_chunk {action_chunk}."
+        )
+    overrides = {k: v for k, v in config["algo_config"].items() if k != CHUNK_FIELD}  # a run setting, not a knob
+    algo_config = make_config(algo, overrides=overrides, action_chunk=base_chunk)
     found = checkpoint.candidates(path / "checkpoints")
     if not found:
         raise RunSpecError(f"base_run {path} has no checkpoint")
@@ -54,7 +63,7 @@ def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int) -> BasePol
         raise RunSpecError(
             f"base_run {path}: its final checkpoint is unreadable: {exc} Restore it, or train the base run again."
         ) from None
-    template = alg.init(algo_config, obs_dim, act_dim, jax.random.PRNGKey(0))
+    template = alg.init(algo_config, obs_dim, act_dim * base_chunk, jax.random.PRNGKey(0))
     try:
         trees, meta = checkpoint.load(last, {"state": template})
     except ValueError as exc:

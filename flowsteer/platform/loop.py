@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from flowsteer.algorithms.presets import unsourced_note
 from flowsteer.algorithms.registry import get_algorithm, warmup_steps
+from flowsteer.algorithms.training import action_chunk
 from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
 from flowsteer.datasets import OfflineTask, load_task
 from flowsteer.datasets.options import effective_timing, reward_rule
@@ -233,7 +234,8 @@ def _base_policy(algo: str, config: Any, task: OfflineTask) -> BasePolicy | None
     if base_run is None:
         return None
     train = task.train
-    return load_base_policy(base_run, train["observations"].shape[-1], train["actions"].shape[-1])
+    obs_dim, act_dim = train["observations"].shape[-1], train["actions"].shape[-1]
+    return load_base_policy(base_run, obs_dim, act_dim, action_chunk(config))
 
 
 def _tags(spec: RunSpec) -> dict[str, str]:

@@ -135,3 +135,35 @@ def test_base_run_must_be_a_finished_run(make_spec, tmp_path: Path) -> None:
     spec = make_spec("dsrl_sac", offline_steps=0, online_steps=10, hyperparameters=hyperparameters)
     with pytest.raises(RunSpecError, match="not a flowsteer run directory"):
         run(spec, progress=False)
+
+
+def test_a_chunked_dsrl_na_run_steers_only_a_base_trained_with_the_same_action_chunk(make_spec) -> None:
+    # TINY: the base run pretrains its chunk flow (H = 2, so over 2·d values) for 4 updates, then steers for 2.
+    hyperparameters = make_spec("dsrl_na").hyperparameters
+    chunked = {"action_chunk": 2, "log_interval": 2, "chunk_size": 2}
+    base = run(
+        make_spec("dsrl_na", output="base", offline_steps=6, eval_interval=6, eval_episodes=0, checkpoint_interval=6,
+                  hyperparameters=hyperparameters | {"base_steps": 4}, **chunked),
+        progress=False,
+    )  # fmt: skip
+    assert base.status == "finished"
+    steering = {k: v for k, v in hyperparameters.items() if k != "base_steps"} | {"base_run": str(base.run_dir)}
+
+    # The same H: the chunk flow is installed unchanged and steered; evaluation executes its chunks open loop.
+    spec = make_spec("dsrl_na", offline_steps=2, eval_interval=2, eval_episodes=1, eval_envs=1, checkpoint_interval=2,
+                     hyperparameters=steering, **chunked)  # fmt: skip
+    result = run(spec, progress=False)
+    assert result.status == "finished" and RunDirectory(result.run_dir).rows("eval.csv")[0]["episodes"] == 1
+    steered, pretrained = arrays(result.run_dir), arrays(base.run_dir)
+    base_keys = [k for k in pretrained if k.startswith("state/.params['bc_flow']")]
+    assert base_keys and all(np.array_equal(steered[k], pretrained[k]) for k in base_keys)
+
+    # Another H, or a single-step learner: refused before any work, naming action_chunk and the fix.
+    other = make_spec("dsrl_na", offline_steps=2, hyperparameters=steering, action_chunk=3)
+    with pytest.raises(RunSpecError, match=r"action_chunk 2 .*this run has action_chunk 3.*Run this one with"):
+        run(other, progress=False)
+    assert not (other.run_dir / "config.json").exists()
+    sac_steering = make_spec("dsrl_sac").hyperparameters | {"base_run": str(base.run_dir)}
+    single = make_spec("dsrl_sac", offline_steps=0, online_steps=10, hyperparameters=sac_steering)
+    with pytest.raises(RunSpecError, match="this run has action_chunk 1"):
+        run(single, progress=False)
