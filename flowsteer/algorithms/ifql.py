@@ -89,10 +89,13 @@ def update(config: IFQLConfig, state: TrainState, batch: Batch) -> tuple[TrainSt
     )
 
 
-def best_of_n(critic: Critic, critic_params: dict, observations: jax.Array, candidates: jax.Array) -> jax.Array:
-    """Per state, the candidate (…, N, d) with the highest min over the critic heads."""
+def best_of_n(
+    critic: Critic, critic_params: dict, observations: jax.Array, candidates: jax.Array, q_agg: str = "min"
+) -> jax.Array:
+    """Per state, the candidate (…, N, d) with the highest min (or mean, `q_agg`) over the critic heads."""
     obs_n = jnp.broadcast_to(observations[..., None, :], (*candidates.shape[:-1], observations.shape[-1]))
-    q = critic.apply(critic_params, obs_n, candidates).min(0)
+    qs = critic.apply(critic_params, obs_n, candidates)
+    q = qs.mean(0) if q_agg == "mean" else qs.min(0)
     best = jnp.argmax(q, axis=-1)
     return jnp.take_along_axis(candidates, best[..., None, None], axis=-2).squeeze(-2)
 

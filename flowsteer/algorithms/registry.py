@@ -12,6 +12,7 @@ from typing import Any
 
 from flowsteer.algorithms import (
     bc,
+    bfn,
     cac,
     calql,
     dsrl,
@@ -119,6 +120,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         balanced_sampling=calql.balanced_sampling,
         episode_columns=calql.EPISODE_COLUMNS,
     ),
+    "bfn": _algorithm("bfn", bfn, bfn.BFNConfig, base_policy=bfn.base_policy),
 }
 
 

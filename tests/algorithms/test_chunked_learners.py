@@ -10,17 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from algo_helpers import ACT_DIM, OBS_DIM, dense, np_batch, q_heads, random_transitions, set_dense
+from algo_helpers import ACT_DIM, OBS_DIM, dense, np_batch, perturb, q_heads, random_transitions, set_dense
 from test_training import TINY
 
-from flowsteer.algorithms import bc, fql, get_algorithm, make_config, to_device_dataset
+from flowsteer.algorithms import bc, bfn, fql, get_algorithm, make_config, to_device_dataset
 from flowsteer.algorithms.chunks import step_weights
 from flowsteer.algorithms.flow import flow_matching_loss
 from flowsteer.algorithms.training import draw_batch
 
 H = 3
-CHUNKED = ["fql", "bc", "flow_bc", "rebrac", "ifql"]
-WITH_CRITIC = ["fql", "rebrac", "ifql"]  # the learners with a TD loss
+CHUNKED = ["fql", "bc", "flow_bc", "rebrac", "ifql", "bfn"]
+WITH_CRITIC = ["fql", "rebrac", "ifql", "bfn"]  # the learners with a TD loss
 STARTS = jnp.arange(0, 160, 10)  # 16 chunk starts
 
 
@@ -159,3 +159,53 @@ def test_bc_ignores_the_actions_after_an_episode_end():
         bc.actor_loss(config, params, whole | {"actions": whole["actions"].at[0, -ACT_DIM:].set(0.9)})[0]
         != (bc.actor_loss(config, params, whole)[0])
     )
+
+
+def bfn_case():
+    """A linear BFN over chunks whose flow has zero velocity (each candidate is its clipped noise) and whose online
+    critic heads read the chunk through two known weight vectors."""
+    config = bfn.BFNConfig(actor_hidden_dims=(), value_hidden_dims=(), num_samples=5, discount=0.9, action_chunk=H)
+    params = dict(bfn.init(config, OBS_DIM, ACT_DIM * H, jax.random.PRNGKey(0)).params)
+    kf, _ = dense(params["bc_flow"], ("MLP_0", "Dense_0"))
+    params["bc_flow"] = set_dense(params["bc_flow"], ("MLP_0", "Dense_0"), np.zeros_like(kf), np.zeros(ACT_DIM * H))
+    weights = np.stack([np.linspace(-1, 1, ACT_DIM * H), np.linspace(1, 0, ACT_DIM * H)])
+    kernel = np.zeros((2, OBS_DIM + ACT_DIM * H, 1))
+    kernel[:, OBS_DIM:, 0] = weights
+    params["critic"] = set_dense(params["critic"], ("VmapMLP_0", "Dense_0"), kernel, np.zeros((2, 1)))
+    return config, params, weights
+
+
+def best_candidates(key: jax.Array, weights: np.ndarray, batch_size: int, n: int) -> np.ndarray:
+    """The clipped noise rows that the mean of the two linear heads rates highest, per state."""
+    candidates = np.clip(np.asarray(jax.random.normal(key, (batch_size, n, weights.shape[1])), np.float64), -1, 1)
+    q = (candidates @ weights.T).mean(-1)
+    return candidates[np.arange(batch_size), q.argmax(-1)]
+
+
+def test_bfn_acts_with_the_candidate_of_highest_mean_q():
+    config, params, weights = bfn_case()
+    state = bfn.init(config, OBS_DIM, ACT_DIM * H, jax.random.PRNGKey(0)).replace(params=params)
+    obs = jnp.asarray(np.random.default_rng(0).normal(size=(4, OBS_DIM)), jnp.float32)
+    key = jax.random.PRNGKey(2)
+    np.testing.assert_allclose(bfn.act(config, state, obs, key), best_candidates(key, weights, 4, 5), rtol=1e-6)
+
+
+def test_bfn_values_the_online_critics_best_chunk_in_the_target_critic():
+    config, params, weights = bfn_case()
+    target = {"critic": perturb(params["critic"])}
+    rng = np.random.default_rng(1)
+    batch = {
+        "observations": jnp.asarray(rng.normal(size=(4, OBS_DIM)), jnp.float32),
+        "actions": jnp.asarray(rng.uniform(-1, 1, size=(4, ACT_DIM * H)), jnp.float32),
+        "next_observations": jnp.asarray(rng.normal(size=(4, OBS_DIM)), jnp.float32),
+        "rewards": jnp.array([0.5, 1.0, -0.2, 0.0]),
+        "masks": jnp.array([1.0, 0.0, 1.0, 1.0]),
+        "valid": jnp.array([1.0, 1.0, 0.0, 1.0]),
+    }
+    key = jax.random.PRNGKey(4)
+    b = np_batch(batch)
+    next_a = best_candidates(key, weights, 4, 5)
+    y = b["rewards"] + 0.9**H * b["masks"] * q_heads(target["critic"], b["next_observations"], next_a).mean(0)
+    q = q_heads(params["critic"], b["observations"], b["actions"])
+    loss, _ = bfn.critic_loss(config, params, target, batch, key)
+    np.testing.assert_allclose(loss, np.mean(b["valid"] * (q - y) ** 2), rtol=1e-5)

@@ -44,6 +44,7 @@ SMALL = {
     "fbrac": {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64)},
     "rlpd": {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64)},
     "calql": {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64), "cql_n_actions": 4},
+    "bfn": {"actor_hidden_dims": (64, 64), "value_hidden_dims": (64, 64), "num_samples": 4},
 }
 
 

@@ -54,6 +54,7 @@ TINY = {
     "fbrac": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16, "flow_steps": 3},
     "rlpd": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16},
     "calql": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16, "cql_n_actions": 3},
+    "bfn": {"actor_hidden_dims": (16, 16), "value_hidden_dims": (16, 16), "batch_size": 16, "num_samples": 4},
 }
 # Every update a learner has: steering learners also pretrain their base.
 UPDATES = [(algo, "update") for algo in sorted(ALGORITHMS)] + [
