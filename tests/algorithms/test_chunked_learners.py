@@ -13,7 +13,7 @@ import pytest
 from algo_helpers import ACT_DIM, OBS_DIM, dense, np_batch, perturb, q_heads, random_transitions, set_dense
 from test_training import TINY
 
-from flowsteer.algorithms import bc, bfn, fql, get_algorithm, make_config, to_device_dataset
+from flowsteer.algorithms import bc, bfn, fql, get_algorithm, hyperparameter_names, make_config, to_device_dataset
 from flowsteer.algorithms.chunks import step_weights
 from flowsteer.algorithms.flow import flow_matching_loss
 from flowsteer.algorithms.training import draw_batch
@@ -36,7 +36,9 @@ def episodes() -> dict:
 def chunk_setup(algo: str, horizon: int = H):
     """(algorithm, config, initial state, jitted update) of `algo` over chunks of `horizon`, compiled once."""
     alg = get_algorithm(algo)
-    config = make_config(algo, overrides=TINY[algo], action_chunk=horizon)
+    # 3 Euler steps: the flow learners' updates unroll them, and 10 compile much slower.
+    fewer_steps = {"flow_steps": 3} if "flow_steps" in hyperparameter_names(algo) else {}
+    config = make_config(algo, overrides=TINY[algo] | fewer_steps, action_chunk=horizon)
     state = alg.init(config, OBS_DIM, ACT_DIM * horizon, jax.random.PRNGKey(0))
     return alg, config, state, jax.jit(lambda s, b: alg.update(config, s, b))
 
