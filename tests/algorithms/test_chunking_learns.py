@@ -27,7 +27,7 @@ from flowsteer.algorithms import make_config
 from flowsteer.workers.learner import Learner
 from flowsteer.workers.rollout import make_policy, run_episodes, summarize
 
-pytestmark = pytest.mark.integration  # two learners of 3000 updates, 40 episodes each: 87 s at load 9 on 2 cores
+pytestmark = pytest.mark.integration  # two learners of 3000 updates, 40 episodes each: 48-87 s on 2 busy cores
 
 SPEED = 0.02  # distance per step at |a| = 1: the goal is 1 / SPEED = 50 steps from the start
 TIME_LIMIT = 100  # steps per evaluation episode
