@@ -83,7 +83,6 @@ NO_PUBLISHED: dict[str, str] = {
     "dsrl_sac": "the DSRL paper's offline OGBench table ran DSRL-NA: DSRL-SAC learns from noise-labelled online "
     "transitions only, so it has no offline number",
     "calql": "data/published.csv transcribes the FQL paper's offline-to-online table for FQL, IFQL and RLPD only",
-    "bfn": "data/published.csv does not yet hold the Q-chunking paper's numbers (QC, BFN)",
 }
 
 
