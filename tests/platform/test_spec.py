@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowsteer.datasets import options
-from flowsteer.platform.spec import DataSpec, RunSpec, RunSpecError, identity_of, role_of
+from flowsteer.platform.spec import NEUTRAL_IDENTITY, DataSpec, RunSpec, RunSpecError, identity_of, role_of
 
 BASE = {"algo": "fql", "task": "scene-play-singletask-v0"}
 
@@ -137,14 +137,35 @@ def test_a_task_selector_naming_several_tasks_points_to_a_sweep() -> None:
 
 
 def test_runs_at_the_default_task_options_keep_the_run_ids_they_had_before_the_options_existed() -> None:
-    # Both ids were computed at commit 883db96, before sparse_reward and success_timing were run fields.
+    # The ids were computed at commit 233d419, before action_chunk, start_training, sparse_reward and
+    # success_timing were run fields.
     assert RunSpec.from_dict(BASE).run_id == "fql-scene-play-task2-s0-42a41cf6"
     o2o = {"algo": "fql", "task": "puzzle-3x3-play-singletask-v0", "online_steps": 1_000_000}
     assert RunSpec.from_dict(o2o | {"hyperparameters": {"alpha": 30}}).run_id == "fql-puzzle-3x3-play-task4-s0-1f4a68cb"
+    online = {"algo": "rlpd", "task": "cube-double-play-singletask-v0", "offline_steps": 0, "online_steps": 1_000_000}
+    assert RunSpec.from_dict(online).run_id == "rlpd-cube-double-play-task2-s0-0106501b"
     spec = RunSpec.from_dict(BASE)
-    assert identity_of({k: v for k, v in spec.to_dict().items() if k not in ("sparse_reward", "success_timing")}) == (
-        spec.identity()
-    )
+    assert identity_of({k: v for k, v in spec.to_dict().items() if k not in NEUTRAL_IDENTITY}) == spec.identity()
+
+
+def test_single_actions_given_explicitly_are_the_same_run() -> None:
+    explicit = RunSpec.from_dict(BASE | {"action_chunk": 1, "start_training": 0})
+    assert explicit.run_id == RunSpec.from_dict(BASE).run_id
+    assert explicit.algo_config() == RunSpec.from_dict(BASE).algo_config()
+
+
+def test_a_chunked_run_is_another_run() -> None:
+    assert RunSpec.from_dict(BASE | {"action_chunk": 5}).run_id != RunSpec.from_dict(BASE).run_id
+
+
+def test_a_learner_that_cannot_chunk_refuses_chunks_before_any_work() -> None:
+    with pytest.raises(RunSpecError, match=r"iql cannot act in chunks \(action_chunk 5\).*fql"):
+        RunSpec.from_dict(BASE | {"algo": "iql", "action_chunk": 5})
+
+
+def test_action_chunk_as_a_hyperparameter_points_to_the_run_setting() -> None:
+    with pytest.raises(RunSpecError, match="action_chunk is a run setting, not a hyperparameter"):
+        RunSpec.from_dict(BASE | {"hyperparameters": {"action_chunk": 5}})
 
 
 @pytest.mark.parametrize("options", [{"sparse_reward": True}, {"success_timing": "pre"}, {"success_timing": "post"}])
