@@ -177,9 +177,9 @@ def check_action_chunk(algo: str, action_chunk: int) -> None:
         raise ValueError(f"action_chunk must be 1 or more, got {action_chunk}.")
     if action_chunk > 1 and not chunk_capable(algo):
         raise ValueError(
-            f"{algo} cannot act in chunks (action_chunk {action_chunk}): neither its reference nor QAM runs it "
-            f"chunked. Use action_chunk 1 with {algo}, or one of the learners that chunk: "
-            f"{', '.join(chunk_capable_algorithms())}."
+            f"{algo} cannot act in chunks (action_chunk {action_chunk}): flowsteer's {algo} trains and acts on "
+            f"single steps. Use action_chunk 1 with {algo}, or one of the learners that chunk: "
+            f"{', '.join(chunk_capable_algorithms())} (docs/chunking.md)."
         )
 
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
-from flowsteer.algorithms.registry import ALGORITHMS, check_run, make_config
+from flowsteer.algorithms.registry import ALGORITHMS, check_action_chunk, check_run, make_config
 from flowsteer.datasets.catalog import parse_task, single_task
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.datasets.generate import SIZES
@@ -207,6 +207,10 @@ class RunSpec(InputModel):
                 f"(online_steps 0, eval_episodes 0) and datasets do not depend on it. Leave success_timing at "
                 f"'default', or evaluate (eval_episodes > 0)."
             )
+        try:
+            check_action_chunk(self.algo, self.action_chunk)
+        except ValueError as exc:
+            raise ValueError(f"action_chunk: {exc}") from None
         try:
             config = self.algo_config()
             check_run(self.algo, config, self.offline_steps, self.online_steps)  # e.g. DSRL needs a base policy
