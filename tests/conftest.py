@@ -3,6 +3,7 @@ compilation cache per session."""
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
@@ -58,6 +59,18 @@ def puzzle_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("puzzle-cache")
     build_dataset(PUZZLE_SMOKE, root, workers=1, progress=False)
     return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def release_compiled_programs():
+    """Drop the programs a test module compiled when it ends. Without this an xdist worker holds every program of
+    the ~800 tests it ran (7 GB per worker, seen on a fresh clone), enough to let Ray's memory monitor kill trials
+    of the sweep tests; recompiling in a later module reads the persistent cache above."""
+    yield
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
