@@ -151,7 +151,9 @@ def protocol_caption(
         text.append(f"Columns marked (paper) are the published numbers of {published.words}; never bold.")
     elif layout == "published":
         text.append("No published numbers: name the protocol they follow (qc or qam).")
-    text.append("Data: " + "; ".join(_provenance_words(p) for p in sorted(runs["provenance"].unique())) + ".")
+    # Keys that differ only in what the words leave out (the commit, file checksums) read once.
+    words = dict.fromkeys(_provenance_words(p) for p in sorted(runs["provenance"].unique()))
+    text.append("Data: " + "; ".join(words) + ".")
     return " ".join(text)
 
 

@@ -141,3 +141,12 @@ def test_a_task_in_both_settings_gets_two_labelled_rows(write_run, tmp_path):
     text = to_markdown(build_report(load_runs(tmp_path / "runs"), "task", LAST))
     assert "| cube-single-play task2 (*) [offline] | **50 ± 0** |" in text  # seeds are expected per setting
     assert "| cube-single-play task2 (*) [offline-to-online] | **50 ± 0 → 90 ± 0** |" in text
+
+
+def test_runs_of_two_commits_describe_their_data_once(write_run, tmp_path):
+    # Two columns run at two commits: their provenance keys differ by the commit, which the words leave out, so
+    # the caption names the same data once.
+    for algo, commit in [("fql", "a" * 40), ("iql", "b" * 40)]:
+        write_run(algo, CUBE.format(2), 0, {100: 0.5}, git_sha=commit)
+    caption = build_report(load_runs(tmp_path / "runs"), "task", LAST).caption
+    assert caption.count("official OGBench datasets, ogbench 1.2.2, jax 0.10.2") == 1
