@@ -29,11 +29,18 @@ def _generate_command(cache: Path) -> list[str]:
     return [*command, "--episode-steps", "201", "--workers", "2", "--quiet", "--cache-dir", str(cache)]
 
 
+def _default_ctrl_c() -> None:
+    # A shell without job control starts background commands with SIGINT ignored, and an ignored signal stays
+    # ignored across exec: the build must see Ctrl-C as a terminal delivers it, however the suite was started.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_build(cache: Path, home: Path) -> subprocess.Popen:
     env = {**os.environ, "HOME": str(home)}
     return subprocess.Popen(
-        _generate_command(cache), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        _generate_command(cache), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_ctrl_c,
+    )  # fmt: skip
 
 
 def _wait_for_progress(cache: Path, build: subprocess.Popen) -> list[psutil.Process]:
