@@ -45,9 +45,10 @@ def _take(cores: list[int], count: int, directory: Path) -> list[tuple[int, int]
     return []
 
 
-# How long a trial waits for a core before it runs unpinned: Tune starts the next trial as soon as one ends, and on a
-# busy node the process that held the core may still be letting it go.
-CORE_WAIT_SECONDS = 10.0
+# How long a trial waits for a core before it runs unpinned: Tune starts the next trial as soon as one reports its
+# last result, while that trial may still be writing its final checkpoint and closing its MLflow run, holding the
+# core. 10 s was too short on a loaded node (a fresh-clone suite saw a grid trial start unpinned).
+CORE_WAIT_SECONDS = 30.0
 
 
 @contextlib.contextmanager
