@@ -45,9 +45,9 @@ def _take(cores: list[int], count: int, directory: Path) -> list[tuple[int, int]
     return []
 
 
-# How long a trial waits for a core before it runs unpinned: Tune starts the next trial as soon as one reports its
-# last result, while that trial may still be writing its final checkpoint and closing its MLflow run, holding the
-# core. 10 s was too short on a loaded node (a fresh-clone suite saw a grid trial start unpinned).
+# How long a trial waits for a core before it runs unpinned: Tune can start the next trial while the process of
+# one that ended still holds its core (it may be writing its final checkpoint and closing its MLflow run). 10 s was
+# too short on a loaded node: a fresh-clone suite saw a grid trial start unpinned.
 CORE_WAIT_SECONDS = 30.0
 
 
