@@ -120,53 +120,46 @@ class Learner:
 
     # ------------------------------------------------------------------ online
 
-    def online_capacity(self, buffer_size: int) -> int:
-        """Rows the online replay buffer will have (see `start_online`)."""
+    def _buffer_layout(self, buffer_size: int) -> tuple[int, int]:
+        """(capacity, first online row) of the online replay buffer: the dataset then max(buffer_size, |D| + 1) − |D|
+        online rows; with balanced sampling the dataset then buffer_size online rows that wrap on themselves (the
+        reference keeps the dataset and a `buffer_size` online buffer apart); for a learner that does not replay
+        the dataset, buffer_size online rows only."""
         steering = self.algorithm.steering
         if self.balanced:
-            return self.offline_size + buffer_size
+            return self.offline_size + buffer_size, self.offline_size
         if steering is None or steering.replay_dataset:
-            return max(buffer_size, self.offline_size + 1)
-        return buffer_size
+            return max(buffer_size, self.offline_size + 1), self.offline_size
+        return buffer_size, 0
 
     def check_chunk_buffer(self, buffer_size: int, online_steps: int) -> None:
         """A chunk sampled across the row where the buffer wraps would join the newest transition to the oldest
         with no episode end between them, so with H > 1 the buffer must hold every online transition (QAM sizes it
         so: docs/chunking.md#online-replay). ValueError naming the buffer_size that does, before any work."""
-        if self.action_chunk == 1:
+        capacity, head = self._buffer_layout(buffer_size)
+        if self.action_chunk == 1 or online_steps <= capacity - head:
             return
-        steering = self.algorithm.steering
-        start = 0 if steering is not None and not steering.replay_dataset and not self.balanced else self.offline_size
-        need = start + online_steps
-        if self.online_capacity(buffer_size) < need:
-            least = online_steps if self.balanced else need
-            raise ValueError(
-                f"buffer_size {buffer_size:,} holds {self.online_capacity(buffer_size) - start:,} online transitions "
-                f"but the run collects {online_steps:,}: with action_chunk {self.action_chunk} the replay buffer must "
-                f"not wrap around (a sampled chunk would join the newest transition to the oldest). Set buffer_size "
-                f"to {least:,} or more."
-            )
+        least = online_steps if self.balanced else head + online_steps
+        raise ValueError(
+            f"buffer_size {buffer_size:,} holds {capacity - head:,} online transitions but the run collects "
+            f"{online_steps:,}: with action_chunk {self.action_chunk} the replay buffer must not wrap around (a "
+            f"sampled chunk would join the newest transition to the oldest). Set buffer_size to {least:,} or more."
+        )
 
     def start_online(self, buffer_size: int, utd: int) -> None:
-        """Turn the dataset into the head of a replay buffer of capacity max(buffer_size, |D| + 1); with balanced
-        sampling, of |D| + buffer_size rows whose online part wraps around on itself (the reference keeps the
-        dataset and a `buffer_size` online buffer apart); for a learner that does not replay the dataset, start an
-        empty buffer of capacity buffer_size. Columns the learner's exploration adds (e.g. DSRL-SAC's noises) are
-        zeros until written."""
+        """Turn the dataset into the head of the replay buffer (`_buffer_layout`), or start an empty one for a
+        learner that does not replay the dataset. Columns the learner's exploration adds (e.g. DSRL-SAC's noises)
+        are zeros until written."""
         steering = self.algorithm.steering
+        self.capacity, self.head = self._buffer_layout(buffer_size)
         if self.balanced:
-            self.capacity = self.offline_size + buffer_size
             self.wrap_start = self.offline_size
-            self.data = {
-                k: jnp.concatenate([v, jnp.zeros((buffer_size, *v.shape[1:]), v.dtype)]) for k, v in self.data.items()
-            }
-        elif steering is None or steering.replay_dataset:
-            self.capacity = max(buffer_size, self.offline_size + 1)
+        if self.head == 0:
+            self.size = 0
+            self.data = {k: jnp.zeros((self.capacity, *v.shape[1:]), v.dtype) for k, v in self.data.items()}
+        else:
             pad = self.capacity - self.offline_size
             self.data = {k: jnp.concatenate([v, jnp.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in self.data.items()}
-        else:
-            self.head, self.size, self.capacity = 0, 0, buffer_size
-            self.data = {k: jnp.zeros((buffer_size, *v.shape[1:]), v.dtype) for k, v in self.data.items()}
         for name in steering.online_columns if steering else ():
             self.data[name] = jnp.zeros_like(self.data["actions"])
         offline_rows = self.offline_size if self.balanced else None

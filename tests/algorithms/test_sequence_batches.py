@@ -134,3 +134,16 @@ def test_online_buffer_gives_the_chunks_of_a_dataset_with_the_same_transitions()
     assert from_buffer.keys() == from_dataset.keys()
     for name in from_dataset:
         np.testing.assert_array_equal(np.asarray(from_buffer[name]), np.asarray(from_dataset[name]), err_msg=name)
+
+
+def test_a_chunked_learner_refuses_a_replay_buffer_that_would_wrap() -> None:
+    from algo_helpers import random_transitions
+
+    from flowsteer.algorithms import make_config
+    from flowsteer.workers.learner import Learner
+
+    tiny = {"actor_hidden_dims": (8,), "value_hidden_dims": (8,), "batch_size": 4}
+    learner = Learner("fql", make_config("fql", overrides=tiny, action_chunk=3), random_transitions(50), seed=0)
+    learner.check_chunk_buffer(buffer_size=80, online_steps=30)  # 50 dataset rows + 30 online rows fit
+    with pytest.raises(ValueError, match=r"holds 30 online transitions but the run collects 31.*buffer_size to 81"):
+        learner.check_chunk_buffer(buffer_size=80, online_steps=31)
