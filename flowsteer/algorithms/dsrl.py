@@ -88,6 +88,11 @@ def decode_noise(
     """a = π_dp(s, w), with no gradient into the base. A base that keeps training is decoded through its slow
     EMA copy (`target_params['bc_flow']`; `use_target_latent` in ColinQiyangLi/qam agents/dsrl.py), so the
     noise space moves slowly."""
+    if "bc_flow" not in params:
+        raise ValueError(
+            "this learner steers an external base policy (base_policy), which decodes outside JAX: act through "
+            "flowsteer.workers.rollout, which decodes the chosen noise with it"
+        )
     base = jax.lax.stop_gradient(target_params.get("bc_flow", params["bc_flow"]))
     return decode(base_net(config, noise.shape[-1]), base, observations, noise, config.flow_steps)
 
@@ -169,14 +174,26 @@ def noise_mode(config: DSRLConfig, params: dict, observations: jax.Array, act_di
     return config.noise_bound * jnp.tanh(mean)
 
 
+def choose_noise(
+    config: DSRLConfig, state: TrainState, observations: jax.Array, key: jax.Array, deterministic: bool
+) -> jax.Array:
+    """The noise policy's w inside [−m, m]^d: its mode, or a sample."""
+    if deterministic:
+        return noise_mode(config, state.params, observations, state.act_dim)
+    return sample_noise(config, state.params, observations, key, state.act_dim)[0]
+
+
+def base_noise(config: DSRLConfig, observations: jax.Array, key: jax.Array, act_dim: int) -> jax.Array:
+    """The noise the base policy would draw on its own, w ~ N(0, I), clipped to [−m, m] (the unsteered base)."""
+    noise = jax.random.normal(key, (*observations.shape[:-1], act_dim))
+    return jnp.clip(noise, -config.noise_bound, config.noise_bound)
+
+
 def steer(
     config: DSRLConfig, state: TrainState, observations: jax.Array, key: jax.Array, deterministic: bool
 ) -> tuple[jax.Array, jax.Array]:
     """(a, w): the noise policy picks w inside [−m, m]^d, the base decodes it once into a."""
-    if deterministic:
-        noise = noise_mode(config, state.params, observations, state.act_dim)
-    else:
-        noise = sample_noise(config, state.params, observations, key, state.act_dim)[0]
+    noise = choose_noise(config, state, observations, key, deterministic)
     return decode_noise(config, state.params, state.target_params, observations, noise), noise
 
 
@@ -263,17 +280,19 @@ def policy_step(
 
 
 def init_shared(
-    config: DSRLConfig, obs_dim: int, act_dim: int, key: jax.Array, trainable_base: bool
+    config: DSRLConfig, obs_dim: int, act_dim: int, key: jax.Array, trainable_base: bool, external_base: bool = False
 ) -> tuple[dict, dict]:
     """Parameters of the base, the critic (on the input the variant chooses: see the callers), the noise policy
-    and the temperature; target params hold the critic and, for a base that keeps training, its EMA copy."""
+    and the temperature; target params hold the critic and, for a base that keeps training, its EMA copy. An
+    external base (`external_base`) has no parameters here: it lives outside JAX and is never differentiated."""
     base_key, critic_key, policy_key = jax.random.split(key, 3)
     obs, act, t = jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim)), jnp.zeros((1, 1))
     params = {
-        "bc_flow": base_net(config, act_dim).init(base_key, obs, act, t),
         "critic": critic_net(config).init(critic_key, obs, act),
         "noise_policy": noise_policy_net(config, act_dim).init(policy_key, obs),
         "log_alpha": jnp.asarray(jnp.log(config.init_temperature), jnp.float32),
     }
+    if not external_base:
+        params = {"bc_flow": base_net(config, act_dim).init(base_key, obs, act, t)} | params
     targets = {"critic": params["critic"]} | ({"bc_flow": params["bc_flow"]} if trainable_base else {})
     return params, targets

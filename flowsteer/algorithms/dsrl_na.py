@@ -73,12 +73,23 @@ class DSRLNAConfig:
     flow_steps: int = 10  # Euler steps decoding a noise into an action
     base_steps: int | None = None  # flow-BC pretraining updates at the start of the run; None: 500K, 0 with base_run
     base_run: str | None = None  # run directory of a finished flow-BC-capable run whose BC flow is the base
+    # Refused when set (kept so the refusal can say why): DSRL-NA decodes the base inside every update (its
+    # distillation decodes fresh noise), so a base outside JAX would be called from the compiled update.
+    base_policy: str | None = None
     base_trainable: bool = False  # keep training the base by BC after pretraining; decode through its EMA copy
     base_tau: float = 0.005  # EMA rate of the decoding copy of a trainable base (QAM: τ)
     action_chunk: int = 1  # H, actions per policy call: set from the run (docs/chunking.md), never here
 
     def __post_init__(self) -> None:
         dsrl.check_config(self)
+        if self.base_policy is not None:
+            raise ValueError(
+                f"dsrl_na cannot steer a base policy file ({self.base_policy}): every dsrl_na update decodes a batch "
+                "of noise with the base (Q^A(s, π_dp(s, w)) in its noise-critic distillation), so the base would have "
+                "to run inside the compiled update, on the learner's device, with its gradients blocked. Steer the "
+                "file with dsrl_sac (--algo dsrl_sac --offline-steps 0 --hp base_policy=FILE), which calls the base "
+                "only to act; or train the base in flowsteer (flow_bc) and give dsrl_na its run as base_run"
+            )
         if self.noise_critic_steps < 1:
             raise ValueError(f"noise_critic_steps must be >= 1, got {self.noise_critic_steps}")
         if self.base_run is not None and self.base_steps:

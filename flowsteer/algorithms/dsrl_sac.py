@@ -65,6 +65,9 @@ class DSRLSACConfig:
     base_layer_norm: bool = False  # LayerNorm in the base BC flow
     flow_steps: int = 10  # Euler steps decoding a noise into an action
     base_run: str | None = None  # run directory of a finished flow-BC-capable run whose BC flow is the base
+    # A base policy file (a torch diffusion or flow policy; docs/base-policies.md), decoded outside JAX: the
+    # paper's black-box setting, where only the chosen noise reaches the base and no gradient leaves it.
+    base_policy: str | None = None
     # Online steps that roll out the base policy (w ~ N(0, I) clipped to ±m) into the buffer before any update.
     # Official: init_rollout_steps = 20001 vectorised steps on 4 environments before training (cfg/robomimic
     # dsrl_transport.yaml), i.e. 80,004 buffer rows; here one environment, one row per step.
@@ -72,13 +75,28 @@ class DSRLSACConfig:
 
     def __post_init__(self) -> None:
         dsrl.check_config(self)
+        if self.base_run is not None and self.base_policy is not None:
+            raise ValueError(
+                "base_run and base_policy both name a base: set base_run for an earlier flowsteer run's BC flow, or "
+                "base_policy for a base policy file, not both"
+            )
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
+def loads_base(config: DSRLSACConfig) -> bool:
+    """Whether the base comes pretrained (an earlier run's flow, or a base policy file) rather than from this run."""
+    return config.base_run is not None or config.base_policy is not None
+
+
 def pretrain_steps(config: DSRLSACConfig) -> int | None:
-    """Updates that pretrain the base: every offline update (None), or none when `base_run` loads it."""
-    return 0 if config.base_run is not None else None
+    """Updates that pretrain the base: every offline update (None), or none when the base is loaded."""
+    return 0 if loads_base(config) else None
+
+
+def external_base(config: DSRLSACConfig) -> str | None:
+    """The base policy file that decodes this learner's noise outside JAX, if any."""
+    return config.base_policy
 
 
 def warmup_steps(config: DSRLSACConfig) -> int:
@@ -89,11 +107,14 @@ def warmup_steps(config: DSRLSACConfig) -> int:
 def check_run(config: DSRLSACConfig, offline_steps: int, online_steps: int) -> None:
     """The offline phase is the base's pretraining: it needs one without base_run, and none with it. The online
     phase must outlast the warm-up, or no update would run."""
-    if config.base_run is None and offline_steps == 0:
-        raise ValueError("no base policy: pretrain it in the offline phase (offline_steps > 0) or set base_run")
-    if config.base_run is not None and offline_steps > 0:
+    if not loads_base(config) and offline_steps == 0:
         raise ValueError(
-            "with base_run the offline phase has nothing to learn (dataset transitions carry no noise, and the "
+            "no base policy: pretrain it in the offline phase (offline_steps > 0), or set base_run or base_policy"
+        )
+    if loads_base(config) and offline_steps > 0:
+        which = "base_run" if config.base_run is not None else "base_policy"
+        raise ValueError(
+            f"with {which} the offline phase has nothing to learn (dataset transitions carry no noise, and the "
             "loaded base is frozen): set offline_steps to 0"
         )
     if 0 < online_steps <= config.warmup_steps:
@@ -106,9 +127,11 @@ def check_run(config: DSRLSACConfig, offline_steps: int, online_steps: int) -> N
 
 def init(config: DSRLSACConfig, obs_dim: int, act_dim: int, key: jax.Array) -> TrainState:
     """Base flow, critic Q(s, w) (+ target), noise policy and α; one Adam state per network. The critic reads a
-    noise where DSRL-NA's reads an action: both have dim(a) entries."""
+    noise where DSRL-NA's reads an action: both have dim(a) entries. An external base (`base_policy`) has no
+    parameters here."""
     rng, shared_key = jax.random.split(key)
-    params, target_params = dsrl.init_shared(config, obs_dim, act_dim, shared_key, trainable_base=False)
+    external = config.base_policy is not None
+    params, target_params = dsrl.init_shared(config, obs_dim, act_dim, shared_key, False, external_base=external)
     tx = dsrl.optimizer(config)
     return new_state(params, target_params, {n: tx.init(p) for n, p in params.items()}, rng, act_dim)
 
@@ -181,9 +204,26 @@ def warmup_explore(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Warm-up collection: the base policy alone, w ~ N(0, I) clipped to [−m, m], decoded once; the buffer stores
     both (the official `collect_rollouts`)."""
-    noise = jax.random.normal(key, (*observations.shape[:-1], state.act_dim))
-    noises = jnp.clip(noise, -config.noise_bound, config.noise_bound)
+    noises = dsrl.base_noise(config, observations, key, state.act_dim)
     return dsrl.decode_noise(config, state.params, state.target_params, observations, noises), {"noises": noises}
+
+
+# With an external base (`base_policy`) the learner only chooses noise; flowsteer.workers.rollout decodes it.
+def act_noise(
+    config: DSRLSACConfig, state: TrainState, observations: jax.Array, key: jax.Array, deterministic: bool = False
+) -> jax.Array:
+    """The noise `act` would decode (its mode only with deterministic_eval, as `act`)."""
+    return dsrl.choose_noise(config, state, observations, key, deterministic and config.deterministic_eval)
+
+
+def explore_noise(config: DSRLSACConfig, state: TrainState, observations: jax.Array, key: jax.Array) -> jax.Array:
+    """The noise `explore` would decode: w ~ π(s)."""
+    return dsrl.choose_noise(config, state, observations, key, deterministic=False)
+
+
+def warmup_noise(config: DSRLSACConfig, state: TrainState, observations: jax.Array, key: jax.Array) -> jax.Array:
+    """The noise `warmup_explore` would decode: the base alone, w ~ N(0, I) clipped to [−m, m]."""
+    return dsrl.base_noise(config, observations, key, state.act_dim)
 
 
 act = dsrl.act  # a = π_dp(s, w), w ~ π^W(s), also when evaluating unless deterministic_eval

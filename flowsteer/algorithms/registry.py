@@ -32,7 +32,7 @@ from flowsteer.algorithms import (
 )
 from flowsteer.algorithms.columns import EpisodeColumn
 from flowsteer.algorithms.hyperparameters import check_overrides, check_ranges
-from flowsteer.algorithms.steering import Steering
+from flowsteer.algorithms.steering import ExternalBase, Steering
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,12 @@ ALGORITHMS: dict[str, Algorithm] = {
             replay_dataset=False,  # dataset transitions carry no noise labels
             warmup_steps=dsrl_sac.warmup_steps,
             warmup_explore=dsrl_sac.warmup_explore,
+            external=ExternalBase(
+                base_policy=dsrl_sac.external_base,
+                act_noise=dsrl_sac.act_noise,
+                explore_noise=dsrl_sac.explore_noise,
+                warmup_noise=dsrl_sac.warmup_noise,
+            ),
         ),
     ),
     "cac": _algorithm("cac", cac, cac.CACConfig),

@@ -12,7 +12,9 @@ learners are special and why:
 - online collection may store more than the action (`explore`, `online_columns`): DSRL-SAC stores the noise;
 - the online replay buffer may not start with the dataset (`replay_dataset`): dataset transitions carry no noise;
 - the online phase may open with a warm-up (`warmup_steps`, `warmup_explore`): DSRL-SAC first fills its buffer
-  with rollouts of the base policy and starts updating after them, as the official code does.
+  with rollouts of the base policy and starts updating after them, as the official code does;
+- the base may live outside JAX (`external`): DSRL-SAC steering a torch policy file only chooses noise, and the
+  rollout code decodes it with the base (docs/base-policies.md).
 """
 
 from __future__ import annotations
@@ -22,6 +24,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowsteer.algorithms.training import UpdateFn
+
+
+@dataclass(frozen=True)
+class ExternalBase:
+    """How a learner steers a base that lives outside JAX: it names the file, and chooses noise that the rollout
+    code decodes with that base (flowsteer.workers.rollout). Each function mirrors one of the learner's own:
+    `act_noise` ~ `act`, `explore_noise` ~ `Steering.explore`, `warmup_noise` ~ `Steering.warmup_explore`."""
+
+    # config -> the base policy file this config steers, or None (then the learner decodes in JAX as usual).
+    base_policy: Callable[[Any], str | None]
+    # (config, state, observations, key, deterministic) -> noise.
+    act_noise: Callable[..., Any]
+    # (config, state, observations, key) -> noise, stored in the replay column 'noises'.
+    explore_noise: Callable[..., Any]
+    warmup_noise: Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -44,3 +61,11 @@ class Steering:
     warmup_steps: Callable[[Any], int] | None = None
     # Warm-up collection (config, state, observations, key) -> (actions, {column: values}), shaped as `explore`.
     warmup_explore: Callable[..., Any] | None = None
+    external: ExternalBase | None = None  # a base outside JAX, when the learner can steer one (DSRL-SAC)
+
+
+def external_base(steering: Steering | None, config: Any) -> str | None:
+    """The base policy file a learner's config steers outside JAX, or None."""
+    if steering is None or steering.external is None:
+        return None
+    return steering.external.base_policy(config)

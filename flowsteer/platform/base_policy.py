@@ -1,32 +1,51 @@
-"""DSRL's `base_run`: the BC flow policy of a finished earlier run, read from its last checkpoint, so one
-pretrained policy can be steered by many runs. Any learner that can lend a BC flow (`Algorithm.base_policy`:
-flow_bc, fql, ifql, dsrl_na, dsrl_sac) can be the base run."""
+"""The base policies a DSRL run steers, as the run loop loads them before any work.
+
+- `base_run`: the BC flow policy of a finished earlier run, read from its last checkpoint, so one pretrained
+  policy can be steered by many runs. Any learner that can lend a BC flow (`Algorithm.base_policy`: flow_bc, fql,
+  ifql, dsrl_na, dsrl_sac) can be the base run. It is one implementation of the base-policy interface
+  (flowsteer.policies.interface), and the steering learner also decodes it inside its compiled program.
+- `base_policy`: a file (a torch diffusion or flow policy; docs/base-policies.md), opened where the run's
+  `base_serving` says and checked against the task's shapes (`open_external_base`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
+from flowsteer.algorithms.flow_bc import decode
 from flowsteer.algorithms.registry import ALGORITHMS, CHUNK_FIELD, get_algorithm, make_config
 from flowsteer.datasets.npzfile import sha256
 from flowsteer.platform import checkpoint
 from flowsteer.platform.spec import RunSpecError
+from flowsteer.policies.interface import BasePolicy, BasePolicyError, BasePolicyInfo, check_fits
+from flowsteer.policies.serving import BasePolicySource, absolute, open_base_policy
 from flowsteer.rundir import CONFIG, STATUS, RunFileError, read_json
 
 
 @dataclass(frozen=True)
-class BasePolicy:
-    """A pretrained BC flow: its network, its parameters (host arrays) and where they came from."""
+class FlowBasePolicy:
+    """A pretrained BC flow of an earlier run: its network, its parameters (host arrays), where they came from,
+    and the base-policy interface (`info`, `decode`: Euler steps from the given noise)."""
 
     network: Any
     params: Any
     provenance: dict[str, Any]
+    info: BasePolicyInfo
+    _decode: Any = field(default=None, repr=False, compare=False)
+
+    def decode(self, observations: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        fn = self._decode or jax.jit(partial(decode, self.network, steps=self.info.sampler_steps))
+        object.__setattr__(self, "_decode", fn)  # compiled once per policy
+        return np.asarray(fn(self.params, np.asarray(observations, np.float32), np.asarray(noise, np.float32)))
 
 
-def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int, action_chunk: int = 1) -> BasePolicy:
+def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int, action_chunk: int = 1) -> FlowBasePolicy:
     """The BC flow of the finished run in `run_dir`, for observations and actions of the given sizes and chunks of
     `action_chunk` actions (a flow over chunks of another length decodes noise of another size)."""
     path = Path(run_dir).expanduser().absolute()
@@ -41,6 +60,11 @@ def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int, action_chu
         raise RunSpecError(f"base_run {path} is {state}, not finished: steer a policy that no longer changes")
     algo = config["run"]["algo"]
     alg = get_algorithm(algo)
+    if config["algo_config"].get("base_policy"):
+        raise RunSpecError(
+            f"base_run {path} steered the base policy file {config['algo_config']['base_policy']}, which flowsteer "
+            "does not hold as a flow: steer that file directly (hyperparameter base_policy)"
+        )
     if alg.base_policy is None:
         capable = [name for name, a in ALGORITHMS.items() if a.base_policy is not None]
         raise RunSpecError(f"base_run {path} is a {algo} run, which has no BC flow; use a run of {capable}")
@@ -78,4 +102,25 @@ def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int, action_chu
         "step": meta["step"],
         "arrays_sha256": sha256(last / "arrays.npz"),
     }
-    return BasePolicy(network, params, provenance)
+    info = BasePolicyInfo(
+        obs_dim, act_dim, base_chunk, "flowsteer", "euler", int(getattr(algo_config, "flow_steps", 10)),
+        file=str(last / "arrays.npz"), sha256=provenance["arrays_sha256"],
+    )  # fmt: skip
+    return FlowBasePolicy(network, params, provenance, info)
+
+
+def open_external_base(
+    path: str, device: str, serving: str, obs_dim: int, act_dim: int, action_chunk: int, expected_sha256: str | None
+) -> tuple[BasePolicySource, BasePolicy]:
+    """Open the base policy file `path` for a run on a task of these shapes, before any work: a file that does not
+    load, does not fit, is not deterministic, or (on resume) is not the file the run started with, is a
+    RunSpecError that names the problem and the fix. Returns the source every acting process opens (with the
+    checksum they must all see) and this process's handle."""
+    what = f"base_policy {path}"
+    try:
+        source = BasePolicySource(absolute(path), device, serving, expected_sha256)  # type: ignore[arg-type]
+        policy = open_base_policy(source)
+        check_fits(policy.info, obs_dim, act_dim, action_chunk, what)
+    except BasePolicyError as exc:
+        raise RunSpecError(str(exc) if str(exc).startswith("base") else f"{what}: {exc}") from None
+    return replace(source, sha256=policy.info.sha256), policy

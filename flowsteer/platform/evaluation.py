@@ -7,11 +7,12 @@ on its index (see flowsteer.workers.rollout), so the numbers do not depend on th
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 from flowsteer.datasets.build import shard_bounds
 from flowsteer.platform.spec import RunSpec
+from flowsteer.policies.serving import BasePolicySource
+from flowsteer.raycluster import ensure_ray
 from flowsteer.workers.rollout import Episode, RolloutWorker, summarize
 
 
@@ -23,9 +24,10 @@ def episode_blocks(episodes: int, workers: int) -> list[list[int]]:
 class Evaluator:
     """Owns the rollout workers of one run; use as a context manager so actors are always stopped."""
 
-    def __init__(self, spec: RunSpec, config: Any) -> None:
+    def __init__(self, spec: RunSpec, config: Any, base: BasePolicySource | None = None) -> None:
         self.spec = spec
         self.config = config
+        self.base = base  # an external base policy, opened by each worker as its serving mode says
         self.remote = spec.use_ray or spec.eval_workers > 1
         self.workers: list[Any] = []
         self._started_ray = False
@@ -35,19 +37,15 @@ class Evaluator:
         per_worker = max(1, math.ceil(max(spec.eval_episodes, 1) / spec.eval_workers))
         envs = min(spec.eval_envs, per_worker)
         if not self.remote:
-            self.workers = [RolloutWorker(spec.task, envs, spec.algo, self.config, spec.task_options())]
+            self.workers = [RolloutWorker(spec.task, envs, spec.algo, self.config, spec.task_options(), self.base)]
             return self
         import ray
 
-        if not ray.is_initialized():
-            # A private local cluster unless the user points at one (RAY_ADDRESS): never join by accident.
-            address = os.environ.get("RAY_ADDRESS") or "local"
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-            self._started_ray = True
+        self._started_ray = ensure_ray()
         actor = ray.remote(num_cpus=1)(RolloutWorker)
         options = spec.task_options()
         self.workers = [
-            actor.remote(spec.task, envs, spec.algo, self.config, options) for _ in range(spec.eval_workers)
+            actor.remote(spec.task, envs, spec.algo, self.config, options, self.base) for _ in range(spec.eval_workers)
         ]
         return self
 

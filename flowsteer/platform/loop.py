@@ -29,18 +29,24 @@ from tqdm import tqdm
 
 from flowsteer.algorithms.presets import unsourced_note
 from flowsteer.algorithms.registry import get_algorithm, warmup_steps
+from flowsteer.algorithms.steering import external_base
 from flowsteer.algorithms.training import action_chunk
 from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
 from flowsteer.datasets import OfflineTask, load_task
 from flowsteer.datasets.options import effective_timing, reward_rule
 from flowsteer.platform import checkpoint
-from flowsteer.platform.base_policy import BasePolicy, load_base_policy
+from flowsteer.platform.base_policy import FlowBasePolicy, load_base_policy, open_external_base
 from flowsteer.platform.evaluation import Evaluator
 from flowsteer.platform.spec import RunSpec, RunSpecError, identity_of, without_neutral
 from flowsteer.platform.tracking import MlflowSync, flat_params
+from flowsteer.policies.interface import BasePolicy
+from flowsteer.policies.serving import BasePolicySource
 from flowsteer.rundir import RunDirectory, RunDirectoryError, RunFileError, RunWarning, schedule
 from flowsteer.workers.learner import DivergedError, Learner
 from flowsteer.workers.rollout import Collector
+
+# An external base policy as a run holds it: the source every acting process opens, and this process's handle.
+External = tuple[BasePolicySource, BasePolicy]
 
 _EVAL_STREAM, _ONLINE_STREAM = 1, 2  # separate random streams: evaluation, online exploration and resets
 
@@ -89,11 +95,12 @@ def run(
         task = load_task(spec.task, progress=progress, options=spec.task_options(), **spec.data.model_dump())
         try:
             base = _base_policy(spec.algo, config, task)  # before any work: a bad base_run fails here
+            external = _external_base(spec, config, task, run_dir if start is not None else None)
         except BaseException:
             task.env.close()
             raise
         run_dir.write_config(record)  # only now: an attempt that failed on its data leaves nothing behind
-        return _execute(spec, config, run_dir, task, base, start, progress, on_evaluation, started)
+        return _execute(spec, config, run_dir, task, base, external, start, progress, on_evaluation, started)
 
 
 def _execute(
@@ -101,7 +108,8 @@ def _execute(
     config: Any,
     run_dir: RunDirectory,
     task: OfflineTask,
-    base: BasePolicy | None,
+    base: FlowBasePolicy | None,
+    external: External | None,
     start: Path | None,
     progress: bool,
     on_evaluation: Callable[[int, dict[str, float]], None] | None,
@@ -113,12 +121,14 @@ def _execute(
     step = 0 if start is None else checkpoint.step_of(start)
     try:
         facts = protocol(spec, config, task) | ({"base_policy": base.provenance} if base else {})
+        if external is not None:
+            facts["base_policy"] = external[1].info.provenance() | {"serving": spec.base_serving}
         tracker.start(flat_params(json.loads(json.dumps(_record(spec, config), default=str)), facts))
         run_dir.write_protocol(facts)
         if start is None:
             run_dir.reset_logs()  # never append a new run's rows to an earlier attempt's
         run_dir.set_status("running", step=step)
-        loop = _Loop(spec, config, run_dir, task, tracker, progress, on_evaluation)  # may fail: OOM, shapes
+        loop = _Loop(spec, config, run_dir, task, tracker, progress, on_evaluation, external)  # may fail: OOM
         if base is not None:
             loop.install_base_policy(base)
         with loop.evaluator:
@@ -227,7 +237,7 @@ def _starting_checkpoint(run_dir: RunDirectory, resume: bool) -> Path | None:
     return start
 
 
-def _base_policy(algo: str, config: Any, task: OfflineTask) -> BasePolicy | None:
+def _base_policy(algo: str, config: Any, task: OfflineTask) -> FlowBasePolicy | None:
     """The pretrained base policy that a steering learner's config names (DSRL's `base_run`), if any."""
     steering = get_algorithm(algo).steering
     base_run = steering.base_run(config) if steering is not None else None
@@ -236,6 +246,22 @@ def _base_policy(algo: str, config: Any, task: OfflineTask) -> BasePolicy | None
     train = task.train
     obs_dim, act_dim = train["observations"].shape[-1], train["actions"].shape[-1]
     return load_base_policy(base_run, obs_dim, act_dim, action_chunk(config))
+
+
+def _external_base(spec: RunSpec, config: Any, task: OfflineTask, resumed: RunDirectory | None) -> External | None:
+    """The base policy file that the learner's config steers outside JAX (DSRL-SAC's `base_policy`), opened and
+    checked. A resumed run must steer the bytes it started with: the checksum in its protocol."""
+    path = external_base(get_algorithm(spec.algo).steering, config)
+    if path is None:
+        return None
+    expected = None
+    if resumed is not None:
+        with contextlib.suppress(RunFileError):
+            expected = ((resumed.protocol() or {}).get("base_policy") or {}).get("sha256")
+    train = task.train
+    obs_dim, act_dim = train["observations"].shape[-1], train["actions"].shape[-1]
+    chunk = action_chunk(config)
+    return open_external_base(path, spec.base_device, spec.base_serving, obs_dim, act_dim, chunk, expected)
 
 
 def _tags(spec: RunSpec) -> dict[str, str]:
@@ -321,16 +347,18 @@ class _Loop:
         tracker: MlflowSync,
         progress: bool,
         on_evaluation: Callable[[int, dict[str, float]], None] | None = None,
+        external: External | None = None,
     ) -> None:
         self.spec, self.config, self.run_dir, self.task, self.tracker = spec, config, run_dir, task, tracker
         self.on_evaluation = on_evaluation
+        self.external = external
         self.learner = Learner(spec.algo, config, task.train, spec.seed, spec.chunk_size)
         if spec.online_steps > 0:
             try:
                 self.learner.check_chunk_buffer(spec.buffer_size, spec.online_steps)
             except ValueError as exc:
                 raise RunSpecError(str(exc)) from None
-        self.evaluator = Evaluator(spec, config)
+        self.evaluator = Evaluator(spec, config, base=external[0] if external else None)
         self.step = 0
         self.online_transitions = 0
         self.episode = 0
@@ -342,7 +370,7 @@ class _Loop:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def install_base_policy(self, base: BasePolicy) -> None:
+    def install_base_policy(self, base: FlowBasePolicy) -> None:
         """DSRL's `base_run` (a checkpoint restored afterwards holds the same base)."""
         try:
             self.learner.set_base_policy(base.network, base.params)
@@ -436,7 +464,8 @@ class _Loop:
         end = spec.offline_steps + spec.online_steps
         if not self.learner.online:  # not restored into the online phase
             self.learner.start_online(spec.buffer_size, spec.utd)
-        collector = Collector(self.task.env, spec.algo, self.config, _stream_seed(spec.seed, _ONLINE_STREAM))
+        seed = _stream_seed(spec.seed, _ONLINE_STREAM)
+        collector = Collector(self.task.env, spec.algo, self.config, seed, self.external[1] if self.external else None)
         collector.reset(self.episode)
         # A learner's warm-up (DSRL-SAC: base-policy rollouts before any update) depends on the online step
         # alone, so a run resumed from a checkpoint warms up, or not, exactly as the uninterrupted run did.

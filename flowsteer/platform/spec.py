@@ -26,6 +26,7 @@ from flowsteer.datasets.catalog import parse_task, single_task
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.datasets.generate import SIZES
 from flowsteer.datasets.options import SuccessTiming, TaskOptions, check_options
+from flowsteer.policies.serving import Serving
 from flowsteer.rundir import schedule
 from flowsteer.trackinguri import CredentialsInUriError, check_no_password, resolve_tracking_uri
 from flowsteer.validation import InputModel, did_you_mean, first_error
@@ -119,6 +120,11 @@ class RunSpec(InputModel):
     tracking_uri: str | None = execution(None, "MLflow; default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db")
     experiment: str = execution("flowsteer", "MLflow experiment name")
     use_ray: bool = execution(False, "evaluate on Ray actors (also when eval_workers > 1)")
+    base_device: str = execution("cpu", "device of an external base policy (hyperparameter base_policy): 'cpu', "
+                                 "'cuda' or 'cuda:N'", pattern=r"^(cpu|cuda(:\d+)?)$")  # fmt: skip
+    base_serving: Serving = execution("process", "where an external base policy runs: 'process' (a copy in each "
+                                      "acting process), 'node' (one Ray actor per node) or 'gpu' (one per "
+                                      "GPU)")  # fmt: skip
     sweep: str | None = execution(None, "the sweep this run belongs to (an MLflow tag)")
 
     # ------------------------------------------------------------------ construction and validation
@@ -157,10 +163,10 @@ class RunSpec(InputModel):
 
     @field_validator("hyperparameters")
     @classmethod
-    def _absolute_base_run(cls, hyperparameters: dict[str, Any]) -> dict[str, Any]:
-        if isinstance(hyperparameters.get("base_run"), str):  # DSRL: Ray trials change directory, keep it absolute
-            return hyperparameters | {"base_run": str(Path(hyperparameters["base_run"]).expanduser().absolute())}
-        return hyperparameters
+    def _absolute_base_paths(cls, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+        # DSRL's base_run and base_policy: Ray trials change directory, keep them absolute
+        paths = {k: v for k, v in hyperparameters.items() if k in ("base_run", "base_policy") and isinstance(v, str)}
+        return hyperparameters | {k: str(Path(v).expanduser().absolute()) for k, v in paths.items()}
 
     @field_validator("output_dir")
     @classmethod

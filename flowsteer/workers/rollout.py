@@ -16,8 +16,11 @@ import jax
 import numpy as np
 
 from flowsteer.algorithms import get_algorithm
+from flowsteer.algorithms.steering import external_base
 from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
 from flowsteer.datasets.options import TaskOptions
+from flowsteer.policies.interface import BasePolicy
+from flowsteer.policies.serving import BasePolicySource, open_base_policy
 
 # policy(observations (n, obs_dim), keys (n, 2)) -> actions (n, act_dim); row i acts with key i only.
 Policy = Callable[[np.ndarray, jax.Array], Any]
@@ -39,15 +42,41 @@ def make_policy(algo: str, config: Any, state: Any, deterministic: bool = True) 
     return jax.jit(jax.vmap(lambda obs, key: act(config, state, obs[None], key, deterministic)[0]))
 
 
-def make_state_policy(algo: str, config: Any, deterministic: bool = True) -> Callable[[Any, np.ndarray, Any], Any]:
-    """Like `make_policy`, but the learner state is an argument: compiled once, fed new parameters."""
-    act = get_algorithm(algo).act
-    per_row = jax.vmap(lambda state, obs, key: act(config, state, obs[None], key, deterministic)[0], (None, 0, 0))
-    return jax.jit(per_row)
+def make_state_policy(
+    algo: str, config: Any, deterministic: bool = True, base: BasePolicy | None = None
+) -> Callable[[Any, np.ndarray, Any], Any]:
+    """Like `make_policy`, but the learner state is an argument: compiled once, fed new parameters. A learner that
+    steers an external base (`base`, Steering.external) chooses the noise in JAX and `base` decodes it."""
+    alg = get_algorithm(algo)
+    if _steers_external(algo, config, base):
+        assert alg.steering is not None and alg.steering.external is not None and base is not None
+        act_noise = alg.steering.external.act_noise
+        noise = _per_row(lambda state, obs, key: act_noise(config, state, obs, key, deterministic))
+        return lambda state, obs, keys: base.decode(np.asarray(obs, np.float32), np.asarray(noise(state, obs, keys)))
+    return _per_row(lambda state, obs, key: alg.act(config, state, obs, key, deterministic))
+
+
+def _per_row(fn: Callable[[Any, jax.Array, jax.Array], Any]) -> Callable[[Any, np.ndarray, Any], Any]:
+    """`fn(state, obs (1, d), key)` compiled over rows: row i sees its own observation and key only."""
+
+    def row(state: Any, obs: jax.Array, key: jax.Array) -> Any:
+        return jax.tree_util.tree_map(lambda x: x[0], fn(state, obs[None], key))
+
+    return jax.jit(jax.vmap(row, (None, 0, 0)))
+
+
+def _steers_external(algo: str, config: Any, base: BasePolicy | None) -> bool:
+    """Whether this learner's config steers a base outside JAX; then `base` must be that base, opened."""
+    path = external_base(get_algorithm(algo).steering, config)
+    if path is not None and base is None:
+        raise ValueError(f"{algo} steers the base policy {path}: open it (flowsteer.policies.serving) and pass it")
+    if path is None and base is not None:
+        raise ValueError(f"{algo} with this config decodes its own noise: it takes no external base policy")
+    return path is not None
 
 
 def make_explore_policy(
-    algo: str, config: Any, warmup: bool = False
+    algo: str, config: Any, warmup: bool = False, base: BasePolicy | None = None
 ) -> Callable[[Any, np.ndarray, Any], tuple[Any, dict[str, Any]]]:
     """The online-collection policy `(state, observations, keys) -> (actions, extra columns)`, compiled once.
 
@@ -56,6 +85,8 @@ def make_explore_policy(
     `warmup` gives the learner's warm-up policy instead (Steering.warmup_explore: DSRL-SAC's base-policy rollouts).
     """
     alg = get_algorithm(algo)
+    if _steers_external(algo, config, base):
+        return _external_explore(algo, config, warmup, base)
     steer = alg.steering.explore if alg.steering is not None else None
     if warmup:
         steer = alg.steering.warmup_explore if alg.steering is not None else None
@@ -67,10 +98,23 @@ def make_explore_policy(
             return alg.act(config, state, obs, key, False), {}
         return steer(config, state, obs, key)
 
-    def per_row(state: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        return jax.tree_util.tree_map(lambda x: x[0], explore(state, obs[None], key))
+    return _per_row(explore)
 
-    return jax.jit(jax.vmap(per_row, (None, 0, 0)))
+
+def _external_explore(
+    algo: str, config: Any, warmup: bool, base: Any
+) -> Callable[[Any, np.ndarray, Any], tuple[Any, dict[str, Any]]]:
+    """Collection with an external base: the learner's noise (or its warm-up noise), decoded once by `base`; the
+    replay buffer stores the noise next to the action, as with a base in JAX."""
+    external = get_algorithm(algo).steering.external  # type: ignore[union-attr]
+    choose = external.warmup_noise if warmup else external.explore_noise
+    noise = _per_row(lambda state, obs, key: choose(config, state, obs, key))
+
+    def explore(state: Any, obs: np.ndarray, keys: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        noises = np.asarray(noise(state, obs, keys))
+        return base.decode(np.asarray(obs, np.float32), noises), {"noises": noises}
+
+    return explore
 
 
 @jax.jit
@@ -193,12 +237,21 @@ class RolloutWorker:
     Runs in-process, or as a Ray actor (`ray.remote(RolloutWorker)`); parameters arrive as host arrays.
     """
 
-    def __init__(self, task: str, num_envs: int, algo: str, config: Any, options: TaskOptions | None = None) -> None:
+    def __init__(
+        self,
+        task: str,
+        num_envs: int,
+        algo: str,
+        config: Any,
+        options: TaskOptions | None = None,
+        base: BasePolicySource | None = None,
+    ) -> None:
         from flowsteer.datasets import make_env
 
         apply_cpu_tweaks()  # as the run loop does: a Ray actor is a process of its own
+        opened = open_base_policy(base) if base is not None else None  # its own copy, or a client of the actor
         self.envs = [make_env(task, options) for _ in range(num_envs)]  # the options of the run's data and online env
-        self.policy = make_state_policy(algo, config, deterministic=True)
+        self.policy = make_state_policy(algo, config, deterministic=True, base=opened)
 
     def run(self, policy_state: Any, episodes: Sequence[int], seed: int) -> list[Episode]:
         state = jax.device_put(policy_state)
@@ -216,13 +269,13 @@ class Collector:
     A step with `warmup` acts with the learner's warm-up policy (Steering.warmup_explore).
     """
 
-    def __init__(self, env: Any, algo: str, config: Any, seed: int) -> None:
+    def __init__(self, env: Any, algo: str, config: Any, seed: int, base: BasePolicy | None = None) -> None:
         self.env = env
         self.seed = seed
-        self.policy = make_explore_policy(algo, config)
+        self.policy = make_explore_policy(algo, config, base=base)
         steering = get_algorithm(algo).steering
         has_warmup = steering is not None and steering.warmup_explore is not None
-        self.warmup_policy = make_explore_policy(algo, config, warmup=True) if has_warmup else None
+        self.warmup_policy = make_explore_policy(algo, config, warmup=True, base=base) if has_warmup else None
         self.explore = jax.random.PRNGKey(seed)
         self.obs = np.zeros(env.observation_space.shape, np.float32)
         self.queue = ActionQueues(1, env.action_space.shape[-1])
