@@ -156,6 +156,8 @@ def _execute(
         if loop is not None:
             loop.bar.close()
         task.env.close()
+        if external is not None and hasattr(external[1], "close"):
+            external[1].close()  # a base-policy actor this run started Ray for
     run_dir.set_status("finished", step=loop.step, last_eval=loop.last_eval)
     tracker.finish("FINISHED")
     return RunResult(run_dir.path, "finished", loop.step, loop.last_eval, time.perf_counter() - started)

@@ -77,9 +77,18 @@ class BasePolicyServer:
 class ActorBasePolicy:
     """A base policy served by a `BasePolicyServer` actor: one remote call per batch."""
 
-    def __init__(self, actor: Any, info: BasePolicyInfo) -> None:
+    def __init__(self, actor: Any, info: BasePolicyInfo, started_ray: bool = False) -> None:
         self.actor = actor
         self.info = info
+        self.started_ray = started_ray  # this process started Ray to reach the actor: `close` stops both
+
+    def close(self) -> None:
+        """Stop the actors and Ray if opening this one started Ray (a single run); a cluster's stay."""
+        import ray
+
+        if self.started_ray and ray.is_initialized():
+            release_base_actors()
+            ray.shutdown()
 
     def decode(self, observations: np.ndarray, noise: np.ndarray) -> np.ndarray:
         import ray
@@ -99,7 +108,7 @@ def _actor(source: BasePolicySource) -> ActorBasePolicy:
 
     from flowsteer.raycluster import ensure_ray
 
-    ensure_ray()
+    started = ensure_ray()
     node = ray.get_runtime_context().get_node_id()
     gpu = None
     env: dict[str, str] = {}
@@ -129,7 +138,7 @@ def _actor(source: BasePolicySource) -> ActorBasePolicy:
         ray.kill(actor)
         cause = getattr(exc, "cause", None) or exc
         raise BasePolicyError(f"the base-policy actor could not load {source.path}: {cause}") from None
-    return ActorBasePolicy(actor, info)
+    return ActorBasePolicy(actor, info, started)
 
 
 def open_base_policy(source: BasePolicySource) -> BasePolicy:
