@@ -15,12 +15,16 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 stamp=.venv/.flowsteer-installed
-want=$(cat requirements-dev.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+# torch base policies (the `torch` extra in pyproject.toml; the tests train and load one), not in
+# the hash-checked lock because its wheels differ per platform and accelerator (pip picks the one for this machine)
+torch_pin=torch==2.13.0
+want=$( (cat requirements-dev.lock pyproject.toml; echo "$torch_pin") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "setup: installing pinned dependencies into .venv (about 2 GB, 1-2 minutes)"
+    echo "setup: installing pinned dependencies and $torch_pin into .venv (about 2.5 GB, 2-3 minutes)"
     log=.venv/install.log
     if ! { .venv/bin/python -m pip install --disable-pip-version-check -q --require-hashes -r requirements-dev.lock &&
-           .venv/bin/python -m pip install --disable-pip-version-check -q --no-deps -e .; } >"$log" 2>&1; then
+           .venv/bin/python -m pip install --disable-pip-version-check -q --no-deps -e . &&
+           .venv/bin/python -m pip install --disable-pip-version-check -q "$torch_pin"; } >"$log" 2>&1; then
         grep -v "^WARNING: Location" "$log" >&2 || true
         echo "setup: pip failed; the full log is in $log" >&2
         exit 1

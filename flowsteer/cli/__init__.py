@@ -1,4 +1,4 @@
-"""The ``flowsteer`` command: ``flowsteer data|train|sync|sweep|report ...``."""
+"""The ``flowsteer`` command: ``flowsteer data|train|sync|sweep|report|base-policy ...``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import warnings
 from collections.abc import Sequence
 
 from flowsteer import __version__
-from flowsteer.cli import data, report, sweep, train
+from flowsteer.cli import base_policy, data, report, sweep, train
 from flowsteer.datasets.errors import DatasetError
 from flowsteer.platform.loop import RunDiverged
 from flowsteer.platform.spec import RunSpecError
 from flowsteer.platform.tracking import TrackingAuthError
+from flowsteer.policies.interface import BasePolicyError
 from flowsteer.reports.load import ReportError, ReportWarning
 from flowsteer.rundir import RunDirectoryError, RunWarning
 from flowsteer.sweeps.spec import SweepSpecError
@@ -33,6 +34,7 @@ USAGE_ERRORS = (
     CredentialsInUriError,
     YamlInputError,
     ReportError,
+    BasePolicyError,
 )
 
 
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(commands)
     sweep.add_parser(commands)
     report.add_parser(commands)
+    base_policy.add_parser(commands)
     return parser
 
 

@@ -89,6 +89,25 @@ def _add_copy_options(parser: argparse.ArgumentParser) -> None:
     _add_dir_options(parser)
 
 
+def add_data_source_options(parser: argparse.ArgumentParser) -> None:
+    """The flags that choose a task's dataset copy for a command that loads one (`train`, `base-policy train`);
+    unset flags stay None, so a config file or DataSpec's defaults apply (`data_source_settings`)."""
+    parser.add_argument("--episodes", type=episodes_arg, help="episodes of a generated dataset copy: a number, "
+                        "or smoke (10), small (100), official (1000, the default)")  # fmt: skip
+    parser.add_argument("--data-seed", type=int, help="generation seed of a generated copy (default 0)")
+    parser.add_argument("--episode-steps", type=int, help="rows per episode of a generated copy (default 1001)")
+    parser.add_argument("--source", choices=["auto", "official", "generated"], help="dataset copy to use")
+    parser.add_argument("--data-dir", help="directory of official OGBench files")
+    parser.add_argument("--cache-dir", help="cache of generated datasets")
+
+
+def data_source_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The DataSpec fields (flowsteer.platform.spec) that `add_data_source_options`' flags set."""
+    fields = {"episodes": "episodes", "data_seed": "seed", "episode_steps": "episode_steps", "source": "source",
+              "data_dir": "data_dir", "cache_dir": "cache_dir"}  # fmt: skip
+    return {field: getattr(args, flag) for flag, field in fields.items() if getattr(args, flag) is not None}
+
+
 def episodes_arg(text: str) -> int:
     if text in SIZES:
         return SIZES[text]

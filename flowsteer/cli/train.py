@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flowsteer.algorithms.registry import ALGORITHMS
-from flowsteer.cli.data import episodes_arg
+from flowsteer.cli.data import add_data_source_options, data_source_settings
 from flowsteer.platform.loop import run
 from flowsteer.platform.spec import RunSpec, RunSpecError
 from flowsteer.platform.tracking import check_access, sync_run
@@ -57,12 +57,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--hp", action="append", default=[], metavar="NAME=VALUE", help="algorithm hyperparameter override"
     )
-    parser.add_argument("--episodes", type=episodes_arg, help="episodes of a generated dataset copy: a number, "
-                        "or smoke (10), small (100), official (1000, the default)")  # fmt: skip
-    parser.add_argument("--data-seed", type=int, help="generation seed of a generated copy (default 0)")
-    parser.add_argument("--source", choices=["auto", "official", "generated"], help="dataset copy to use")
-    parser.add_argument("--data-dir", help="directory of official OGBench files")
-    parser.add_argument("--cache-dir", help="cache of generated datasets")
+    add_data_source_options(parser)
     parser.add_argument(
         "--sparse-reward",
         action="store_true",
@@ -110,13 +105,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         except YamlInputError as exc:
             raise RunSpecError(f"{exc} (lists look like [64, 64])") from None
     values["hyperparameters"] = hyperparameters
-    for flag, field in (("episodes", "episodes"), ("data_seed", "seed"), ("source", "source")):
-        if getattr(args, flag) is not None:
-            data[field] = getattr(args, flag)
-    for flag in ("data_dir", "cache_dir"):
-        if getattr(args, flag) is not None:
-            data[flag] = getattr(args, flag)
-    values["data"] = data
+    values["data"] = data | data_source_settings(args)
     for required in ("algo", "task"):
         if not values.get(required):
             raise RunSpecError(f"--{required} is required (or give it in --config)")

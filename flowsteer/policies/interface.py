@@ -65,14 +65,19 @@ class BasePolicy(Protocol):
         ...
 
 
-def check_fits(info: BasePolicyInfo, obs_dim: int, act_dim: int, action_chunk: int, what: str) -> None:
-    """Refuse a base policy whose declared shapes differ from the run's task and chunk length."""
-    if info.sampler not in DETERMINISTIC_SAMPLERS:
+def check_sampler(sampler: str, what: str) -> None:
+    """Refuse a declared sampler that draws noise of its own (anything but DETERMINISTIC_SAMPLERS)."""
+    if sampler not in DETERMINISTIC_SAMPLERS:
         raise BasePolicyError(
-            f"{what} declares sampler {info.sampler!r}, which draws its own noise: the same chosen noise would give "
+            f"{what} declares sampler {sampler!r}, which draws its own noise: the same chosen noise would give "
             f"different actions, so it cannot be steered. Export it with a deterministic sampler "
             f"({', '.join(DETERMINISTIC_SAMPLERS)}; DDIM with eta = 0)."
         )
+
+
+def check_fits(info: BasePolicyInfo, obs_dim: int, act_dim: int, action_chunk: int, what: str) -> None:
+    """Refuse a base policy whose declared shapes differ from the run's task and chunk length."""
+    check_sampler(info.sampler, what)
     wrong = [
         f"{name} {theirs} (this run: {ours})"
         for name, theirs, ours in (

@@ -1,0 +1,54 @@
+"""The torch DDPM trainer and its DDIM sampler (flowsteer.policies.ddpm)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from flowsteer.policies.ddpm import chunk_starts, ddim_sampler, train_ddpm_policy  # noqa: E402
+
+QUICK = {"hidden_dims": (32, 32, 32), "batch_size": 32, "steps": 20}
+
+
+def _state(module) -> dict:
+    return {name: value.clone() for name, value in module.state_dict().items()}
+
+
+def test_same_seed_gives_the_same_weights(smoke_data) -> None:
+    arrays = (smoke_data["observations"], smoke_data["actions"], smoke_data["terminals"])
+    first = _state(train_ddpm_policy(*arrays, seed=3, **QUICK).sampler)
+    second = _state(train_ddpm_policy(*arrays, seed=3, **QUICK).sampler)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_chunked_training_decodes_chunks_of_h_actions(smoke_data) -> None:
+    arrays = (smoke_data["observations"], smoke_data["actions"], smoke_data["terminals"])
+    trained = train_ddpm_policy(*arrays, action_chunk=2, **QUICK)
+    obs_dim, act_dim = smoke_data["observations"].shape[1], smoke_data["actions"].shape[1]
+    observations = torch.zeros(3, obs_dim)
+    actions = trained.sampler(observations, torch.randn(3, 2 * act_dim))
+    assert actions.shape == (3, 2 * act_dim)
+    assert (trained.metadata.action_chunk, trained.metadata.act_dim) == (2, act_dim)
+
+
+def test_chunk_starts_keep_every_chunk_inside_one_episode() -> None:
+    terminals = np.array([0, 0, 1, 0, 1, 0, 0])  # episodes: rows 0-2, 3-4, 5-6 (the data ends at row 6)
+    assert chunk_starts(terminals, 1).tolist() == [0, 1, 2, 3, 4, 5, 6]
+    # a terminal at a chunk's last position keeps it whole (docs/chunking.md); none may come earlier
+    assert chunk_starts(terminals, 2).tolist() == [0, 1, 3, 5]
+    assert chunk_starts(terminals, 3).tolist() == [0]
+
+
+def test_sampler_actions_stay_in_the_unit_range_for_large_noise() -> None:
+    torch.manual_seed(0)
+    sampler = ddim_sampler(obs_dim=3, act_dim=2, hidden_dims=(16, 16, 16)).eval()
+    actions = sampler(torch.zeros(5, 3), 10.0 * torch.randn(5, 2))
+    assert float(actions.abs().max()) <= 1.0
+
+
+def test_hidden_dims_that_are_no_residual_stack_are_refused() -> None:
+    with pytest.raises(ValueError, match="odd number of equal widths"):
+        ddim_sampler(obs_dim=3, act_dim=2, hidden_dims=(32, 32))
