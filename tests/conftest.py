@@ -34,6 +34,7 @@ from flowsteer.datasets.build import build_dataset  # noqa: E402 (after the cach
 from flowsteer.datasets.generate import GenerationSpec  # noqa: E402
 
 SMOKE = GenerationSpec("cube-single-play-v0", episodes=4, seed=0, episode_steps=201)  # as in test_generate
+SMOKE_TASK = "cube-single-play-singletask-task2-v0"
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +48,42 @@ def smoke_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def smoke_dir(smoke_cache: Path) -> Path:
     return smoke_cache / "ogbench" / SMOKE.cache_key
+
+
+# Torch base policies for DSRL-SAC to steer (tests/platform/test_external_base_runs.py, tests/policies): flowsteer's
+# own DDPM trainer on the smoke dataset, tiny (three layers of 32), a few hundred updates: about a second each.
+TINY_TORCH_POLICY = {"hidden_dims": (32, 32, 32), "batch_size": 64, "steps": 200}
+
+
+def _torch_policy(smoke_cache: Path, out: Path, seed: int, obs_columns: int | None = None) -> Path:
+    from flowsteer.datasets.load import load_task
+    from flowsteer.policies.ddpm import train_ddpm_policy
+    from flowsteer.policies.torch_policy import save_torchscript_policy
+
+    data = load_task(SMOKE_TASK, source="generated", episodes=4, episode_steps=201, cache_dir=smoke_cache,
+                     progress=False).train  # fmt: skip
+    observations = data["observations"][:, :obs_columns]
+    trained = train_ddpm_policy(observations, data["actions"], data["terminals"], seed=seed, **TINY_TORCH_POLICY)
+    save_torchscript_policy(trained.sampler, trained.metadata, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def torch_policy_file(smoke_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A torch DDIM policy for the smoke task (seed 0), written as the trainer writes it."""
+    return _torch_policy(smoke_cache, tmp_path_factory.mktemp("torch-policy") / "cube-single.pt", seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_torch_policy_file(smoke_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same shapes, other weights (seed 1)."""
+    return _torch_policy(smoke_cache, tmp_path_factory.mktemp("torch-policy") / "cube-single-s1.pt", seed=1)
+
+
+@pytest.fixture(scope="session")
+def narrow_torch_policy_file(smoke_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A policy that reads the first 10 of the task's 28 observation entries: it fits no cube-single run."""
+    return _torch_policy(smoke_cache, tmp_path_factory.mktemp("torch-policy") / "narrow.pt", seed=0, obs_columns=10)
 
 
 # A puzzle task's reward counts nine buttons (-9..0): the task options' sparse reward changes it, unlike cube-single's.

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -20,9 +21,11 @@ import numpy as np
 
 from flowsteer.algorithms.flow_bc import decode
 from flowsteer.algorithms.registry import ALGORITHMS, CHUNK_FIELD, get_algorithm, make_config
+from flowsteer.algorithms.steering import external_base
+from flowsteer.datasets.catalog import parse_task
 from flowsteer.datasets.npzfile import sha256
 from flowsteer.platform import checkpoint
-from flowsteer.platform.spec import RunSpecError
+from flowsteer.platform.spec import RunSpec, RunSpecError
 from flowsteer.policies.interface import BasePolicy, BasePolicyError, BasePolicyInfo, check_fits
 from flowsteer.policies.serving import BasePolicySource, absolute, open_base_policy
 from flowsteer.rundir import CONFIG, STATUS, RunFileError, read_json
@@ -124,3 +127,23 @@ def open_external_base(
     except BasePolicyError as exc:
         raise RunSpecError(str(exc) if str(exc).startswith("base") else f"{what}: {exc}") from None
     return replace(source, sha256=policy.info.sha256), policy
+
+
+def check_external_bases(specs: Iterable[RunSpec]) -> int:
+    """Open every base policy file these runs steer (once per file and device, in this process) and check it fits
+    each run's task and chunk length: a sweep refuses a bad file before it launches anything. Returns how many
+    files were checked."""
+    opened: dict[tuple[str, str], BasePolicy] = {}
+    for spec in specs:
+        path = external_base(get_algorithm(spec.algo).steering, spec.algo_config())
+        if path is None:
+            continue
+        what = f"base_policy {path} (run {spec.run_id})"
+        try:
+            if (path, spec.base_device) not in opened:
+                opened[path, spec.base_device] = open_base_policy(BasePolicySource(absolute(path), spec.base_device))
+            family = parse_task(spec.task).dataset.family
+            check_fits(opened[path, spec.base_device].info, family.obs_dim, family.act_dim, spec.action_chunk, what)
+        except BasePolicyError as exc:
+            raise RunSpecError(str(exc) if str(exc).startswith("base") else f"{what}: {exc}") from None
+    return len(opened)

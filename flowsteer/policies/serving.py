@@ -14,6 +14,7 @@ Either way `decode` computes the same function on the same device, so the action
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -97,9 +98,11 @@ class ActorBasePolicy:
 
 
 def actor_name(source: BasePolicySource, node: str, gpu: str | None) -> str:
-    digest = (source.sha256 or "unchecked")[:16]
+    """One name per (file, device, node[, GPU]): the file by its absolute path; a stale actor whose file changed
+    since it loaded it is replaced when opened (`_actor`)."""
+    path = hashlib.sha256(absolute(source.path).encode()).hexdigest()[:16]
     where = f"{node[:16]}" + (f"-gpu{gpu}" if gpu is not None else "")
-    return f"{ACTOR_PREFIX}{digest}-{source.device.replace(':', '')}-{where}"
+    return f"{ACTOR_PREFIX}{path}-{source.device.replace(':', '')}-{where}"
 
 
 def _actor(source: BasePolicySource) -> ActorBasePolicy:

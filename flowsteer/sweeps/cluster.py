@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowsteer.policies.serving import release_base_actors
 from flowsteer.rundir import exclusive
 from flowsteer.sweeps.spec import Resources, SweepSpec, SweepSpecError
 
@@ -180,6 +181,7 @@ def connect(spec: SweepSpec, address: str | None = None) -> Iterator[ClusterInfo
             _check_fits(spec.resources, info)
             yield info
         finally:
+            release_base_actors()  # detached, they would outlive the sweep on a cluster it joined
             ray.shutdown()
             if not address:
                 _reap(temp_dir)

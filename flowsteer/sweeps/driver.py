@@ -22,11 +22,12 @@ from typing import Any
 import pandas as pd
 
 from flowsteer.loggers import quiet_library_loggers
+from flowsteer.platform.base_policy import check_external_bases
 from flowsteer.rundir import RunDirectoryError, write_json_atomic
 from flowsteer.sweeps import cluster, data, selection, summary
 from flowsteer.sweeps.modes import SweepIncomplete, SweepMode, mode_of
 from flowsteer.sweeps.spec import SweepSpec, SweepSpecError
-from flowsteer.sweeps.trials import Trial
+from flowsteer.sweeps.trials import Trial, grid_trials
 from flowsteer.trackinguri import redact
 
 Writer = Callable[[str], None]
@@ -64,6 +65,7 @@ def run_sweep(
         data.refuse_missing(missing)
         return SweepOutcome(spec.directory)
     data.refuse_missing(missing)
+    check_external_bases(t.spec for t in grid_trials(spec))  # a bad base_policy file fails before any work
     outcome = SweepOutcome(spec.directory)
     _check_storage(spec)
     with cluster.sweep_lock(spec.directory):

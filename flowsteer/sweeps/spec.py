@@ -50,7 +50,7 @@ TRIAL_FIELDS = (
 )
 
 # Run settings every trial of a sweep shares, so an algorithm's own `run` may not change them.
-SHARED_RUN_FIELDS = ("data", "eval_workers", "use_ray")
+SHARED_RUN_FIELDS = ("data", "eval_workers", "use_ray", "base_device", "base_serving")
 
 
 class SweepSpecError(ValueError):
