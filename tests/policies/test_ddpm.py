@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from flowsteer.policies.ddpm import chunk_starts, ddim_sampler, train_ddpm_policy  # noqa: E402
+from flowsteer.policies.ddpm import STD_FLOOR, chunk_starts, ddim_sampler, train_ddpm_policy  # noqa: E402
 
 QUICK = {"hidden_dims": (32, 32, 32), "batch_size": 32, "steps": 20}
 
@@ -32,6 +32,14 @@ def test_chunked_training_decodes_chunks_of_h_actions(smoke_data) -> None:
     actions = trained.sampler(observations, torch.randn(3, 2 * act_dim))
     assert actions.shape == (3, 2 * act_dim)
     assert (trained.metadata.action_chunk, trained.metadata.act_dim) == (2, act_dim)
+
+
+def test_trainer_declares_the_observation_normalisation_of_its_data(trained, smoke_data) -> None:
+    norm = trained.metadata.observation_normalization
+    observations = smoke_data["observations"]
+    np.testing.assert_allclose(norm.mean, observations.mean(0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(norm.std, np.maximum(observations.std(0), STD_FLOOR), rtol=1e-6)
+    assert trained.metadata.action_normalization is None  # OGBench actions are in [-1, 1] already
 
 
 def test_chunk_starts_keep_every_chunk_inside_one_episode() -> None:
