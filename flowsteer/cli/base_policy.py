@@ -19,6 +19,7 @@ from flowsteer.policies.torch_policy import MANIFEST_SUFFIXES, check_device, imp
 from flowsteer.validation import first_error
 
 FRAMEWORKS = ("torch",)
+_TRAINER_FLAGS = ("batch_size", "lr", "hidden_dims", "denoising_steps", "ddim_steps")  # train_ddpm_policy arguments
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -42,11 +43,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--force", action="store_true", help="replace --out if it exists")
     train.add_argument("--action-chunk", type=int, default=1, help="H: actions per call, trained on H-step chunks")
     train.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches (default 0)")
-    train.add_argument("--batch-size", type=int, default=128, help="default 128 (DPPO)")
-    train.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate, cosine-annealed (1e-3, DPPO)")
-    train.add_argument("--hidden-dims", type=_widths, default=(512, 512, 512), help="residual MLP widths (512,512,512)")
-    train.add_argument("--denoising-steps", type=int, default=20, help="DDPM steps T (default 20, DPPO)")
-    train.add_argument("--ddim-steps", type=int, default=5, help="DDIM sampling steps (default 5)")
+    # unset: the trainer's defaults (flowsteer.policies.ddpm, DPPO's gym pretraining values), written once there
+    train.add_argument("--batch-size", type=int, help="default 128 (DPPO)")
+    train.add_argument("--lr", type=float, help="AdamW learning rate, cosine-annealed to 1e-4 (default 1e-3, DPPO)")
+    train.add_argument("--hidden-dims", type=_widths, help="residual MLP widths (default 512,512,512, DPPO)")
+    train.add_argument("--denoising-steps", type=int, help="DDPM steps T (default 20, DPPO)")
+    train.add_argument("--ddim-steps", type=int, help="DDIM sampling steps (default 5)")
     train.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     add_data_source_options(train)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -105,15 +107,11 @@ def _train(args: argparse.Namespace) -> int:
                 train["terminals"],
                 steps=args.steps,
                 action_chunk=args.action_chunk,
-                hidden_dims=args.hidden_dims,
-                denoising_steps=args.denoising_steps,
-                ddim_steps=args.ddim_steps,
-                batch_size=args.batch_size,
-                lr=args.lr,
                 seed=args.seed,
                 device=device,
                 task=task_name,
                 progress=progress,
+                **{name: getattr(args, name) for name in _TRAINER_FLAGS if getattr(args, name) is not None},
             )
         except ValueError as exc:  # settings the trainer refuses (hidden dims, ddim steps, chunk too long)
             raise BasePolicyError(str(exc)) from None

@@ -48,8 +48,8 @@ class TorchBasePolicy:
         """(n, obs_dim), (n, noise_dim) -> (n, noise_dim) float32 actions; no gradients, no randomness."""
         import torch
 
-        observations = np.asarray(observations, np.float32)
-        noise = np.asarray(noise, np.float32)
+        observations = np.ascontiguousarray(observations, np.float32)  # torch.from_numpy needs positive strides
+        noise = np.ascontiguousarray(noise, np.float32)
         n = observations.shape[0] if observations.ndim == 2 else -1
         if observations.shape != (n, self.info.obs_dim) or noise.shape != (n, self.info.noise_dim):
             raise BasePolicyError(
@@ -57,7 +57,7 @@ class TorchBasePolicy:
                 f"got {observations.shape} and {noise.shape}"
             )
         if self._obs_mean is not None:
-            observations = (observations - self._obs_mean) / self._obs_std
+            observations = ((observations - self._obs_mean) / self._obs_std).astype(np.float32, copy=False)
         with torch.inference_mode():
             try:
                 out = self.module(

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
-from flowsteer.cli import EXIT_USAGE, main
-from flowsteer.policies.torch_policy import file_sha256, load_torch_policy
+from flowsteer.cli import EXIT_USAGE, main  # noqa: E402
+from flowsteer.policies.torch_policy import file_sha256, load_torch_policy  # noqa: E402
 
 TASK = "cube-single-play-singletask-task2-v0"
 
@@ -51,3 +51,11 @@ def test_cli_refuses_a_framework_other_than_torch(smoke_cache: Path, tmp_path: P
     assert main(args) == EXIT_USAGE
     assert "--framework jax" in capsys.readouterr().err
     assert not (tmp_path / "policy.pt").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_cli_refuses_a_gpu_request_without_a_gpu_before_loading_data(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "policy.pt"
+    assert main(_args(out, tmp_path / "no-cache", "--device", "cuda")) == EXIT_USAGE  # an empty cache: never read
+    assert "torch.cuda.is_available() is False" in capsys.readouterr().err
+    assert not out.exists()

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from flowsteer.policies.ddpm import chunk_starts, ddim_sampler, train_ddpm_policy  # noqa: E402
+from flowsteer.policies.ddpm import STD_FLOOR, chunk_starts, ddim_sampler, train_ddpm_policy  # noqa: E402
 
 QUICK = {"hidden_dims": (32, 32, 32), "batch_size": 32, "steps": 20}
 
@@ -34,6 +34,14 @@ def test_chunked_training_decodes_chunks_of_h_actions(smoke_data) -> None:
     assert (trained.metadata.action_chunk, trained.metadata.act_dim) == (2, act_dim)
 
 
+def test_trainer_declares_the_observation_normalisation_of_its_data(trained, smoke_data) -> None:
+    norm = trained.metadata.observation_normalization
+    observations = smoke_data["observations"]
+    np.testing.assert_allclose(norm.mean, observations.mean(0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(norm.std, np.maximum(observations.std(0), STD_FLOOR), rtol=1e-6)
+    assert trained.metadata.action_normalization is None  # OGBench actions are in [-1, 1] already
+
+
 def test_chunk_starts_keep_every_chunk_inside_one_episode() -> None:
     terminals = np.array([0, 0, 1, 0, 1, 0, 0])  # episodes: rows 0-2, 3-4, 5-6 (the data ends at row 6)
     assert chunk_starts(terminals, 1).tolist() == [0, 1, 2, 3, 4, 5, 6]
@@ -45,7 +53,8 @@ def test_chunk_starts_keep_every_chunk_inside_one_episode() -> None:
 def test_sampler_actions_stay_in_the_unit_range_for_large_noise() -> None:
     torch.manual_seed(0)
     sampler = ddim_sampler(obs_dim=3, act_dim=2, hidden_dims=(16, 16, 16)).eval()
-    actions = sampler(torch.zeros(5, 3), 10.0 * torch.randn(5, 2))
+    with torch.no_grad():
+        actions = sampler(torch.zeros(5, 3), 10.0 * torch.randn(5, 2))
     assert float(actions.abs().max()) <= 1.0
 
 
