@@ -9,6 +9,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,40 +51,59 @@ def smoke_dir(smoke_cache: Path) -> Path:
     return smoke_cache / "ogbench" / SMOKE.cache_key
 
 
-# Torch base policies for DSRL-SAC to steer (tests/platform/test_external_base_runs.py, tests/policies): flowsteer's
-# own DDPM trainer on the smoke dataset, tiny (three layers of 32), a few hundred updates: about a second each.
+# Torch base policies for DSRL-SAC to steer (tests/policies, tests/platform/test_external_base_runs.py, sweeps):
+# flowsteer's own DDPM trainer on the smoke dataset, tiny (three layers of 32), 200 updates: about a second each.
 TINY_TORCH_POLICY = {"hidden_dims": (32, 32, 32), "batch_size": 64, "steps": 200}
 
 
-def _torch_policy(smoke_cache: Path, out: Path, seed: int, obs_columns: int | None = None) -> Path:
+@pytest.fixture(scope="session")
+def smoke_data(smoke_cache: Path) -> dict[str, Any]:
+    """The smoke task's training arrays (cube-single task 2, 4 episodes of 201 rows)."""
     from flowsteer.datasets.load import load_task
+
+    task = load_task(SMOKE_TASK, source="generated", episodes=4, episode_steps=201, cache_dir=smoke_cache,
+                     progress=False)  # fmt: skip
+    task.env.close()
+    return task.train
+
+
+def _train_torch_policy(data: dict[str, Any], seed: int, obs_columns: int | None = None) -> Any:
     from flowsteer.policies.ddpm import train_ddpm_policy
+
+    observations = data["observations"][:, :obs_columns]
+    return train_ddpm_policy(observations, data["actions"], data["terminals"], seed=seed, **TINY_TORCH_POLICY)
+
+
+def _saved(trained: Any, path: Path) -> Path:
     from flowsteer.policies.torch_policy import save_torchscript_policy
 
-    data = load_task(SMOKE_TASK, source="generated", episodes=4, episode_steps=201, cache_dir=smoke_cache,
-                     progress=False).train  # fmt: skip
-    observations = data["observations"][:, :obs_columns]
-    trained = train_ddpm_policy(observations, data["actions"], data["terminals"], seed=seed, **TINY_TORCH_POLICY)
-    save_torchscript_policy(trained.sampler, trained.metadata, out)
-    return out
+    save_torchscript_policy(trained.sampler, trained.metadata, path)
+    return path
 
 
 @pytest.fixture(scope="session")
-def torch_policy_file(smoke_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A torch DDIM policy for the smoke task (seed 0), written as the trainer writes it."""
-    return _torch_policy(smoke_cache, tmp_path_factory.mktemp("torch-policy") / "cube-single.pt", seed=0)
+def torch_policy(smoke_data: dict[str, Any]) -> Any:
+    """A tiny torch DDIM policy trained on the smoke data (seed 0): a `TrainedPolicy`."""
+    return _train_torch_policy(smoke_data, seed=0)
 
 
 @pytest.fixture(scope="session")
-def other_torch_policy_file(smoke_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def torch_policy_file(torch_policy: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`torch_policy` written as `flowsteer base-policy train` writes it."""
+    return _saved(torch_policy, tmp_path_factory.mktemp("torch-policy") / "cube-single.pt")
+
+
+@pytest.fixture(scope="session")
+def other_torch_policy_file(smoke_data: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same shapes, other weights (seed 1)."""
-    return _torch_policy(smoke_cache, tmp_path_factory.mktemp("torch-policy") / "cube-single-s1.pt", seed=1)
+    return _saved(_train_torch_policy(smoke_data, seed=1), tmp_path_factory.mktemp("torch-policy") / "s1.pt")
 
 
 @pytest.fixture(scope="session")
-def narrow_torch_policy_file(smoke_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def narrow_torch_policy_file(smoke_data: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A policy that reads the first 10 of the task's 28 observation entries: it fits no cube-single run."""
-    return _torch_policy(smoke_cache, tmp_path_factory.mktemp("torch-policy") / "narrow.pt", seed=0, obs_columns=10)
+    trained = _train_torch_policy(smoke_data, seed=0, obs_columns=10)
+    return _saved(trained, tmp_path_factory.mktemp("torch-policy") / "narrow.pt")
 
 
 # A puzzle task's reward counts nine buttons (-9..0): the task options' sparse reward changes it, unlike cube-single's.

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from flowsteer.cli import EXIT_USAGE, main  # noqa: E402
-from flowsteer.policies.torch_policy import file_sha256, load_torch_policy  # noqa: E402
+from flowsteer.cli import EXIT_USAGE, main
+from flowsteer.policies.torch_policy import file_sha256, load_torch_policy
 
 TASK = "cube-single-play-singletask-task2-v0"
 

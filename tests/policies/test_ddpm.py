@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from flowsteer.policies.ddpm import STD_FLOOR, chunk_starts, ddim_sampler, train_ddpm_policy  # noqa: E402
+from flowsteer.policies.ddpm import STD_FLOOR, chunk_starts, ddim_sampler, train_ddpm_policy
 
 QUICK = {"hidden_dims": (32, 32, 32), "batch_size": 32, "steps": 20}
 
@@ -34,12 +33,12 @@ def test_chunked_training_decodes_chunks_of_h_actions(smoke_data) -> None:
     assert (trained.metadata.action_chunk, trained.metadata.act_dim) == (2, act_dim)
 
 
-def test_trainer_declares_the_observation_normalisation_of_its_data(trained, smoke_data) -> None:
-    norm = trained.metadata.observation_normalization
+def test_trainer_declares_the_observation_normalisation_of_its_data(torch_policy, smoke_data) -> None:
+    norm = torch_policy.metadata.observation_normalization
     observations = smoke_data["observations"]
     np.testing.assert_allclose(norm.mean, observations.mean(0), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(norm.std, np.maximum(observations.std(0), STD_FLOOR), rtol=1e-6)
-    assert trained.metadata.action_normalization is None  # OGBench actions are in [-1, 1] already
+    assert torch_policy.metadata.action_normalization is None  # OGBench actions are in [-1, 1] already
 
 
 def test_chunk_starts_keep_every_chunk_inside_one_episode() -> None:

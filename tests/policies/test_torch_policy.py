@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from flowsteer.policies.fileformat import METADATA_FILE, PolicyMetadata  # noqa: E402
-from flowsteer.policies.interface import BasePolicy, BasePolicyError  # noqa: E402
-from flowsteer.policies.torch_policy import file_sha256, load_torch_policy, save_torchscript_policy  # noqa: E402
+from flowsteer.policies.fileformat import METADATA_FILE, PolicyMetadata
+from flowsteer.policies.interface import BasePolicy, BasePolicyError
+from flowsteer.policies.torch_policy import file_sha256, load_torch_policy, save_torchscript_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,11 +54,11 @@ def _metadata(**fields) -> PolicyMetadata:
     return PolicyMetadata.model_validate(values)
 
 
-def _manifest(tmp_path: Path, trained, **fields) -> Path:
-    torch.save(trained.sampler.state_dict(), tmp_path / "weights.pt")
-    manifest = trained.metadata.model_dump(mode="json") | {
+def _manifest(tmp_path: Path, torch_policy, **fields) -> Path:
+    torch.save(torch_policy.sampler.state_dict(), tmp_path / "weights.pt")
+    manifest = torch_policy.metadata.model_dump(mode="json") | {
         "entry_point": "flowsteer.policies.ddpm:ddim_sampler",
-        "kwargs": trained.factory_kwargs,
+        "kwargs": torch_policy.factory_kwargs,
         "state_dict": "weights.pt",
     }
     (tmp_path / "policy.json").write_text(json.dumps(manifest | fields))
@@ -69,38 +68,38 @@ def _manifest(tmp_path: Path, trained, **fields) -> Path:
 # ------------------------------------------------------------------------------------------------ what loads
 
 
-def test_loaded_policy_gives_the_same_actions_for_the_same_noise(policy_file: Path, observations) -> None:
-    policy = load_torch_policy(policy_file)
+def test_loaded_policy_gives_the_same_actions_for_the_same_noise(torch_policy_file: Path, observations) -> None:
+    policy = load_torch_policy(torch_policy_file)
     noise = _noise(policy)
     np.testing.assert_array_equal(policy.decode(observations, noise), policy.decode(observations, noise))
 
 
-def test_loaded_policy_gives_different_actions_for_different_noise(policy_file: Path, observations) -> None:
-    policy = load_torch_policy(policy_file)
+def test_loaded_policy_gives_different_actions_for_different_noise(torch_policy_file: Path, observations) -> None:
+    policy = load_torch_policy(torch_policy_file)
     noise, other = _noise(policy), _noise(policy, seed=1)
     difference = np.abs(policy.decode(observations, noise) - policy.decode(observations, other))
     assert difference.max(axis=1).min() > 1e-3  # every row moved
 
 
-def test_loaded_policy_equals_the_in_memory_sampler(trained, policy_file: Path, observations) -> None:
-    policy = load_torch_policy(policy_file)
+def test_loaded_policy_equals_the_in_memory_sampler(torch_policy, torch_policy_file: Path, observations) -> None:
+    policy = load_torch_policy(torch_policy_file)
     noise = _noise(policy)
-    norm = trained.metadata.observation_normalization
+    norm = torch_policy.metadata.observation_normalization
     normalised = (observations - np.asarray(norm.mean, np.float32)) / np.asarray(norm.std, np.float32)
     with torch.no_grad():
-        expected = trained.sampler(torch.from_numpy(normalised), torch.from_numpy(noise)).numpy()
+        expected = torch_policy.sampler(torch.from_numpy(normalised), torch.from_numpy(noise)).numpy()
     np.testing.assert_array_equal(policy.decode(observations, noise), expected)
 
 
-def test_loaded_policy_is_a_base_policy_with_its_provenance(policy_file: Path, smoke_data) -> None:
-    policy = load_torch_policy(policy_file)
+def test_loaded_policy_is_a_base_policy_with_its_provenance(torch_policy_file: Path, smoke_data) -> None:
+    policy = load_torch_policy(torch_policy_file)
     assert isinstance(policy, BasePolicy)
     info = policy.info
     assert (info.obs_dim, info.act_dim, info.action_chunk) == (
         smoke_data["observations"].shape[1], smoke_data["actions"].shape[1], 1)  # fmt: skip
     assert (info.framework, info.sampler, info.sampler_steps, info.device) == ("torch", "ddim", 5, "cpu")
-    assert info.file == str(policy_file.resolve())
-    assert info.sha256 == file_sha256(policy_file)
+    assert info.file == str(torch_policy_file.resolve())
+    assert info.sha256 == file_sha256(torch_policy_file)
 
 
 def test_observation_normalisation_is_applied_before_the_module(tmp_path: Path) -> None:
@@ -120,10 +119,10 @@ def test_action_normalisation_maps_the_unit_range_to_the_declared_bounds(tmp_pat
 
 
 def test_manifest_policy_gives_the_same_actions_as_the_torchscript_file(
-    trained, policy_file: Path, tmp_path: Path, observations
+    torch_policy, torch_policy_file: Path, tmp_path: Path, observations
 ) -> None:
-    from_manifest = load_torch_policy(_manifest(tmp_path, trained))
-    from_archive = load_torch_policy(policy_file)
+    from_manifest = load_torch_policy(_manifest(tmp_path, torch_policy))
+    from_archive = load_torch_policy(torch_policy_file)
     noise = _noise(from_archive)
     np.testing.assert_array_equal(from_manifest.decode(observations, noise), from_archive.decode(observations, noise))
     assert from_manifest.info.sha256 == file_sha256(tmp_path / "policy.json", tmp_path / "weights.pt")
@@ -143,8 +142,8 @@ def test_file_that_is_not_torchscript_is_refused(tmp_path: Path) -> None:
         load_torch_policy(tmp_path / "policy.pt")
 
 
-def test_truncated_archive_is_refused(policy_file: Path, tmp_path: Path) -> None:
-    data = policy_file.read_bytes()
+def test_truncated_archive_is_refused(torch_policy_file: Path, tmp_path: Path) -> None:
+    data = torch_policy_file.read_bytes()
     (tmp_path / "policy.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(BasePolicyError, match="not a TorchScript archive"):
         load_torch_policy(tmp_path / "policy.pt")
@@ -176,36 +175,36 @@ def test_module_that_draws_its_own_noise_is_refused(tmp_path: Path) -> None:
         load_torch_policy(tmp_path / "policy.pt")
 
 
-def test_module_that_does_not_fit_its_declared_shapes_is_refused(trained, tmp_path: Path) -> None:
-    wrong = trained.metadata.model_copy(update={"obs_dim": trained.metadata.obs_dim + 1,
+def test_module_that_does_not_fit_its_declared_shapes_is_refused(torch_policy, tmp_path: Path) -> None:
+    wrong = torch_policy.metadata.model_copy(update={"obs_dim": torch_policy.metadata.obs_dim + 1,
                                                 "observation_normalization": None})  # fmt: skip
-    save_torchscript_policy(trained.sampler, wrong, tmp_path / "policy.pt")
+    save_torchscript_policy(torch_policy.sampler, wrong, tmp_path / "policy.pt")
     with pytest.raises(BasePolicyError, match=r"failed on observations.*must take"):
         load_torch_policy(tmp_path / "policy.pt")
 
 
-def test_entry_point_that_does_not_import_is_refused(trained, tmp_path: Path) -> None:
-    path = _manifest(tmp_path, trained, entry_point="no_such_package.models:build")
+def test_entry_point_that_does_not_import_is_refused(torch_policy, tmp_path: Path) -> None:
+    path = _manifest(tmp_path, torch_policy, entry_point="no_such_package.models:build")
     with pytest.raises(BasePolicyError, match=r"'no_such_package.models:build' does not import.*Install the package"):
         load_torch_policy(path)
 
 
-def test_entry_point_that_is_not_callable_is_refused(trained, tmp_path: Path) -> None:
-    path = _manifest(tmp_path, trained, entry_point="flowsteer.policies.ddpm:TIME_DIM")
+def test_entry_point_that_is_not_callable_is_refused(torch_policy, tmp_path: Path) -> None:
+    path = _manifest(tmp_path, torch_policy, entry_point="flowsteer.policies.ddpm:TIME_DIM")
     with pytest.raises(BasePolicyError, match="has no callable 'TIME_DIM'"):
         load_torch_policy(path)
 
 
-def test_state_dict_that_does_not_fit_the_module_is_refused(trained, tmp_path: Path) -> None:
-    path = _manifest(tmp_path, trained, kwargs=trained.factory_kwargs | {"hidden_dims": [16, 16, 16]})
+def test_state_dict_that_does_not_fit_the_module_is_refused(torch_policy, tmp_path: Path) -> None:
+    path = _manifest(tmp_path, torch_policy, kwargs=torch_policy.factory_kwargs | {"hidden_dims": [16, 16, 16]})
     with pytest.raises(BasePolicyError, match=r"does not fit the module.*kwargs the weights were trained with"):
         load_torch_policy(path)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
-def test_gpu_request_without_a_gpu_is_refused(policy_file: Path) -> None:
+def test_gpu_request_without_a_gpu_is_refused(torch_policy_file: Path) -> None:
     with pytest.raises(BasePolicyError, match=r"device 'cuda'.*is_available\(\) is False.*Use device 'cpu'"):
-        load_torch_policy(policy_file, device="cuda")
+        load_torch_policy(torch_policy_file, device="cuda")
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
@@ -215,11 +214,11 @@ def _python(code: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def test_missing_torch_is_refused_with_the_install_command(policy_file: Path) -> None:
+def test_missing_torch_is_refused_with_the_install_command(torch_policy_file: Path) -> None:
     code = (
         "import sys; sys.modules['torch'] = None\n"  # what Python does for a package that is not installed
         "from flowsteer.policies.torch_policy import load_torch_policy\n"
-        f"load_torch_policy({str(policy_file)!r})\n"
+        f"load_torch_policy({str(torch_policy_file)!r})\n"
     )
     result = _python(code)
     assert result.returncode != 0
