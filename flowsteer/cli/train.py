@@ -35,6 +35,8 @@ _RUN_FLAGS = [
     ),
     ("start_training", int, "online steps collected before the first online update (QC, QAM: 5,000; default 0)"),
     ("buffer_size", int, "replay capacity of the online phase (default 2,000,000)"),
+    ("base_device", str, "device of a base policy file (--hp base_policy=FILE): cpu, cuda or cuda:N (default cpu)"),
+    ("base_serving", str, "where a base policy file runs: process, node (one Ray actor per node) or gpu (one per GPU)"),
     ("output_dir", str, "where run directories go (default ./runs)"),
     ("tracking_uri", str, "MLflow URI (default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)"),
     ("experiment", str, "MLflow experiment (default flowsteer)"),

@@ -15,6 +15,7 @@ Either way `decode` computes the same function on the same device, so the action
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -74,6 +75,15 @@ class BasePolicyServer:
     def num_calls(self) -> int:
         return self.calls
 
+    def is_current(self) -> bool:
+        """Whether the file on disk is still the one this actor loaded (a detached actor outlives runs)."""
+        from flowsteer.policies.torch_policy import policy_sha256
+
+        try:
+            return policy_sha256(self.policy.info.file or "") == self.policy.info.sha256
+        except (OSError, ValueError):
+            return False
+
 
 class ActorBasePolicy:
     """A base policy served by a `BasePolicyServer` actor: one remote call per batch."""
@@ -125,8 +135,9 @@ def _actor(source: BasePolicySource) -> ActorBasePolicy:
         gpu = str(gpus[0])
         # The actor sees exactly that GPU as cuda:0; Ray would otherwise hide GPUs from an actor that asks for none.
         env = {"CUDA_VISIBLE_DEVICES": gpu, "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}
+    name = actor_name(source, node, gpu)
     server = ray.remote(BasePolicyServer).options(
-        name=actor_name(source, node, gpu),
+        name=name,
         namespace=NAMESPACE,
         get_if_exists=True,  # the first run on the node starts it; the others find it
         lifetime="detached",  # it serves every run on the node, not only the one that started it
@@ -134,14 +145,33 @@ def _actor(source: BasePolicySource) -> ActorBasePolicy:
         scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
         runtime_env={"env_vars": env} if env else None,
     )
-    actor = server.remote(replace(source, device="cuda" if gpu is not None else source.device))
+    served = replace(source, device="cuda" if gpu is not None else source.device)
+    actor = server.remote(served)
     try:
+        if not ray.get(actor.is_current.remote()):  # an earlier run's actor, whose file has changed since: replace it
+            ray.kill(actor)
+            _wait_until_gone(name)
+            actor = server.remote(served)
         info = ray.get(actor.info.remote())
     except Exception as exc:  # the actor failed to load it: say why, as a local load would
         ray.kill(actor)
         cause = getattr(exc, "cause", None) or exc
         raise BasePolicyError(f"the base-policy actor could not load {source.path}: {cause}") from None
     return ActorBasePolicy(actor, info, started)
+
+
+def _wait_until_gone(name: str, timeout: float = 30.0) -> None:
+    """A killed named actor frees its name a moment later; a new actor may take it only then."""
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.1)
+    raise BasePolicyError(f"the stale base-policy actor {name} did not stop within {timeout:.0f} s")
 
 
 def open_base_policy(source: BasePolicySource) -> BasePolicy:

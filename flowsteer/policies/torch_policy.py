@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flowsteer.policies.fileformat import METADATA_FILE, PolicyMetadata, parse_manifest, parse_metadata
+from flowsteer.policies.fileformat import METADATA_FILE, PolicyManifest, PolicyMetadata, parse_manifest, parse_metadata
 from flowsteer.policies.interface import BasePolicyError, BasePolicyInfo, check_base_policy, check_sampler
 from flowsteer.yamlfile import YamlInputError, read_yaml
 
@@ -146,6 +146,20 @@ def file_sha256(*paths: Path) -> str:
     return digest.hexdigest()
 
 
+def policy_sha256(path: str | Path) -> str:
+    """The checksum `load_torch_policy` records for `path` as it is on disk now: the archive's bytes, or a
+    manifest's bytes followed by its state dict's (a serving actor compares it with what it loaded)."""
+    path = Path(path).expanduser().resolve()
+    if path.suffix.lower() not in MANIFEST_SUFFIXES:
+        return file_sha256(path)
+    manifest = parse_manifest(read_yaml(path, "base-policy manifest"), f"base policy {path}")
+    return file_sha256(path, _weights_path(path, manifest))
+
+
+def _weights_path(path: Path, manifest: PolicyManifest) -> Path:
+    return (path.parent / manifest.state_dict).resolve()
+
+
 def import_torch() -> Any:
     try:
         import torch
@@ -221,7 +235,7 @@ def _load_manifest(torch: Any, path: Path, device: str, what: str) -> tuple[Any,
     except YamlInputError as exc:
         raise BasePolicyError(f"{exc}. Fix the manifest (docs/base-policies.md#manifest).") from None
     manifest = parse_manifest(values, what)
-    weights = (path.parent / manifest.state_dict).resolve()
+    weights = _weights_path(path, manifest)
     if not weights.is_file():
         raise BasePolicyError(
             f"{what} names state_dict {manifest.state_dict!r}, but {weights} does not exist. Give its path relative "

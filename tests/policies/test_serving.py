@@ -3,6 +3,7 @@ compute the same function, so they give the same actions."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +57,18 @@ def test_an_actor_that_cannot_load_the_file_says_why(ray_cluster, tmp_path: Path
 def test_gpu_serving_needs_a_trial_with_a_gpu(ray_cluster, torch_policy_file: Path) -> None:
     with pytest.raises(BasePolicyError, match="base_serving 'node'"):
         open_base_policy(BasePolicySource(str(torch_policy_file), serving="gpu"))
+
+
+def test_a_node_actor_whose_file_changed_is_replaced(
+    ray_cluster, torch_policy_file: Path, other_torch_policy_file: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "base.pt"
+    shutil.copy(torch_policy_file, path)
+    before = open_base_policy(BasePolicySource(str(path), serving="node"))
+    shutil.copy(other_torch_policy_file, path)  # an earlier run's actor still holds the old weights
+    after = open_base_policy(BasePolicySource(str(path), serving="node"))
+    local = open_base_policy(BasePolicySource(str(path)))
+    assert after.info.sha256 == local.info.sha256 != before.info.sha256
+    observations = np.zeros((2, local.info.obs_dim), np.float32)
+    noise = np.ones((2, local.info.noise_dim), np.float32)
+    assert np.array_equal(after.decode(observations, noise), local.decode(observations, noise))
