@@ -48,8 +48,9 @@ class TorchBasePolicy:
         """(n, obs_dim), (n, noise_dim) -> (n, noise_dim) float32 actions; no gradients, no randomness."""
         import torch
 
-        observations = np.ascontiguousarray(observations, np.float32)  # torch.from_numpy needs positive strides
-        noise = np.ascontiguousarray(noise, np.float32)
+        # torch.from_numpy needs positive strides and a writable array (JAX hands out read-only views): copy
+        observations = np.require(observations, np.float32, ["C", "W"])
+        noise = np.require(noise, np.float32, ["C", "W"])
         n = observations.shape[0] if observations.ndim == 2 else -1
         if observations.shape != (n, self.info.obs_dim) or noise.shape != (n, self.info.noise_dim):
             raise BasePolicyError(
@@ -78,11 +79,18 @@ class TorchBasePolicy:
         return f"base policy {self.info.file}"
 
 
-def load_torch_policy(path: str | Path, device: str = "cpu") -> TorchBasePolicy:
+def load_torch_policy(path: str | Path, device: str = "cpu", cpu_threads: int | None = 1) -> TorchBasePolicy:
     """The policy in `path` (a TorchScript archive, or a .yaml/.yml/.json manifest) on `device`, checked: its
-    declared sampler is deterministic and one probe batch decodes to the declared shape, twice the same."""
+    declared sampler is deterministic and one probe batch decodes to the declared shape, twice the same.
+
+    On the CPU, torch in this process then uses `cpu_threads` threads (None: torch's default, one per core). A
+    base policy decodes batches of a few rows, where one thread is fastest, and torch's pool of spinning threads
+    stalls beside JAX's: at batch 1 on two loaded cores, 888 calls/s with one thread against 44 with two
+    (benchmarks/bench_base_policy_results.md)."""
     torch = import_torch()
     device = check_device(torch, device)
+    if device == "cpu" and cpu_threads is not None:
+        torch.set_num_threads(cpu_threads)
     path = Path(path).expanduser().resolve()
     what = f"base policy {path}"
     if not path.is_file():
