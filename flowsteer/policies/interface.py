@@ -96,7 +96,7 @@ def check_fits(info: BasePolicyInfo, obs_dim: int, act_dim: int, action_chunk: i
 
 
 def check_base_policy(policy: BasePolicy, what: str, seed: int = 0) -> None:
-    """Decode one probe batch twice and refuse what cannot be steered: wrong output shape, non-finite or
+    """Decode one probe batch three times and refuse what cannot be steered: wrong output shape, non-finite or
     out-of-range actions, or different actions for the same noise (a sampler with randomness of its own)."""
     info = policy.info
     rng = np.random.default_rng(seed)
@@ -112,7 +112,10 @@ def check_base_policy(policy: BasePolicy, what: str, seed: int = 0) -> None:
         )
     if not np.all(np.isfinite(first)):
         raise BasePolicyError(f"{what} returned non-finite actions on a probe batch; check its weights")
+    # Three calls: a policy that changes after its first calls (a JIT that optimises once it has profiled) is caught.
     second = np.asarray(policy.decode(observations, noise))
+    if np.array_equal(first, second):
+        second = np.asarray(policy.decode(observations, noise))
     if not np.array_equal(first, second):
         raise BasePolicyError(
             f"{what} gave different actions for the same observations and noise (max difference "
