@@ -33,6 +33,7 @@ from flowsteer.algorithms.steering import external_base
 from flowsteer.algorithms.training import action_chunk
 from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
 from flowsteer.datasets import OfflineTask, load_task
+from flowsteer.datasets.catalog import parse_task
 from flowsteer.datasets.options import effective_timing, reward_rule
 from flowsteer.platform import checkpoint
 from flowsteer.platform.base_policy import FlowBasePolicy, load_base_policy, open_external_base
@@ -92,12 +93,18 @@ def run(
         if status["state"] == "finished":
             return RunResult(run_dir.path, "finished", status.get("step", 0), status.get("last_eval", {}), 0.0)
         start = _starting_checkpoint(run_dir, resume)
-        task = load_task(spec.task, progress=progress, options=spec.task_options(), **spec.data.model_dump())
+        # A base policy file is checked before the data: a bad file fails at once, not after minutes of generation.
+        external = _external_base(spec, config, run_dir if start is not None else None)
+        try:
+            task = load_task(spec.task, progress=progress, options=spec.task_options(), **spec.data.model_dump())
+        except BaseException:
+            _close_external(external)
+            raise
         try:
             base = _base_policy(spec.algo, config, task)  # before any work: a bad base_run fails here
-            external = _external_base(spec, config, task, run_dir if start is not None else None)
         except BaseException:
             task.env.close()
+            _close_external(external)
             raise
         run_dir.write_config(record)  # only now: an attempt that failed on its data leaves nothing behind
         return _execute(spec, config, run_dir, task, base, external, start, progress, on_evaluation, started)
@@ -156,8 +163,7 @@ def _execute(
         if loop is not None:
             loop.bar.close()
         task.env.close()
-        if external is not None and hasattr(external[1], "close"):
-            external[1].close()  # a base-policy actor this run started Ray for
+        _close_external(external)
     run_dir.set_status("finished", step=loop.step, last_eval=loop.last_eval)
     tracker.finish("FINISHED")
     return RunResult(run_dir.path, "finished", loop.step, loop.last_eval, time.perf_counter() - started)
@@ -250,9 +256,10 @@ def _base_policy(algo: str, config: Any, task: OfflineTask) -> FlowBasePolicy | 
     return load_base_policy(base_run, obs_dim, act_dim, action_chunk(config))
 
 
-def _external_base(spec: RunSpec, config: Any, task: OfflineTask, resumed: RunDirectory | None) -> External | None:
+def _external_base(spec: RunSpec, config: Any, resumed: RunDirectory | None) -> External | None:
     """The base policy file that the learner's config steers outside JAX (DSRL-SAC's `base_policy`), opened and
-    checked. A resumed run must steer the bytes it started with: the checksum in its protocol."""
+    checked against the task's shapes (from the catalog, so before any data is read). A resumed run must steer the
+    bytes it started with: the checksum in its protocol."""
     path = external_base(get_algorithm(spec.algo).steering, config)
     if path is None:
         return None
@@ -260,10 +267,14 @@ def _external_base(spec: RunSpec, config: Any, task: OfflineTask, resumed: RunDi
     if resumed is not None:
         with contextlib.suppress(RunFileError):
             expected = ((resumed.protocol() or {}).get("base_policy") or {}).get("sha256")
-    train = task.train
-    obs_dim, act_dim = train["observations"].shape[-1], train["actions"].shape[-1]
-    chunk = action_chunk(config)
-    return open_external_base(path, spec.base_device, spec.base_serving, obs_dim, act_dim, chunk, expected)
+    family = parse_task(spec.task).dataset.family
+    shapes = (family.obs_dim, family.act_dim, action_chunk(config))
+    return open_external_base(path, spec.base_device, spec.base_serving, *shapes, expected)
+
+
+def _close_external(external: External | None) -> None:
+    if external is not None and hasattr(external[1], "close"):
+        external[1].close()  # a base-policy actor this run started Ray for
 
 
 def _tags(spec: RunSpec) -> dict[str, str]:

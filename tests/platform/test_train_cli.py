@@ -64,3 +64,28 @@ def test_a_config_file_with_an_unknown_field_is_rejected(tmp_path: Path) -> None
     config.write_text(f"algo: fql\ntask: {TASK}\nofline_steps: 10\n")
     result = flowsteer("train", "--config", str(config), cwd=tmp_path)
     assert result.returncode == 2 and "unknown run field 'ofline_steps'. Did you mean offline_steps" in result.stderr
+
+
+def test_steering_a_base_policy_file_from_the_command_line(
+    tmp_path: Path, smoke_cache: Path, torch_policy_file: Path
+) -> None:
+    result = flowsteer(
+        "train", "--algo", "dsrl_sac", "--task", TASK, "--offline-steps", "0", "--online-steps", "30",
+        "--eval-interval", "30", "--eval-episodes", "1", "--eval-envs", "1", "--log-interval", "10",
+        "--hp", f"base_policy={torch_policy_file}", "--hp", "warmup_steps=20", "--hp", "batch_size=8",
+        "--hp", "actor_hidden_dims=[32, 32]", "--hp", "value_hidden_dims=[32, 32]", "--source", "generated",
+        "--episodes", "4", "--cache-dir", str(smoke_cache), "--quiet", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "finished at step 30" in result.stdout
+
+
+def test_a_base_policy_file_that_does_not_load_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a TorchScript archive")
+    result = flowsteer(
+        "train", "--algo", "dsrl_sac", "--task", TASK, "--offline-steps", "0", "--online-steps", "100",
+        "--hp", f"base_policy={broken}", "--hp", "warmup_steps=20", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert str(broken) in result.stderr and "Traceback" not in result.stderr

@@ -48,6 +48,19 @@ class DrawsItsOwnNoise(torch.nn.Module):
         return torch.tanh(noise + torch.randn_like(noise))
 
 
+class ChangesAfterItsSecondCall(torch.nn.Module):
+    """A module whose numbers change once it has run twice, as a JIT that swaps in an optimised graph after
+    profiling its first calls (seen on an H100 with TorchScript's fuser)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, observations: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return torch.tanh(noise) + (1e-7 if self.calls > 2 else 0.0)
+
+
 def _metadata(**fields) -> PolicyMetadata:
     values = {"format": "flowsteer-base-policy", "version": 1, "framework": "torch", "obs_dim": 2, "act_dim": 2,
               "action_chunk": 1, "sampler": "ddim", "sampler_steps": 1} | fields  # fmt: skip
@@ -171,6 +184,12 @@ def test_declared_stochastic_sampler_is_refused(tmp_path: Path) -> None:
 
 def test_module_that_draws_its_own_noise_is_refused(tmp_path: Path) -> None:
     save_torchscript_policy(DrawsItsOwnNoise(), _metadata(), tmp_path / "policy.pt")
+    with pytest.raises(BasePolicyError, match="different actions for the same observations and noise"):
+        load_torch_policy(tmp_path / "policy.pt")
+
+
+def test_module_whose_actions_change_after_its_second_call_is_refused(tmp_path: Path) -> None:
+    save_torchscript_policy(ChangesAfterItsSecondCall(), _metadata(), tmp_path / "policy.pt")
     with pytest.raises(BasePolicyError, match="different actions for the same observations and noise"):
         load_torch_policy(tmp_path / "policy.pt")
 
