@@ -85,6 +85,7 @@ def _train(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise BasePolicyError(first_error(exc, DataSpec)) from None
     task = load_task(task_name, progress=not args.quiet, **data.model_dump())
+    task.env.close()  # only the data is needed
     train = task.train
 
     from flowsteer.policies.ddpm import train_ddpm_policy  # imports torch

@@ -18,8 +18,10 @@ import yaml
 
 from flowsteer.cli import main
 from flowsteer.platform import checkpoint
+from flowsteer.platform.base_policy import load_base_policy
 from flowsteer.platform.loop import RunResult, run
 from flowsteer.platform.spec import RunSpecError
+from flowsteer.policies.interface import BasePolicy, check_base_policy
 from flowsteer.rundir import RunDirectory, measurements
 
 pytestmark = pytest.mark.integration  # real DSRL runs
@@ -167,3 +169,18 @@ def test_a_chunked_dsrl_na_run_steers_only_a_base_trained_with_the_same_action_c
     single = make_spec("dsrl_sac", offline_steps=0, online_steps=10, hyperparameters=sac_steering)
     with pytest.raises(RunSpecError, match="this run has action_chunk 1"):
         run(single, progress=False)
+
+
+def test_a_base_run_is_a_steerable_base_policy(make_spec) -> None:
+    base = run(make_spec("flow_bc", output="base", offline_steps=20, eval_interval=20), progress=False)
+    policy = load_base_policy(base.run_dir, obs_dim=28, act_dim=5)
+    assert isinstance(policy, BasePolicy)
+    check_base_policy(policy, "the flow_bc run")  # the right shapes, the same actions for the same noise
+    last = checkpoint.latest(base.run_dir / "checkpoints")
+    assert (policy.info.framework, policy.info.sampler, policy.info.file) == (
+        "flowsteer",
+        "euler",
+        str(last / "arrays.npz"),
+    )
+    noise = np.linspace(-1, 1, 10, dtype=np.float32).reshape(2, 5)
+    assert not np.array_equal(*policy.decode(np.zeros((2, 28), np.float32), noise))  # the noise steers it
