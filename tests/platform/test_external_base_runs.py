@@ -17,7 +17,10 @@ from flowsteer.platform.loop import run
 from flowsteer.platform.spec import RunSpecError
 from flowsteer.rundir import RunDirectory, measurements
 
-pytestmark = pytest.mark.integration  # real DSRL-SAC runs with a torch base
+from .conftest import spec_factory
+
+# Real DSRL-SAC runs with a torch base; in one xdist worker, so the module's shared run is made once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("external-base-runs")]
 
 
 def sha256(path: Path) -> str:
@@ -31,19 +34,31 @@ def steering_spec(make_spec, policy: Path, **fields):
     return make_spec("dsrl_sac", hyperparameters=hyperparameters, **(values | fields))
 
 
-def test_dsrl_sac_steers_a_torch_policy_file_online_and_records_it(make_spec, torch_policy_file: Path) -> None:
+@pytest.fixture(scope="module")
+def module_spec(tmp_path_factory: pytest.TempPathFactory, smoke_cache: Path):
+    """RunSpec factory whose runs go to output directories of one module-wide temporary root."""
+    return spec_factory(tmp_path_factory.mktemp("external-base"), smoke_cache)
+
+
+@pytest.fixture(scope="module")
+def steered(module_spec, torch_policy_file: Path) -> dict:
+    """One finished run steering the session's torch policy file in-process, shared by the tests that read it."""
     before = sha256(torch_policy_file)
-    spec = steering_spec(make_spec, torch_policy_file)
-    result = run(spec, progress=False)
+    spec = steering_spec(module_spec, torch_policy_file)
+    return {"spec": spec, "result": run(spec, progress=False), "sha256_before": before}
+
+
+def test_dsrl_sac_steers_a_torch_policy_file_online_and_records_it(steered: dict, torch_policy_file: Path) -> None:
+    result = steered["result"]
     assert result.status == "finished" and result.step == 250
     files = RunDirectory(result.run_dir)
     assert [int(r["step"]) for r in files.rows("eval.csv")] == [125, 250]
     assert files.rows("train.csv")[-1]["critic/critic_loss"] > 0  # SAC updated after the warm-up
 
     provenance = json.loads((result.run_dir / "protocol.json").read_text())["base_policy"]
-    assert provenance["file"] == str(torch_policy_file) and provenance["sha256"] == before
+    assert provenance["file"] == str(torch_policy_file) and provenance["sha256"] == steered["sha256_before"]
     assert (provenance["framework"], provenance["sampler"], provenance["serving"]) == ("torch", "ddim", "process")
-    assert sha256(torch_policy_file) == before  # the base policy is never written
+    assert sha256(torch_policy_file) == steered["sha256_before"]  # the base policy is never written
 
     with np.load(checkpoint.latest(files.checkpoints) / "arrays.npz") as stored:
         names, noises = list(stored), stored["online_buffer/['noises']"]
@@ -51,21 +66,21 @@ def test_dsrl_sac_steers_a_torch_policy_file_online_and_records_it(make_spec, to
     assert noises.shape == (250, 5) and 0 < np.abs(noises).max() <= 1.0
 
 
-def test_a_steered_run_resumes_exactly(make_spec, torch_policy_file: Path) -> None:
-    spec = steering_spec(make_spec, torch_policy_file)
-    run(spec, progress=False)
+def test_a_steered_run_resumes_exactly(steered: dict, tmp_path: Path) -> None:
+    finished = steered["result"].run_dir
+    spec = steered["spec"].replace(output_dir=str(tmp_path))  # the same run (same id), copied elsewhere
+    shutil.copytree(finished, spec.run_dir)
     files = RunDirectory(spec.run_dir)
-    finished = {name: measurements(spec.run_dir / name) for name in ("train.csv", "eval.csv")}
     earlier, last = sorted(files.checkpoints.glob("step_*"))
-    final_arrays = (last / "arrays.npz").read_bytes()
     shutil.rmtree(last)  # as a run killed right after its checkpoint at step 200 leaves its directory
     (files.checkpoints / checkpoint.LATEST).write_text(earlier.name)
     files.set_status("running")
 
     assert run(spec, resume=True, progress=False).status == "finished"
-    for name, text in finished.items():
-        assert measurements(spec.run_dir / name) == text, name
-    assert (checkpoint.latest(files.checkpoints) / "arrays.npz").read_bytes() == final_arrays
+    for name in ("train.csv", "eval.csv"):
+        assert measurements(spec.run_dir / name) == measurements(finished / name), name
+    final = checkpoint.latest(files.checkpoints) / "arrays.npz"
+    assert final.read_bytes() == (checkpoint.latest(finished / "checkpoints") / "arrays.npz").read_bytes()
 
 
 def test_a_resumed_run_refuses_a_base_policy_file_that_changed(
@@ -111,15 +126,12 @@ def test_dsrl_na_refuses_a_base_policy_file_and_names_dsrl_sac(make_spec, torch_
         make_spec("dsrl_na", hyperparameters=hyperparameters)
 
 
-def test_a_run_served_by_a_node_actor_gives_the_numbers_of_the_in_process_run(
-    make_spec, torch_policy_file: Path
-) -> None:
-    local = run(steering_spec(make_spec, torch_policy_file, online_steps=230), progress=False)
+def test_a_run_served_by_a_node_actor_gives_the_numbers_of_the_in_process_run(steered: dict, tmp_path: Path) -> None:
     # The same run (same id) in another directory, its base in one Ray actor that the online collector and two
     # Ray rollout workers call.
-    served = steering_spec(make_spec, torch_policy_file, online_steps=230, base_serving="node", eval_workers=2)
-    served = served.replace(output_dir=str(Path(served.output_dir).parent / "served"))
+    served = steered["spec"].replace(output_dir=str(tmp_path), base_serving="node", eval_workers=2)
     result = run(served, progress=False)
+    local = steered["result"]
     assert result.run_dir.name == local.run_dir.name
     for name in ("train.csv", "eval.csv"):
         assert measurements(result.run_dir / name) == measurements(local.run_dir / name), name
