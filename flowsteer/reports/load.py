@@ -96,8 +96,8 @@ def find_run_dirs(source: Path) -> list[Path]:
 
 def provenance_key(protocol: dict[str, Any]) -> str:
     """What must agree for two runs to share a table cell: the data (origin, generator, file checksums), the
-    code (flowsteer version and commit, versions of the packages that compute), how success is read, and the
-    reward (sparse or OGBench's own)."""
+    code (flowsteer version and commit, versions of the packages that compute), how success is read, the reward
+    (sparse or OGBench's own), and the base policy a DSRL run steered."""
     dataset = protocol.get("dataset") or {}
     versions = protocol.get("versions") or {}
     parts = [f"data={dataset.get('source', 'unknown')}"]
@@ -117,6 +117,10 @@ def provenance_key(protocol: dict[str, Any]) -> str:
     parts.append(f"success_timing={protocol.get('success_timing', 'unknown')}")
     if protocol.get("sparse_reward"):  # QC/QAM's success - 1 reward: other numbers than OGBench's own reward
         parts.append("reward=sparse")
+    base = protocol.get("base_policy") or {}  # DSRL: the policy steered, by its bytes (a file, or a base run's)
+    digest = base.get("sha256") or base.get("arrays_sha256")
+    if digest:
+        parts.append(f"base_policy={digest[:16]}")
     return " ".join(parts)
 
 
