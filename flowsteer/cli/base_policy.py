@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from flowsteer.cli.data import add_data_source_options, data_source_settings
-from flowsteer.datasets.catalog import single_task
+from flowsteer.datasets.catalog import parse_task, single_task
 from flowsteer.datasets.load import load_task
 from flowsteer.platform.spec import DataSpec
 from flowsteer.policies.interface import BasePolicyError
@@ -65,6 +65,24 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _check_settings(args: argparse.Namespace, task_name: str) -> None:
+    """Build the sampler the trainer would build, with the task's shapes from the catalog: its refusals (widths,
+    DDIM steps) come before any data is read."""
+    from flowsteer.policies.ddpm import ddim_sampler  # imports torch
+
+    if args.steps < 1 or args.action_chunk < 1 or (args.batch_size is not None and args.batch_size < 1):
+        raise BasePolicyError(
+            f"--steps, --action-chunk and --batch-size must be >= 1, got {args.steps}, {args.action_chunk}, "
+            f"{args.batch_size}"
+        )
+    family = parse_task(task_name).dataset.family
+    shape = {name: getattr(args, name) for name in ("hidden_dims", "denoising_steps", "ddim_steps")}
+    try:
+        ddim_sampler(family.obs_dim, family.act_dim, args.action_chunk, **{k: v for k, v in shape.items() if v})
+    except ValueError as exc:
+        raise BasePolicyError(str(exc)) from None
+
+
 def _train(args: argparse.Namespace) -> int:
     if args.framework not in FRAMEWORKS:
         raise BasePolicyError(
@@ -80,6 +98,7 @@ def _train(args: argparse.Namespace) -> int:
         raise BasePolicyError(f"--out {out}: directory {out.parent} does not exist; create it first")
     device = check_device(import_torch(), args.device)  # no torch, or no GPU for cuda: stop before loading data
     task_name = single_task(args.task)
+    _check_settings(args, task_name)  # and settings the trainer would refuse: before minutes of data generation
     try:
         data = DataSpec.model_validate(data_source_settings(args))
     except ValidationError as exc:

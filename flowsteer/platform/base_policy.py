@@ -48,9 +48,12 @@ class FlowBasePolicy:
         return np.asarray(fn(self.params, np.asarray(observations, np.float32), np.asarray(noise, np.float32)))
 
 
-def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int, action_chunk: int = 1) -> FlowBasePolicy:
+def load_base_policy(
+    run_dir: str | Path, obs_dim: int, act_dim: int, action_chunk: int = 1, flow_steps: int | None = None
+) -> FlowBasePolicy:
     """The BC flow of the finished run in `run_dir`, for observations and actions of the given sizes and chunks of
-    `action_chunk` actions (a flow over chunks of another length decodes noise of another size)."""
+    `action_chunk` actions (a flow over chunks of another length decodes noise of another size), decoded with
+    `flow_steps` Euler steps: the steering learner's own (None: the base run's)."""
     path = Path(run_dir).expanduser().absolute()
     try:
         config = read_json(path / CONFIG)
@@ -106,7 +109,7 @@ def load_base_policy(run_dir: str | Path, obs_dim: int, act_dim: int, action_chu
         "arrays_sha256": sha256(last / "arrays.npz"),
     }
     info = BasePolicyInfo(
-        obs_dim, act_dim, base_chunk, "flowsteer", "euler", int(getattr(algo_config, "flow_steps", 10)),
+        obs_dim, act_dim, base_chunk, "flowsteer", "euler", flow_steps or int(getattr(algo_config, "flow_steps", 10)),
         file=str(last / "arrays.npz"), sha256=provenance["arrays_sha256"],
     )  # fmt: skip
     return FlowBasePolicy(network, params, provenance, info)
@@ -125,25 +128,31 @@ def open_external_base(
         policy = open_base_policy(source)
         check_fits(policy.info, obs_dim, act_dim, action_chunk, what)
     except BasePolicyError as exc:
-        raise RunSpecError(str(exc) if str(exc).startswith("base") else f"{what}: {exc}") from None
-    return replace(source, sha256=policy.info.sha256), policy
+        raise _refusal(what, exc) from None
+    # Every acting process opens the same bytes, and with 'gpu' serving the actor of this process's GPU.
+    return replace(source, sha256=policy.info.sha256, gpu=getattr(policy, "gpu", None)), policy
+
+
+def _refusal(what: str, exc: BasePolicyError) -> RunSpecError:
+    """A base-policy refusal as a run's input error, naming the hyperparameter unless the message already does."""
+    return RunSpecError(str(exc) if str(exc).startswith("base") else f"{what}: {exc}")
 
 
 def check_external_bases(specs: Iterable[RunSpec]) -> int:
-    """Open every base policy file these runs steer (once per file and device, in this process) and check it fits
+    """Open every base policy file these runs steer (once per file, in this process, on the CPU) and check it fits
     each run's task and chunk length: a sweep refuses a bad file before it launches anything. Returns how many
     files were checked."""
-    opened: dict[tuple[str, str], BasePolicy] = {}
+    opened: dict[str, BasePolicy] = {}
     for spec in specs:
         path = external_base(get_algorithm(spec.algo).steering, spec.algo_config())
         if path is None:
             continue
         what = f"base_policy {path} (run {spec.run_id})"
-        try:
-            if (path, spec.base_device) not in opened:
-                opened[path, spec.base_device] = open_base_policy(BasePolicySource(absolute(path), spec.base_device))
+        try:  # on the CPU: the driver may have no GPU where the trials do; each trial checks its device
+            if path not in opened:
+                opened[path] = open_base_policy(BasePolicySource(absolute(path)))
             family = parse_task(spec.task).dataset.family
-            check_fits(opened[path, spec.base_device].info, family.obs_dim, family.act_dim, spec.action_chunk, what)
+            check_fits(opened[path].info, family.obs_dim, family.act_dim, spec.action_chunk, what)
         except BasePolicyError as exc:
-            raise RunSpecError(str(exc) if str(exc).startswith("base") else f"{what}: {exc}") from None
+            raise _refusal(what, exc) from None
     return len(opened)

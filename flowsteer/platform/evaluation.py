@@ -11,6 +11,7 @@ from typing import Any
 
 from flowsteer.datasets.build import shard_bounds
 from flowsteer.platform.spec import RunSpec
+from flowsteer.policies.interface import BasePolicy
 from flowsteer.policies.serving import BasePolicySource
 from flowsteer.raycluster import ensure_ray
 from flowsteer.workers.rollout import Episode, RolloutWorker, summarize
@@ -24,10 +25,13 @@ def episode_blocks(episodes: int, workers: int) -> list[list[int]]:
 class Evaluator:
     """Owns the rollout workers of one run; use as a context manager so actors are always stopped."""
 
-    def __init__(self, spec: RunSpec, config: Any, base: BasePolicySource | None = None) -> None:
+    def __init__(
+        self, spec: RunSpec, config: Any, base: BasePolicySource | None = None, opened: BasePolicy | None = None
+    ) -> None:
         self.spec = spec
         self.config = config
-        self.base = base  # an external base policy, opened by each worker as its serving mode says
+        self.base = base  # an external base policy, opened by each Ray worker as its serving mode says
+        self.opened = opened  # the run's own handle of it, which an in-process worker uses
         self.remote = spec.use_ray or spec.eval_workers > 1
         self.workers: list[Any] = []
         self._started_ray = False
@@ -37,7 +41,8 @@ class Evaluator:
         per_worker = max(1, math.ceil(max(spec.eval_episodes, 1) / spec.eval_workers))
         envs = min(spec.eval_envs, per_worker)
         if not self.remote:
-            self.workers = [RolloutWorker(spec.task, envs, spec.algo, self.config, spec.task_options(), self.base)]
+            base = self.opened if self.opened is not None else self.base
+            self.workers = [RolloutWorker(spec.task, envs, spec.algo, self.config, spec.task_options(), base)]
             return self
         import ray
 

@@ -127,7 +127,9 @@ def _execute(
     loop: _Loop | None = None
     step = 0 if start is None else checkpoint.step_of(start)
     try:
-        facts = protocol(spec, config, task) | ({"base_policy": base.provenance} if base else {})
+        facts = protocol(spec, config, task)
+        if base is not None:
+            facts["base_policy"] = base.provenance | base.info.provenance()
         if external is not None:
             facts["base_policy"] = external[1].info.provenance() | {"serving": spec.base_serving}
         tracker.start(flat_params(json.loads(json.dumps(_record(spec, config), default=str)), facts))
@@ -253,7 +255,7 @@ def _base_policy(algo: str, config: Any, task: OfflineTask) -> FlowBasePolicy | 
         return None
     train = task.train
     obs_dim, act_dim = train["observations"].shape[-1], train["actions"].shape[-1]
-    return load_base_policy(base_run, obs_dim, act_dim, action_chunk(config))
+    return load_base_policy(base_run, obs_dim, act_dim, action_chunk(config), flow_steps=config.flow_steps)
 
 
 def _external_base(spec: RunSpec, config: Any, resumed: RunDirectory | None) -> External | None:
@@ -265,8 +267,16 @@ def _external_base(spec: RunSpec, config: Any, resumed: RunDirectory | None) -> 
         return None
     expected = None
     if resumed is not None:
-        with contextlib.suppress(RunFileError):
+        try:
             expected = ((resumed.protocol() or {}).get("base_policy") or {}).get("sha256")
+        except RunFileError as exc:
+            raise RunFileError(f"{exc} It records which base policy the run steers: restore it, or move "
+                               f"{resumed.path} away to start the run over.") from None  # fmt: skip
+        if expected is None:
+            raise RunSpecError(
+                f"{resumed.path}/protocol.json does not record the base policy this run steered (its sha256), so "
+                "resuming cannot check that the file is the same: restore the protocol, or start the run over"
+            )
     family = parse_task(spec.task).dataset.family
     shapes = (family.obs_dim, family.act_dim, action_chunk(config))
     return open_external_base(path, spec.base_device, spec.base_serving, *shapes, expected)
@@ -371,7 +381,8 @@ class _Loop:
                 self.learner.check_chunk_buffer(spec.buffer_size, spec.online_steps)
             except ValueError as exc:
                 raise RunSpecError(str(exc)) from None
-        self.evaluator = Evaluator(spec, config, base=external[0] if external else None)
+        source, opened = external if external is not None else (None, None)
+        self.evaluator = Evaluator(spec, config, base=source, opened=opened)
         self.step = 0
         self.online_transitions = 0
         self.episode = 0

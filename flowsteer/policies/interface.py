@@ -96,8 +96,8 @@ def check_fits(info: BasePolicyInfo, obs_dim: int, act_dim: int, action_chunk: i
 
 
 def check_base_policy(policy: BasePolicy, what: str, seed: int = 0) -> None:
-    """Decode one probe batch three times and refuse what cannot be steered: wrong output shape, non-finite or
-    out-of-range actions, or different actions for the same noise (a sampler with randomness of its own)."""
+    """Decode one probe batch three times and refuse what cannot be steered: wrong output shape, non-finite actions,
+    or different actions for the same noise (a sampler with randomness of its own)."""
     info = policy.info
     rng = np.random.default_rng(seed)
     observations = rng.standard_normal((PROBE_ROWS, info.obs_dim)).astype(np.float32)

@@ -15,6 +15,7 @@ Either way `decode` computes the same function on the same device, so the action
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,6 +40,7 @@ class BasePolicySource:
     device: str = "cpu"
     serving: Serving = "process"
     sha256: str | None = None
+    gpu: str | None = None  # 'gpu' serving: the GPU whose actor serves this run, fixed by the run's own process
 
     def __post_init__(self) -> None:
         if self.serving not in SERVING_MODES:
@@ -50,12 +52,17 @@ def load_local(source: BasePolicySource) -> BasePolicy:
     from flowsteer.policies.torch_policy import load_torch_policy
 
     policy = load_torch_policy(source.path, device=source.device)
-    if source.sha256 is not None and policy.info.sha256 != source.sha256:
+    check_checksum(source, policy.info)
+    return policy
+
+
+def check_checksum(source: BasePolicySource, info: BasePolicyInfo) -> None:
+    """Refuse a base whose bytes are not the ones the run started with (`source.sha256`, when known)."""
+    if source.sha256 is not None and info.sha256 != source.sha256:
         raise BasePolicyError(
-            f"base policy {source.path} changed since this run started (sha256 {policy.info.sha256[:12]}..., "
+            f"base policy {source.path} changed since this run started (sha256 {(info.sha256 or '?')[:12]}..., "
             f"the run steers {source.sha256[:12]}...): put the original file back, or start a new run for the new one"
         )
-    return policy
 
 
 class BasePolicyServer:
@@ -88,16 +95,18 @@ class BasePolicyServer:
 class ActorBasePolicy:
     """A base policy served by a `BasePolicyServer` actor: one remote call per batch."""
 
-    def __init__(self, actor: Any, info: BasePolicyInfo, started_ray: bool = False) -> None:
+    def __init__(self, actor: Any, info: BasePolicyInfo, gpu: str | None, private_ray: bool = False) -> None:
         self.actor = actor
         self.info = info
-        self.started_ray = started_ray  # this process started Ray to reach the actor: `close` stops both
+        self.gpu = gpu  # 'gpu' serving: the GPU of the actor this client reached
+        self.private_ray = private_ray  # this process started a private Ray to reach the actor: `close` stops both
 
     def close(self) -> None:
-        """Stop the actors and Ray if opening this one started Ray (a single run); a cluster's stay."""
+        """Stop a private Ray this client started (a single run), and its actors with it. On a cluster the process
+        joined, the actors stay: other runs may be calling them."""
         import ray
 
-        if self.started_ray and ray.is_initialized():
+        if self.private_ray and ray.is_initialized():
             release_base_actors()
             ray.shutdown()
 
@@ -121,20 +130,19 @@ def _actor(source: BasePolicySource) -> ActorBasePolicy:
 
     from flowsteer.raycluster import ensure_ray
 
-    started = ensure_ray()
+    private = ensure_ray() and not os.environ.get("RAY_ADDRESS")
     node = ray.get_runtime_context().get_node_id()
-    gpu = None
-    env: dict[str, str] = {}
-    if source.serving == "gpu":
+    gpu = source.gpu if source.serving == "gpu" else None
+    if source.serving == "gpu" and gpu is None:
         gpus = ray.get_gpu_ids()
         if not gpus:
             raise BasePolicyError(
                 "base_serving 'gpu' puts the base policy on the GPU that Ray gave this trial, but it has none: give "
-                "trials a GPU share (a sweep's resources), or use base_serving 'node'"
+                "trials a GPU share (a sweep's resources.gpu), or use base_serving 'node'"
             )
         gpu = str(gpus[0])
-        # The actor sees exactly that GPU as cuda:0; Ray would otherwise hide GPUs from an actor that asks for none.
-        env = {"CUDA_VISIBLE_DEVICES": gpu, "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}
+    # A 'gpu' actor sees exactly its GPU, as cuda:0; Ray would otherwise hide GPUs from an actor that asks for none.
+    env = {"CUDA_VISIBLE_DEVICES": gpu, "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"} if gpu is not None else {}
     name = actor_name(source, node, gpu)
     server = ray.remote(BasePolicyServer).options(
         name=name,
@@ -147,17 +155,26 @@ def _actor(source: BasePolicySource) -> ActorBasePolicy:
     )
     served = replace(source, device="cuda" if gpu is not None else source.device)
     actor = server.remote(served)
+    if not _answer(actor, actor.is_current, source):  # an earlier run's actor, whose file changed since: replace it
+        ray.kill(actor)
+        _wait_until_gone(name)
+        actor = server.remote(served)
+    info = _answer(actor, actor.info, source)
+    check_checksum(source, info)  # an actor found by name was built for whatever bytes its first caller saw
+    return ActorBasePolicy(actor, info, gpu, private)
+
+
+def _answer(actor: Any, method: Any, source: BasePolicySource) -> Any:
+    """The actor's answer; an actor that failed to load the file is stopped and the failure said as a local load
+    would say it."""
+    import ray
+
     try:
-        if not ray.get(actor.is_current.remote()):  # an earlier run's actor, whose file has changed since: replace it
-            ray.kill(actor)
-            _wait_until_gone(name)
-            actor = server.remote(served)
-        info = ray.get(actor.info.remote())
-    except Exception as exc:  # the actor failed to load it: say why, as a local load would
+        return ray.get(method.remote())
+    except ray.exceptions.RayActorError as exc:  # its constructor raised: the actor is dead, free its name
         ray.kill(actor)
         cause = getattr(exc, "cause", None) or exc
         raise BasePolicyError(f"the base-policy actor could not load {source.path}: {cause}") from None
-    return ActorBasePolicy(actor, info, started)
 
 
 def _wait_until_gone(name: str, timeout: float = 30.0) -> None:

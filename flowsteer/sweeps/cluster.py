@@ -181,7 +181,8 @@ def connect(spec: SweepSpec, address: str | None = None) -> Iterator[ClusterInfo
             _check_fits(spec.resources, info)
             yield info
         finally:
-            release_base_actors()  # detached, they would outlive the sweep on a cluster it joined
+            if not address:  # on a cluster the sweep joined, other runs may still call them
+                release_base_actors()
             ray.shutdown()
             if not address:
                 _reap(temp_dir)

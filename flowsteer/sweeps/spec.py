@@ -413,6 +413,10 @@ class SweepSpec(InputModel):
                 raise ValueError(f"{where}: {', '.join(sorted(overlap))} is both fixed and swept; keep one.")
         if self.optuna != OptunaSettings() and self.mode != "optuna":
             raise ValueError(f"optuna settings are used by mode: optuna only (mode is {self.mode}).")
+        if self.run.get("base_serving") == "gpu" and not self.resources.gpu:
+            raise ValueError("run.base_serving 'gpu' serves each trial's base policy on the trial's GPU, but trials "
+                             "get none: set resources.gpu (e.g. 0.25 to share a GPU by four), or use "
+                             "base_serving 'node'.")  # fmt: skip
         self._consistent_task_settings()
         return self
 

@@ -244,12 +244,13 @@ class RolloutWorker:
         algo: str,
         config: Any,
         options: TaskOptions | None = None,
-        base: BasePolicySource | None = None,
+        base: BasePolicySource | BasePolicy | None = None,
     ) -> None:
         from flowsteer.datasets import make_env
 
         apply_cpu_tweaks()  # as the run loop does: a Ray actor is a process of its own
-        opened = open_base_policy(base) if base is not None else None  # its own copy, or a client of the actor
+        # A Ray worker opens the source (its own copy, or a client of the actor); in-process, the run's is reused.
+        opened = open_base_policy(base) if isinstance(base, BasePolicySource) else base
         self.envs = [make_env(task, options) for _ in range(num_envs)]  # the options of the run's data and online env
         self.policy = make_state_policy(algo, config, deterministic=True, base=opened)
 

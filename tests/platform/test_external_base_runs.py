@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from flowsteer.platform import checkpoint
 from flowsteer.platform.loop import run
@@ -107,6 +108,7 @@ def test_a_base_policy_for_other_observations_fails_before_anything_is_written(
     assert not spec.run_dir.exists() or not (spec.run_dir / "config.json").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 def test_a_gpu_base_device_without_a_gpu_fails_before_any_work(make_spec, torch_policy_file: Path) -> None:
     spec = steering_spec(make_spec, torch_policy_file, base_device="cuda")
     with pytest.raises(RunSpecError, match="GPU"):

@@ -6,8 +6,9 @@ button away from its goal (-1 per step while nothing is pressed). The base is fl
 by BC on play data, which presses buttons at random, and a random press usually makes more buttons wrong. Episodes
 are cut to 100 steps (the environment's own episode is 500) so that 1,500 online steps give 15 episodes of
 different arm starts. What the steering learns in that budget is to choose the noise under which the base stops
-disturbing the lights: the return rises to the hovering base's, the task is not solved. Measured while choosing
-this set-up (the scout's JAX base, 6 seeds): unsteered -127 to -268, steered -100 to -103.
+disturbing the lights: the return rises to the hovering base's, the task is not solved. Measured with this torch
+base at seeds 0, 1, 2 (mean return over the 10 episodes): unsteered -132.3, -226.6, -257.0; steered -100.0,
+-100.0, -133.5.
 """
 
 from __future__ import annotations

@@ -58,3 +58,18 @@ def test_cli_refuses_a_gpu_request_without_a_gpu_before_loading_data(tmp_path: P
     assert main(_args(out, tmp_path / "no-cache", "--device", "cuda")) == EXIT_USAGE  # an empty cache: never read
     assert "torch.cuda.is_available() is False" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--hidden-dims", "64,32"], "odd number of equal widths"),
+        (["--ddim-steps", "30"], "ddim_steps must be in 1"),
+        (["--action-chunk", "0"], "must be >= 1"),
+    ],
+)
+def test_cli_refuses_trainer_settings_before_loading_data(tmp_path: Path, capsys, flags, message) -> None:
+    out = tmp_path / "policy.pt"
+    assert main(_args(out, tmp_path / "no-cache", *flags)) == EXIT_USAGE  # an empty cache: never read
+    assert message in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "no-cache").exists()

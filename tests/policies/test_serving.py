@@ -72,3 +72,15 @@ def test_a_node_actor_whose_file_changed_is_replaced(
     observations = np.zeros((2, local.info.obs_dim), np.float32)
     noise = np.ones((2, local.info.noise_dim), np.float32)
     assert np.array_equal(after.decode(observations, noise), local.decode(observations, noise))
+
+
+def test_an_actor_found_by_name_must_hold_the_bytes_the_run_started_with(
+    ray_cluster, torch_policy_file: Path, other_torch_policy_file: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "base.pt"
+    shutil.copy(torch_policy_file, path)
+    started_with = open_base_policy(BasePolicySource(str(path))).info.sha256
+    shutil.copy(other_torch_policy_file, path)
+    open_base_policy(BasePolicySource(str(path), serving="node"))  # another run's actor now holds the new file
+    with pytest.raises(BasePolicyError, match="changed since this run started"):
+        open_base_policy(BasePolicySource(str(path), serving="node", sha256=started_with))  # the resumed run
