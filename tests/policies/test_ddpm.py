@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from flowsteer.policies.ddpm import STD_FLOOR, chunk_starts, ddim_sampler, train_ddpm_policy
+from flowsteer.policies.ddpm import (
+    STD_FLOOR,
+    DDIMSampler,
+    alphas_cumprod,
+    chunk_starts,
+    ddim_sampler,
+    train_ddpm_policy,
+)
 
 QUICK = {"hidden_dims": (32, 32, 32), "batch_size": 32, "steps": 20}
 
@@ -60,3 +67,25 @@ def test_sampler_actions_stay_in_the_unit_range_for_large_noise() -> None:
 def test_hidden_dims_that_are_no_residual_stack_are_refused() -> None:
     with pytest.raises(ValueError, match="odd number of equal widths"):
         ddim_sampler(obs_dim=3, act_dim=2, hidden_dims=(32, 32))
+
+
+class ExactNoisePredictor(torch.nn.Module):
+    """The ε that a perfectly trained network predicts when the data is one action a*: ε = (x_t − √ᾱ_t·a*) / √(1 − ᾱ_t)
+    (Ho et al. 2020, eq. 4 solved for ε)."""
+
+    def __init__(self, target: torch.Tensor, alphas: torch.Tensor) -> None:
+        super().__init__()
+        self.target, self.alphas = target, alphas
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, observations: torch.Tensor) -> torch.Tensor:
+        alpha = self.alphas[t.long()][:, None]
+        return (x - alpha.sqrt() * self.target) / (1 - alpha).sqrt()
+
+
+@pytest.mark.parametrize("ddim_steps", [1, 5, 20])
+def test_ddim_with_an_exact_noise_predictor_returns_the_data_for_any_noise(ddim_steps: int) -> None:
+    target = torch.tensor([0.3, -0.5, 0.9])
+    sampler = DDIMSampler(ExactNoisePredictor(target, alphas_cumprod(20)), denoising_steps=20, ddim_steps=ddim_steps)
+    noise = torch.randn(4, 3, generator=torch.Generator().manual_seed(0)) * 2
+    actions = sampler(torch.zeros(4, 7), noise)
+    assert torch.allclose(actions, target.expand(4, 3), atol=1e-5)

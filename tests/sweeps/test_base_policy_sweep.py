@@ -10,7 +10,7 @@ import pytest
 from flowsteer.platform.spec import RunSpecError
 from flowsteer.sweeps.cluster import local_temp_dir
 from flowsteer.sweeps.driver import run_sweep
-from flowsteer.sweeps.spec import load_sweep
+from flowsteer.sweeps.spec import SweepSpecError, load_sweep
 
 pytestmark = pytest.mark.integration  # a real sweep on a private Ray cluster
 
@@ -51,3 +51,10 @@ def test_a_sweep_refuses_a_base_policy_for_another_task_before_launching(
     with pytest.raises(RunSpecError, match=r"obs_dim 10 \(this run: 28\)"):
         run_sweep(spec, write=lambda line: None)
     assert not spec.runs_dir.exists() or not any(spec.runs_dir.iterdir())  # nothing launched
+
+
+def test_gpu_serving_without_a_gpu_share_per_trial_is_refused(write_sweep, torch_policy_file: Path) -> None:
+    algorithms = {"dsrl_sac": {"hyperparameters": TINY_DSRL_SAC | {"base_policy": str(torch_policy_file)}}}
+    path = write_sweep("gpu", algorithms=algorithms, run=ONLINE | {"base_serving": "gpu"})
+    with pytest.raises(SweepSpecError, match=r"resources\.gpu"):
+        load_sweep(path)
