@@ -25,7 +25,8 @@ from flowsteer.policies.serving import BasePolicySource, open_base_policy
 from flowsteer.workers.learner import Learner
 from flowsteer.workers.rollout import Collector, make_explore_policy, make_state_policy, run_episodes
 
-pytestmark = pytest.mark.integration  # generates data, trains a torch base, 1,500 online steps
+# Generates data, trains a torch base, 1,500 online steps; in one xdist worker, so the experiment runs once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("steering-learns")]
 
 TASK = "puzzle-3x3-play-singletask-task2-v0"
 EPISODE_STEPS = 100  # per online and evaluation episode
