@@ -101,6 +101,8 @@ def flat_params(record: dict[str, Any], protocol: dict[str, Any] | None = None) 
             "dataset.generator": dataset.get("generator"),
             "dataset.files.train.sha256": train.get("sha256"),
         }
+        base = protocol.get("base_policy") or {}  # DSRL: which base was steered (logged only for a steering run)
+        provenance |= {f"base_policy.{k}": base.get(k) for k in ("file", "sha256", "framework", "sampler")}
         for key, value in provenance.items():
             if isinstance(value, dict) and key == "versions":
                 flat |= {f"protocol.versions.{k}": json.dumps(v) for k, v in value.items()}
