@@ -78,37 +78,35 @@ def test_an_mlflow_run_with_an_impossible_schedule_is_left_out_without_building_
     assert set(table["run"]) == {"fql-good"}
 
 
-@pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
-def test_a_run_logged_with_its_protocol_gets_the_same_provenance_as_its_directory(tmp_path, smoke_cache):
+def provenance_both_ways(tmp_path, smoke_cache, **fields) -> tuple[str, str]:
+    """Run a tiny real run logged to MLflow; its provenance as read from MLflow and from its run directory."""
     from flowsteer.platform.loop import run
     from flowsteer.platform.spec import RunSpec
 
     spec = RunSpec.from_dict({
-        "algo": "bc", "task": TASK, "offline_steps": 40, "eval_interval": 20, "eval_episodes": 2, "eval_envs": 2,
-        "log_interval": 20, "chunk_size": 20, "hyperparameters": {"actor_hidden_dims": [32, 32], "batch_size": 32},
+        "task": TASK, "eval_episodes": 1, "eval_envs": 1,
         "data": {"source": "generated", "episodes": 4, "episode_steps": 201, "cache_dir": str(smoke_cache)},
         "output_dir": str(tmp_path / "runs"), "tracking_uri": f"sqlite:///{tmp_path / 'm.db'}", "experiment": "x",
-    })  # fmt: skip
+    } | fields)  # fmt: skip
     run(spec, progress=False)
     from_mlflow = load_mlflow(spec.resolved_tracking_uri(), "x")["provenance"].iat[0]
-    from_dirs = load_runs(tmp_path / "runs")["provenance"].iat[0]
+    return from_mlflow, load_runs(tmp_path / "runs")["provenance"].iat[0]
+
+
+@pytest.mark.integration  # over ~10 s on 2 cores (compiles several updates, or starts Ray)
+def test_a_run_logged_with_its_protocol_gets_the_same_provenance_as_its_directory(tmp_path, smoke_cache):
+    from_mlflow, from_dirs = provenance_both_ways(
+        tmp_path, smoke_cache, algo="bc", offline_steps=40, eval_interval=20, log_interval=20, chunk_size=20,
+        hyperparameters={"actor_hidden_dims": [32, 32], "batch_size": 32},
+    )  # fmt: skip
     assert from_mlflow == from_dirs and "commit=" in from_dirs and "flax=" in from_dirs
 
 
 @pytest.mark.integration  # a real DSRL-SAC run steering a torch policy file
 def test_a_steered_run_logged_to_mlflow_has_the_provenance_of_its_directory(tmp_path, smoke_cache, torch_policy_file):
-    from flowsteer.platform.loop import run
-    from flowsteer.platform.spec import RunSpec
-
-    spec = RunSpec.from_dict({
-        "algo": "dsrl_sac", "task": TASK, "offline_steps": 0, "online_steps": 30, "eval_interval": 30,
-        "eval_episodes": 1, "eval_envs": 1, "log_interval": 10,
-        "hyperparameters": {"base_policy": str(torch_policy_file), "warmup_steps": 20, "batch_size": 8,
-                            "actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32]},
-        "data": {"source": "generated", "episodes": 4, "episode_steps": 201, "cache_dir": str(smoke_cache)},
-        "output_dir": str(tmp_path / "runs"), "tracking_uri": f"sqlite:///{tmp_path / 'm.db'}", "experiment": "x",
-    })  # fmt: skip
-    run(spec, progress=False)
-    from_mlflow = load_mlflow(spec.resolved_tracking_uri(), "x")["provenance"].iat[0]
-    from_dirs = load_runs(tmp_path / "runs")["provenance"].iat[0]
+    from_mlflow, from_dirs = provenance_both_ways(
+        tmp_path, smoke_cache, algo="dsrl_sac", offline_steps=0, online_steps=30, eval_interval=30, log_interval=10,
+        hyperparameters={"base_policy": str(torch_policy_file), "warmup_steps": 20, "batch_size": 8,
+                         "actor_hidden_dims": [32, 32], "value_hidden_dims": [32, 32]},
+    )  # fmt: skip
     assert from_mlflow == from_dirs and "base_policy=" in from_dirs
