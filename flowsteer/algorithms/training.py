@@ -279,25 +279,28 @@ def init_seeds(
     return jax.vmap(lambda k: init(config, obs_dim, act_dim, k))(keys)
 
 
-def online_update_fn(
-    update: UpdateFn, config: Config, utd: int, offline_rows: int | None = None
-) -> Callable[[TrainState, Batch, Batch, int, int], tuple[TrainState, Batch, Metrics]]:
-    """An online step: write one transition into the replay buffer at row `index`, then run `utd` updates
-    on batches from its first `size` rows (balanced between rows below and above `offline_rows` if given; none
-    when called with `update=False`); metrics come back stacked over the `utd` updates.
+def write_transition(buffer: Batch, transition: Batch, index: jax.Array, active: jax.Array | None = None) -> Batch:
+    """Write one transition into the replay buffer at row `index`. Like the reference's contiguous buffer,
+    `next_actions` of the row before `index` becomes this transition's action (docs/pitfalls.md pitfall 6: ReBRAC
+    reads index + 1, wrong at trajectory ends). With `active` False (a seed of a group that does not move on this
+    step) both rows keep what they held."""
+    capacity = buffer["actions"].shape[0]
+    previous = (index - 1) % capacity
+    values = dict(transition, next_actions=transition["actions"])
+    row = {k: jnp.asarray(values[k], v.dtype) for k, v in buffer.items()}
+    follows = jnp.asarray(transition["actions"], buffer["next_actions"].dtype)
+    if active is not None:
+        row = {k: jnp.where(active, value, buffer[k][index]) for k, value in row.items()}
+        follows = jnp.where(active, follows, buffer["next_actions"][previous])
+    buffer = {k: v.at[index].set(row[k]) for k, v in buffer.items()}
+    buffer["next_actions"] = buffer["next_actions"].at[previous].set(follows)
+    return buffer
 
-    Two compiled calls: the write donates the buffer and happens in place; in one program XLA fuses the
-    batch gathers with the write and copies the whole buffer every step. Like the reference's contiguous
-    buffer, `next_actions` of the row before `index` becomes this transition's action (docs/pitfalls.md
-    pitfall 6: ReBRAC reads index + 1, wrong at trajectory ends).
-    """
 
-    def write(buffer: Batch, transition: Batch, index: jax.Array) -> Batch:
-        capacity = buffer["actions"].shape[0]
-        row = dict(transition, next_actions=transition["actions"])
-        buffer = {k: v.at[index].set(jnp.asarray(row[k], v.dtype)) for k, v in buffer.items()}
-        buffer["next_actions"] = buffer["next_actions"].at[(index - 1) % capacity].set(row["actions"])
-        return buffer
+def _online_updates(
+    update: UpdateFn, config: Config, utd: int, offline_rows: int | None
+) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]:
+    """`utd` updates on batches from the first `size` rows of the buffer (balanced if `offline_rows` is given)."""
 
     def train(state: TrainState, buffer: Batch, size: jax.Array) -> tuple[TrainState, Metrics]:
         def body(carry: TrainState, _: None) -> tuple[TrainState, Metrics]:
@@ -305,8 +308,21 @@ def online_update_fn(
 
         return jax.lax.scan(body, state, None, length=utd)
 
-    write_jit = jax.jit(write, donate_argnums=(0,))
-    train_jit = jax.jit(train, compiler_options=compiler_options())
+    return train
+
+
+def online_update_fn(
+    update: UpdateFn, config: Config, utd: int, offline_rows: int | None = None
+) -> Callable[[TrainState, Batch, Batch, int, int], tuple[TrainState, Batch, Metrics]]:
+    """An online step: write one transition into the replay buffer at row `index` (`write_transition`), then run
+    `utd` updates on batches from its first `size` rows (balanced between rows below and above `offline_rows` if
+    given; none when called with `update=False`); metrics come back stacked over the `utd` updates.
+
+    Two compiled calls: the write donates the buffer and happens in place; in one program XLA fuses the
+    batch gathers with the write and copies the whole buffer every step.
+    """
+    write_jit = jax.jit(write_transition, donate_argnums=(0,))
+    train_jit = jax.jit(_online_updates(update, config, utd, offline_rows), compiler_options=compiler_options())
 
     def step(state: TrainState, buffer: Batch, transition: Batch, index: int, size: int, update: bool = True):
         buffer = write_jit(buffer, transition, index)
@@ -316,3 +332,36 @@ def online_update_fn(
         return state, buffer, metrics
 
     return step
+
+
+def group_online_update_fn(
+    update: UpdateFn, config: Config, utd: int, offline_rows: int | None = None
+) -> Callable[..., tuple[TrainState, Batch, Metrics]]:
+    """`online_update_fn` for a group of seeds (leading seed axis on the state, the buffers and the transitions):
+    the seeds marked in `active` write their transition at row `index`; every seed runs `utd` updates in the same
+    program, and the caller keeps the new state of the seeds that moved (`select_seeds`), so each seed's numbers do
+    not depend on which seeds moved with it. Returns the updated states of all seeds; metrics are (seeds, utd)."""
+    write = jax.vmap(write_transition, in_axes=(0, 0, None, 0))
+    write_jit = jax.jit(write, donate_argnums=(0,))
+    train = jax.vmap(_online_updates(update, config, utd, offline_rows), in_axes=(0, 0, None))
+    train_jit = jax.jit(train, compiler_options=compiler_options())
+
+    def step(state: TrainState, buffers: Batch, transitions: Batch, index: int, size: int, active: np.ndarray,
+             update: bool = True):  # fmt: skip
+        buffers = write_jit(buffers, transitions, index, active)
+        if not update:
+            return state, buffers, {}
+        state, metrics = train_jit(state, buffers, size)
+        return state, buffers, metrics
+
+    return step
+
+
+@jax.jit
+def select_seeds(active: jax.Array, new: Any, old: Any) -> Any:
+    """Leaf by leaf, `new` for the seeds marked in `active` (the leading axis) and `old` for the others."""
+
+    def pick(a: jax.Array, b: jax.Array) -> jax.Array:
+        return jnp.where(active.reshape(active.shape + (1,) * (a.ndim - 1)), a, b)
+
+    return jax.tree_util.tree_map(pick, new, old)

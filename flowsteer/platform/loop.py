@@ -1,9 +1,9 @@
-"""The run loop: offline phase, online phase, evaluations, logs, checkpoints, tracking.
+"""Runs: what a run checks and records before and after its phases (flowsteer.platform.phases), for one seed
+(`run`) or a group of seeds of one setting trained in one program (`run_group`).
 
-Steps are counted globally: offline gradient steps 1..offline_steps, then online environment steps
-continue the count. Work is cut at boundaries that depend only on the global step (multiples of
-chunk_size and of the log / eval / checkpoint intervals), so a run resumed from a checkpoint repeats
-exactly the computation of a run that was never interrupted.
+A run owns its directory, checks that the directory holds this run, finds the checkpoint to resume from, loads
+the data and any base policy once for all its seeds, writes config.json, protocol.json and status.json, and
+tracks itself in MLflow; a seed of a group does all of this in its own directory, as a single run would.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 from tqdm import tqdm
 
 from flowsteer.algorithms.presets import unsourced_note
-from flowsteer.algorithms.registry import get_algorithm, warmup_steps
+from flowsteer.algorithms.registry import get_algorithm
 from flowsteer.algorithms.steering import external_base
 from flowsteer.algorithms.training import action_chunk
 from flowsteer.algorithms.xla_cpu import apply_cpu_tweaks
@@ -38,18 +37,16 @@ from flowsteer.datasets.options import effective_timing, reward_rule
 from flowsteer.platform import checkpoint
 from flowsteer.platform.base_policy import FlowBasePolicy, load_base_policy, open_external_base
 from flowsteer.platform.evaluation import Evaluator
+from flowsteer.platform.phases import EVAL_STREAM, ONLINE_STREAM, EvaluationHook, Phases, SeedRun
 from flowsteer.platform.spec import RunSpec, RunSpecError, identity_of, without_neutral
 from flowsteer.platform.tracking import MlflowSync, flat_params
 from flowsteer.policies.interface import BasePolicy
 from flowsteer.policies.serving import BasePolicySource
 from flowsteer.rundir import RunDirectory, RunDirectoryError, RunFileError, RunWarning, schedule
-from flowsteer.workers.learner import DivergedError, Learner
-from flowsteer.workers.rollout import Collector
+from flowsteer.workers.seed_group import make_learners
 
 # An external base policy as a run holds it: the source every acting process opens, and this process's handle.
 External = tuple[BasePolicySource, BasePolicy]
-
-_EVAL_STREAM, _ONLINE_STREAM = 1, 2  # separate random streams: evaluation, online exploration and resets
 
 
 class RunDiverged(RuntimeError):
@@ -65,6 +62,7 @@ class RunResult:
     step: int
     last_eval: dict[str, float]
     seconds: float
+    message: str = ""  # why it stopped, when it did not finish (a divergence)
 
 
 def run(
@@ -79,96 +77,245 @@ def run(
 
     ``on_evaluation(step, results)`` is called after each evaluation (a sweep reports it to Ray Tune). The run
     directory has one owner at a time: another process running the same run raises RunBusyError at once, or
-    after ``lock_wait`` seconds (a sweep's retry waits for a lost node's lock to expire).
+    after ``lock_wait`` seconds (a sweep's retry waits for a lost node's lock to expire). A run that diverges
+    raises RunDiverged.
     """
+    hook = None if on_evaluation is None else (lambda _spec, step, results: on_evaluation(step, results))
+    (result,) = _run_seeds([spec], resume, progress, hook, lock_wait, skip_diverged=False)
+    if result.status == "diverged":
+        raise RunDiverged(result.message)
+    return result
+
+
+def run_group(
+    specs: list[RunSpec],
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_evaluation: EvaluationHook | None = None,
+    lock_wait: float = 0.0,
+) -> list[RunResult]:
+    """Train the seeds of ``specs`` (one setting; they differ only in seed) together, in one program vmapped over
+    the seeds (flowsteer.workers.seed_group); returns one RunResult per spec, in order.
+
+    Each seed keeps everything a single run has: its run directory and id, logs, evaluations, checkpoints,
+    protocol and MLflow run. A seed that diverges stops alone, with status 'diverged' in its result and its
+    directory; the others go on. Seeds already finished, or diverged before, are not trained again. Resuming a
+    group with the same seeds repeats the uninterrupted group's numbers exactly; ``on_evaluation(spec, step,
+    results)`` is called after each evaluation of each seed.
+    """
+    check_group(specs)
+    return _run_seeds(specs, resume, progress, on_evaluation, lock_wait, skip_diverged=True)
+
+
+def check_group(specs: list[RunSpec]) -> None:
+    """RunSpecError unless ``specs`` are seeds of one setting: the same run but for the seed, no seed twice."""
+    if not specs:
+        raise RunSpecError("a seed group needs at least one run")
+    seeds = [spec.seed for spec in specs]
+    if len(set(seeds)) != len(seeds):
+        raise RunSpecError(f"a seed group lists a seed twice ({seeds}); give each seed once")
+    first = specs[0].to_dict() | {"seed": None}
+    for spec in specs[1:]:
+        other = spec.to_dict() | {"seed": None}
+        differing = [key for key in sorted(set(first) | set(other)) if first.get(key) != other.get(key)]
+        if differing:
+            raise RunSpecError(
+                f"the runs of a seed group may differ only in their seed, but seed {spec.seed} differs from seed "
+                f"{specs[0].seed} in {', '.join(differing)}: run different settings as separate groups"
+            )
+
+
+def _run_seeds(
+    specs: list[RunSpec],
+    resume: bool,
+    progress: bool,
+    on_evaluation: EvaluationHook | None,
+    lock_wait: float,
+    skip_diverged: bool,
+) -> list[RunResult]:
     apply_cpu_tweaks()  # before anything is compiled; once per process
     started = time.perf_counter()
-    run_dir = RunDirectory(spec.run_dir)
-    config = spec.algo_config()
-    record = _record(spec, config)
-    _check_writable(run_dir.path.parent)
-    with run_dir.owned(spec.run_id, wait=lock_wait):
-        _check_same_run(run_dir, record)
-        status = _status(run_dir)
-        if status["state"] == "finished":
-            return RunResult(run_dir.path, "finished", status.get("step", 0), status.get("last_eval", {}), 0.0)
-        start = _starting_checkpoint(run_dir, resume)
-        # A base policy file is checked before the data: a bad file fails at once, not after minutes of generation.
-        external = _external_base(spec, config, run_dir if start is not None else None)
-        try:
-            task = load_task(spec.task, progress=progress, options=spec.task_options(), **spec.data.model_dump())
-        except BaseException:
-            _close_external(external)
-            raise
-        try:
-            base = _base_policy(spec.algo, config, task)  # before any work: a bad base_run fails here
-        except BaseException:
-            task.env.close()
-            _close_external(external)
-            raise
-        run_dir.write_config(record)  # only now: an attempt that failed on its data leaves nothing behind
-        return _execute(spec, config, run_dir, task, base, external, start, progress, on_evaluation, started)
+    first = specs[0]
+    config = first.algo_config()
+    _check_writable(first.run_dir.parent)
+    results: list[RunResult | None] = [None] * len(specs)
+    members: list[_Member] = []
+    with contextlib.ExitStack() as owned:
+        for index, spec in enumerate(specs):
+            run_dir = RunDirectory(spec.run_dir)
+            owned.enter_context(run_dir.owned(spec.run_id, wait=lock_wait))
+            record = _record(spec, config)
+            _check_same_run(run_dir, record)
+            status = _status(run_dir)
+            state = status["state"]
+            if state == "finished" or (skip_diverged and state == "diverged"):
+                message = str(status.get("message", ""))
+                last = status.get("last_eval", {})
+                results[index] = RunResult(run_dir.path, state, status.get("step", 0), last, 0.0, message)
+                continue
+            members.append(_Member(index, spec, run_dir, record, _starting_checkpoint(run_dir, resume)))
+        if members:
+            trained = _train(specs, config, members, progress, on_evaluation)
+            seconds = time.perf_counter() - started
+            for member, result in zip(members, trained, strict=True):
+                results[member.index] = dataclasses.replace(result, seconds=seconds)
+    return [result for result in results if result is not None]
+
+
+@dataclass
+class _Member:
+    """A seed of the run that still trains: its place in the group, spec, directory, record and checkpoint."""
+
+    index: int
+    spec: RunSpec
+    run_dir: RunDirectory
+    record: dict[str, Any]
+    start: Path | None
+
+
+def _train(
+    specs: list[RunSpec],
+    config: Any,
+    members: list[_Member],
+    progress: bool,
+    on_evaluation: EvaluationHook | None,
+) -> list[RunResult]:
+    """Load what the members share (data, base policy) once, then train them; results in the members' order."""
+    spec = members[0].spec
+    # A base policy file is checked before the data: a bad file fails at once, not after minutes of generation.
+    resumed = [m.run_dir for m in members if m.start is not None]
+    external = _external_base(spec, config, resumed)
+    try:
+        task = load_task(spec.task, progress=progress, options=spec.task_options(), **spec.data.model_dump())
+    except BaseException:
+        _close_external(external)
+        raise
+    try:
+        base = _base_policy(spec.algo, config, task)  # before any work: a bad base_run fails here
+    except BaseException:
+        task.env.close()
+        _close_external(external)
+        raise
+    for member in members:
+        member.run_dir.write_config(member.record)  # only now: an attempt that failed on its data leaves nothing
+    return _execute(specs, config, members, task, base, external, progress, on_evaluation)
 
 
 def _execute(
-    spec: RunSpec,
+    specs: list[RunSpec],
     config: Any,
-    run_dir: RunDirectory,
+    members: list[_Member],
     task: OfflineTask,
     base: FlowBasePolicy | None,
     external: External | None,
-    start: Path | None,
     progress: bool,
-    on_evaluation: Callable[[int, dict[str, float]], None] | None,
-    started: float,
-) -> RunResult:
-    """Train from ``start`` (a checkpoint, or None for step 0) to the end; whatever stops it is recorded."""
-    tracker = MlflowSync(run_dir, spec.resolved_tracking_uri(), spec.experiment, spec.run_id, _tags(spec))
-    loop: _Loop | None = None
-    step = 0 if start is None else checkpoint.step_of(start)
+    on_evaluation: EvaluationHook | None,
+) -> list[RunResult]:
+    """Train the members from their checkpoints (or step 0) to the end; whatever stops them is recorded."""
+    seeds: list[SeedRun] = []
+    phases: Phases | None = None
     try:
-        facts = protocol(spec, config, task)
-        if base is not None:
-            facts["base_policy"] = base.provenance | base.info.provenance()
-        if external is not None:
-            facts["base_policy"] = external[1].info.provenance() | {"serving": spec.base_serving}
-        tracker.start(flat_params(json.loads(json.dumps(_record(spec, config), default=str)), facts))
-        run_dir.write_protocol(facts)
-        if start is None:
-            run_dir.reset_logs()  # never append a new run's rows to an earlier attempt's
-        run_dir.set_status("running", step=step)
-        loop = _Loop(spec, config, run_dir, task, tracker, progress, on_evaluation, external)  # may fail: OOM
-        if base is not None:
-            loop.install_base_policy(base)
-        with loop.evaluator:
-            loop.restore(start)
-            loop.offline_phase()
-            loop.online_phase()
-            loop.save_final_checkpoint()
-    except DivergedError as exc:
-        assert loop is not None
-        good = checkpoint.latest(run_dir.checkpoints)
-        message = (
-            f"run {spec.run_id} diverged between steps {loop.step} and {loop.step + loop.last_span}: {exc}. "
-            f"The last good checkpoint is {good or 'none (diverged before the first checkpoint)'}; lower the "
-            f"learning rate or check the data before resuming."
-        )
-        run_dir.set_status("diverged", step=loop.step, message=message)
-        tracker.finish("FAILED")
-        raise RunDiverged(message) from None
+        for member in members:
+            seeds.append(_start_seed(member, specs, config, task, base, external, progress, len(seeds)))
+        phases = _phases(specs, config, seeds, task, base, external, on_evaluation)  # may fail: OOM
+        with phases.evaluator:
+            phases.offline_phase()
+            phases.online_phase()
+            phases.save_final_checkpoints()
     except BaseException as exc:
         state = "failed" if isinstance(exc, Exception) else "interrupted"
-        run_dir.set_status(state, step=loop.step if loop else step, message=f"{type(exc).__name__}: {exc}"[:2000])
-        tracker.finish("FAILED" if isinstance(exc, Exception) else "KILLED")
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+        for seed in seeds:
+            if seed.diverged is None:
+                seed.run_dir.set_status(state, step=seed.step, message=message)
+                seed.tracker.finish("FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
     finally:
-        if loop is not None:
-            loop.bar.close()
+        if phases is not None:
+            phases.close()
+        else:
+            for seed in seeds:
+                seed.bar.close()
         task.env.close()
         _close_external(external)
-    run_dir.set_status("finished", step=loop.step, last_eval=loop.last_eval)
-    tracker.finish("FINISHED")
-    return RunResult(run_dir.path, "finished", loop.step, loop.last_eval, time.perf_counter() - started)
+    results = []
+    for seed in seeds:
+        if seed.diverged is not None:
+            results.append(RunResult(seed.run_dir.path, "diverged", seed.step, seed.last_eval, 0.0, seed.diverged))
+            continue
+        seed.run_dir.set_status("finished", step=seed.step, last_eval=seed.last_eval)
+        seed.tracker.finish("FINISHED")
+        results.append(RunResult(seed.run_dir.path, "finished", seed.step, seed.last_eval, 0.0))
+    return results
+
+
+def _start_seed(
+    member: _Member,
+    specs: list[RunSpec],
+    config: Any,
+    task: OfflineTask,
+    base: FlowBasePolicy | None,
+    external: External | None,
+    progress: bool,
+    position: int,
+) -> SeedRun:
+    """A member's tracker, protocol, logs and status as its training starts (or resumes)."""
+    spec, run_dir = member.spec, member.run_dir
+    tracker = MlflowSync(run_dir, spec.resolved_tracking_uri(), spec.experiment, spec.run_id, _tags(spec))
+    bar = tqdm(total=spec.offline_steps + spec.online_steps, desc=spec.run_id, unit="step", disable=not progress,
+               dynamic_ncols=True, position=position if len(specs) > 1 else None)  # fmt: skip
+    seed = SeedRun(member.index, spec, run_dir, tracker, member.start, bar)
+    facts = protocol(spec, config, task)
+    if len(specs) > 1:
+        facts["seed_group"] = _group_facts(specs)
+    if base is not None:
+        facts["base_policy"] = base.provenance | base.info.provenance()
+    if external is not None:
+        facts["base_policy"] = external[1].info.provenance() | {"serving": spec.base_serving}
+    tracker.start(flat_params(json.loads(json.dumps(member.record, default=str)), facts))
+    run_dir.write_protocol(facts)
+    if member.start is None:
+        run_dir.reset_logs()  # never append a new run's rows to an earlier attempt's
+    run_dir.set_status("running", step=seed.step)
+    return seed
+
+
+def _phases(
+    specs: list[RunSpec],
+    config: Any,
+    seeds: list[SeedRun],
+    task: OfflineTask,
+    base: FlowBasePolicy | None,
+    external: External | None,
+    on_evaluation: EvaluationHook | None,
+) -> Phases:
+    """The learner program of all ``specs`` (finished seeds keep their row: the program is the group's, whichever
+    seeds still train), the shared evaluator, and the phases that drive ``seeds``."""
+    spec = seeds[0].spec
+    learners = make_learners(spec.algo, config, task.train, [s.seed for s in specs], spec.chunk_size)
+    if spec.online_steps > 0:
+        try:
+            learners.check_chunk_buffer(spec.buffer_size, spec.online_steps)
+        except ValueError as exc:
+            raise RunSpecError(str(exc)) from None
+    if base is not None:
+        try:
+            learners.set_base_policy(base.network, base.params)
+        except ValueError as exc:
+            raise RunSpecError(f"base_run {base.provenance['run_dir']}: {exc}") from None
+    source, opened = external if external is not None else (None, None)
+    evaluator = Evaluator(spec, config, base=source, opened=opened)  # the seed only enters through evaluate()
+    return Phases(seeds, learners, config, task, evaluator, on_evaluation, opened)
+
+
+def _group_facts(specs: list[RunSpec]) -> dict[str, Any]:
+    """How a grouped seed was trained: with which seeds, in one vmapped program (docs/seed-groups.md)."""
+    return {
+        "seeds": [spec.seed for spec in specs],
+        "run_ids": [spec.run_id for spec in specs],
+        "program": f"jax.vmap over {len(specs)} seeds; equal to the single run's numbers to float rounding",
+    }
 
 
 def _record(spec: RunSpec, config: Any) -> dict[str, Any]:
@@ -258,28 +405,39 @@ def _base_policy(algo: str, config: Any, task: OfflineTask) -> FlowBasePolicy | 
     return load_base_policy(base_run, obs_dim, act_dim, action_chunk(config), flow_steps=config.flow_steps)
 
 
-def _external_base(spec: RunSpec, config: Any, resumed: RunDirectory | None) -> External | None:
+def _external_base(spec: RunSpec, config: Any, resumed: list[RunDirectory]) -> External | None:
     """The base policy file that the learner's config steers outside JAX (DSRL-SAC's `base_policy`), opened and
-    checked against the task's shapes (from the catalog, so before any data is read). A resumed run must steer the
-    bytes it started with: the checksum in its protocol."""
+    checked against the task's shapes (from the catalog, so before any data is read). Resumed runs must steer the
+    bytes they started with: the checksum in their protocols."""
     path = external_base(get_algorithm(spec.algo).steering, config)
     if path is None:
         return None
-    expected = None
-    if resumed is not None:
-        try:
-            expected = ((resumed.protocol() or {}).get("base_policy") or {}).get("sha256")
-        except RunFileError as exc:
-            raise RunFileError(f"{exc} It records which base policy the run steers: restore it, or move "
-                               f"{resumed.path} away to start the run over.") from None  # fmt: skip
-        if expected is None:
-            raise RunSpecError(
-                f"{resumed.path}/protocol.json does not record the base policy this run steered (its sha256), so "
-                "resuming cannot check that the file is the same: restore the protocol, or start the run over"
-            )
+    recorded = {run_dir.path: _recorded_base(run_dir) for run_dir in resumed}
+    if len(set(recorded.values())) > 1:
+        shown = "; ".join(f"{where}: {sha[:16]}" for where, sha in recorded.items())
+        raise RunSpecError(
+            f"the seeds of this group steered different base policy files ({shown}); resume each seed on its own "
+            "with the file its protocol.json records"
+        )
+    expected = next(iter(recorded.values()), None)
     family = parse_task(spec.task).dataset.family
     shapes = (family.obs_dim, family.act_dim, action_chunk(config))
     return open_external_base(path, spec.base_device, spec.base_serving, *shapes, expected)
+
+
+def _recorded_base(resumed: RunDirectory) -> str:
+    """The sha256 of the base policy a resumed run steered, from its protocol."""
+    try:
+        expected = ((resumed.protocol() or {}).get("base_policy") or {}).get("sha256")
+    except RunFileError as exc:
+        raise RunFileError(f"{exc} It records which base policy the run steers: restore it, or move "
+                           f"{resumed.path} away to start the run over.") from None  # fmt: skip
+    if expected is None:
+        raise RunSpecError(
+            f"{resumed.path}/protocol.json does not record the base policy this run steered (its sha256), so "
+            "resuming cannot check that the file is the same: restore the protocol, or start the run over"
+        )
+    return str(expected)
 
 
 def _close_external(external: External | None) -> None:
@@ -303,10 +461,10 @@ def protocol(spec: RunSpec, config: Any, task: OfflineTask) -> dict[str, Any]:
         "seed": spec.seed,
         "seeds": {
             "learner": f"PRNGKey({spec.seed})",
-            "evaluation": f"episode k at step s: reset seed S(S({spec.seed}, {_EVAL_STREAM}), s) + k, "
+            "evaluation": f"episode k at step s: reset seed S(S({spec.seed}, {EVAL_STREAM}), s) + k, "
             f"policy noise fold_in(fold_in(PRNGKey(that seed - k), k), t)",
-            "online": f"episode e: reset seed T(S({spec.seed}, {_ONLINE_STREAM}), e); noise at online step t: "
-            f"fold_in(PRNGKey(S({spec.seed}, {_ONLINE_STREAM})), t)",
+            "online": f"episode e: reset seed T(S({spec.seed}, {ONLINE_STREAM}), e); noise at online step t: "
+            f"fold_in(PRNGKey(S({spec.seed}, {ONLINE_STREAM})), t)",
             "S": "S(a, b) = numpy SeedSequence([a, b]).generate_state(1)[0] modulo 2**30",
             "T": "T(a, b) = numpy SeedSequence([a, b]).generate_state(1)[0] (32 bits, no modulo)",
         },
@@ -356,169 +514,3 @@ def _git_sha() -> str | None:
         if out.returncode == 0:
             return out.stdout.strip()
     return None
-
-
-class _Loop:
-    """State of one run between steps: learner, counters, progress, logging."""
-
-    def __init__(
-        self,
-        spec: RunSpec,
-        config: Any,
-        run_dir: RunDirectory,
-        task: OfflineTask,
-        tracker: MlflowSync,
-        progress: bool,
-        on_evaluation: Callable[[int, dict[str, float]], None] | None = None,
-        external: External | None = None,
-    ) -> None:
-        self.spec, self.config, self.run_dir, self.task, self.tracker = spec, config, run_dir, task, tracker
-        self.on_evaluation = on_evaluation
-        self.external = external
-        self.learner = Learner(spec.algo, config, task.train, spec.seed, spec.chunk_size)
-        if spec.online_steps > 0:
-            try:
-                self.learner.check_chunk_buffer(spec.buffer_size, spec.online_steps)
-            except ValueError as exc:
-                raise RunSpecError(str(exc)) from None
-        source, opened = external if external is not None else (None, None)
-        self.evaluator = Evaluator(spec, config, base=source, opened=opened)
-        self.step = 0
-        self.online_transitions = 0
-        self.episode = 0
-        self.last_span = 0
-        self.last_eval: dict[str, float] = {}
-        self.last_sync = time.monotonic()
-        total = spec.offline_steps + spec.online_steps
-        self.bar = tqdm(total=total, desc=spec.run_id, unit="step", disable=not progress, dynamic_ncols=True)
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def install_base_policy(self, base: FlowBasePolicy) -> None:
-        """DSRL's `base_run` (a checkpoint restored afterwards holds the same base)."""
-        try:
-            self.learner.set_base_policy(base.network, base.params)
-        except ValueError as exc:
-            raise RunSpecError(f"base_run {base.provenance['run_dir']}: {exc}") from None
-
-    def restore(self, path: Path | None) -> None:
-        if path is None:
-            return
-        meta = checkpoint.read_meta(path)
-        if meta["phase"] == "online" or meta["online_transitions"] > 0:
-            self.learner.start_online(self.spec.buffer_size, self.spec.utd)
-        templates = self.learner.checkpoint_trees(meta["online_transitions"])
-        trees, meta = checkpoint.load(path, templates)
-        self.learner.restore(trees, meta["online_transitions"])
-        self.step, self.online_transitions, self.episode = meta["step"], meta["online_transitions"], meta["episode"]
-        self.last_eval = meta.get("last_eval", {})
-        self.run_dir.cut_logs(meta["offsets"])
-        self.bar.update(self.step)
-
-    def save_checkpoint(self, phase: str) -> None:
-        meta = {
-            "phase": phase,
-            "online_transitions": self.online_transitions,
-            "episode": self.episode,
-            **self.run_dir.log_state(),
-            "last_eval": self.last_eval,
-            "run_id": self.spec.run_id,
-        }
-        checkpoint.save(
-            self.run_dir.checkpoints, self.step, self.learner.checkpoint_trees(self.online_transitions), meta
-        )
-        self.tracker.sync()
-        self.last_sync = time.monotonic()
-
-    def save_final_checkpoint(self) -> None:
-        """The finished run's state, also when the run ended inside an online episode."""
-        last = checkpoint.latest(self.run_dir.checkpoints)
-        if last is None or checkpoint.step_of(last) != self.step:
-            self.save_checkpoint("final")
-
-    # ------------------------------------------------------------------ offline
-
-    def offline_phase(self) -> None:
-        spec = self.spec
-        while self.step < spec.offline_steps:
-            target = self._next_boundary(self.step, spec.offline_steps)
-            self.last_span = target - self.step
-            metrics = self.learner.train(target - self.step)
-            self.step = target
-            self.bar.update(self.last_span)
-            self._after_step(metrics, phase="offline")
-
-    def _next_boundary(self, step: int, end: int) -> int:
-        spec = self.spec
-        candidates = [end]
-        for interval in (spec.chunk_size, spec.log_interval, spec.eval_interval, spec.checkpoint_interval):
-            candidates.append((step // interval + 1) * interval)
-        return min(candidates)
-
-    def _after_step(self, metrics: dict[str, float], phase: str) -> None:
-        spec = self.spec
-        end = spec.offline_steps if phase == "offline" else spec.offline_steps + spec.online_steps
-        if self.step % spec.log_interval == 0 or self.step == end:
-            self.run_dir.append_row("train.csv", {"step": self.step, **metrics})
-        if schedule.is_evaluation_step(self.step, spec.eval_interval, spec.offline_steps, spec.online_steps):
-            self._evaluate()
-        if phase == "offline" and (self.step % spec.checkpoint_interval == 0 or self.step == end):
-            self.save_checkpoint(phase)
-        elif time.monotonic() - self.last_sync > 30:
-            self.tracker.sync()
-            self.last_sync = time.monotonic()
-
-    def _evaluate(self) -> None:
-        if self.spec.eval_episodes == 0:
-            return
-        seed = _stream_seed(_stream_seed(self.spec.seed, _EVAL_STREAM), self.step)
-        results = self.evaluator.evaluate(self.learner.policy_state(), seed)
-        self.last_eval = results
-        self.run_dir.append_row("eval.csv", {"step": self.step, **results})
-        self.bar.set_postfix(success=f"{results['success']:.2f}", refresh=False)
-        if self.on_evaluation is not None:
-            self.on_evaluation(self.step, results)
-
-    # ------------------------------------------------------------------ online
-
-    def online_phase(self) -> None:
-        spec = self.spec
-        if spec.online_steps == 0:
-            return
-        end = spec.offline_steps + spec.online_steps
-        if not self.learner.online:  # not restored into the online phase
-            self.learner.start_online(spec.buffer_size, spec.utd)
-        seed = _stream_seed(spec.seed, _ONLINE_STREAM)
-        collector = Collector(self.task.env, spec.algo, self.config, seed, self.external[1] if self.external else None)
-        collector.reset(self.episode)
-        # A learner's warm-up (DSRL-SAC: base-policy rollouts before any update) depends on the online step
-        # alone, so a run resumed from a checkpoint warms up, or not, exactly as the uninterrupted run did.
-        warmup = warmup_steps(spec.algo, self.config)
-        checkpoint_due = False
-        while self.step < end:
-            warming_up = self.online_transitions < warmup
-            transition, episode_over = collector.step(self.learner.state, self.online_transitions, warming_up)
-            self.last_span = 1
-            index = self.learner.next_index(self.online_transitions)
-            # QC and QAM collect start_training steps before the first online update (docs/chunking.md#steps).
-            learning = not warming_up and self.online_transitions >= spec.start_training
-            metrics = self.learner.online_step(transition, index, update=learning)
-            self.online_transitions += 1
-            self.step += 1
-            self.bar.update(1)
-            checkpoint_due |= self.step % spec.checkpoint_interval == 0
-            self._after_step(metrics, phase="online")
-            if episode_over:
-                self.learner.end_episode()  # e.g. Cal-QL's Monte-Carlo returns of the episode's rows
-                self.episode += 1
-                collector.reset(self.episode)
-                if checkpoint_due or self.step == end:
-                    # Only at episode ends: the next episode starts from a seeded reset, so no
-                    # simulator state has to be saved for resume to be exact.
-                    self.save_checkpoint("online")
-                    checkpoint_due = False
-
-
-def _stream_seed(seed: int, stream: int) -> int:
-    """An independent 30-bit seed for one random stream of a run (evaluation, online collection)."""
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0] % 2**30)

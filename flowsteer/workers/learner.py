@@ -83,7 +83,7 @@ class Learner:
         """Run `steps` offline updates; return the last update's metrics. Raises DivergedError on NaN/inf."""
         metrics: dict[str, float] = {}
         while steps > 0:
-            update, n = self._next_offline_updates(min(self.chunk_size, steps))
+            update, n = self._next_offline_updates(min(self.chunk_size, steps), int(self.state.step))
             if (update, n) not in self._chunks:
                 self._chunks[update, n] = make_update_chunk(update, self.config, n)
             state, stacked = self._chunks[update, n](self.state, self.data)
@@ -91,16 +91,15 @@ class Learner:
             steps -= n
         return metrics
 
-    def _next_offline_updates(self, n: int) -> tuple[UpdateFn, int]:
-        """The update the next offline steps run, and how many of the next `n` it runs: a steering learner
-        pretrains its base during the run's first updates (Steering.pretrain_steps), then steers."""
+    def _next_offline_updates(self, n: int, done: int) -> tuple[UpdateFn, int]:
+        """The update the next offline steps run, and how many of the next `n` it runs, after `done` updates: a
+        steering learner pretrains its base during the run's first updates (Steering.pretrain_steps), then steers."""
         steering = self.algorithm.steering
         if steering is None:
             return self.algorithm.update, n
         pretrain = steering.pretrain_steps(self.config)
         if pretrain is None:
             return steering.pretrain_update, n
-        done = int(self.state.step)
         if done < pretrain:
             return steering.pretrain_update, min(n, pretrain - done)
         return self.algorithm.update, n
@@ -109,12 +108,22 @@ class Learner:
         """Take `state` unless the updates that made it diverged (see the module docstring); return the last
         update's metrics as one row of every metric in `metric_names`, NaN where this update computed none."""
         values = jax.device_get(stacked)
+        failure = self._divergence(values, bool(_params_finite(state.params)))
+        if failure is not None:
+            raise failure
+        self.state = state
+        return self._last_row(values)
+
+    def _divergence(self, values: dict[str, np.ndarray], params_finite: bool) -> DivergedError | None:
+        """The DivergedError that `values` (one seed's metrics over a chunk) and its parameters show, if any."""
         intermittent = set(self.algorithm.intermittent_metrics)
         bad = sorted(k for k, v in values.items() if not np.all(np.isfinite(v) | (np.isnan(v) & (k in intermittent))))
-        if bad or not bool(_params_finite(state.params)):
-            what = f"metrics {bad}" if bad else "parameters"
-            raise DivergedError(f"{what} became NaN or infinite")
-        self.state = state
+        if bad or not params_finite:
+            return DivergedError(f"{f'metrics {bad}' if bad else 'parameters'} became NaN or infinite")
+        return None
+
+    def _last_row(self, values: dict[str, np.ndarray]) -> dict[str, float]:
+        """The last update's metrics as one row of every metric in `metric_names` (NaN where it computed none)."""
         last = {k: float(np.asarray(v)[-1]) for k, v in values.items()}
         return {name: last.get(name, math.nan) for name in self.metric_names}
 
