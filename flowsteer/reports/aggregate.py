@@ -104,7 +104,9 @@ def run_scores(tidy: pd.DataFrame, agg: Aggregation = PAPER) -> pd.DataFrame:
             windows = {OFFLINE: [s for s in scheduled if s <= info["offline_steps"]][-agg.last_k :]}
         for phase, window in windows.items():
             missing = [s for s in window if s not in values[run]]
-            reason = f"{run}: no evaluation at step(s) {', '.join(map(str, missing))}" if missing else ""
+            # A run that stopped early says how (a seed of a group diverged while the others went on, say).
+            stopped = "" if info["status"] in ("finished", "running") else f" ({info['status']})"
+            reason = f"{run}{stopped}: no evaluation at step(s) {', '.join(map(str, missing))}" if missing else ""
             if len(window) < agg.last_k and info["setting"] != "offline-to-online":
                 reason = f"{run}: {len(window)} evaluation(s) scheduled, fewer than the last {agg.last_k} averaged"
             score = np.nan if reason else agg.scale * float(np.mean([values[run][s] for s in window]))
