@@ -1,4 +1,5 @@
-"""``flowsteer train``: one run; ``flowsteer sync``: send a run directory's metrics to MLflow."""
+"""``flowsteer train``: one run, or one seed group (``--seeds``); ``flowsteer sync``: send a run directory's metrics
+to MLflow."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from flowsteer.algorithms.registry import ALGORITHMS
 from flowsteer.cli.data import add_data_source_options, data_source_settings
-from flowsteer.platform.loop import run
+from flowsteer.platform.loop import RunDiverged, RunResult, run, run_group
 from flowsteer.platform.spec import RunSpec, RunSpecError
 from flowsteer.platform.tracking import check_access, sync_run
 from flowsteer.rundir import EVAL_LOG, PROTOCOL, TRAIN_LOG, RunDirectory
@@ -54,8 +55,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", type=Path, help="a YAML or JSON RunSpec; flags given too override it")
     parser.add_argument("--algo", help=", ".join(ALGORITHMS))
     parser.add_argument("--task", help="e.g. cube-single-play-singletask-task2-v0")
+    seeds = parser.add_mutually_exclusive_group()
     for name, kind, text in _RUN_FLAGS:
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=text)
+        (seeds if name == "seed" else parser).add_argument(f"--{name.replace('_', '-')}", type=kind, help=text)
+    seeds.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        metavar="SEEDS",
+        help="train several seeds of this setting together in one program (0-7, 0,3,5 or 0-3,8); each seed gets "
+        "the run directory and run id it has alone",
+    )
     parser.add_argument(
         "--hp", action="append", default=[], metavar="NAME=VALUE", help="algorithm hyperparameter override"
     )
@@ -87,6 +96,35 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     sync.add_argument("--tracking-uri", help="send to this MLflow URI instead of the one the run recorded (its rows "
                       "then go to a new MLflow run there)")  # fmt: skip
     sync.set_defaults(run=_sync)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: ranges and single seeds separated by commas (0-7, 0,3,5, 0-3,8), each seed once, in the order
+    written."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high if dash else low)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a list of seeds: give ranges and seeds >= 0 separated by commas, e.g. 0-7, "
+                f"0,3,5 or 0-3,8"
+            ) from None
+        if first < 0 or last < first:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} in {text!r} is no range of seeds: write LOW-HIGH "
+                                             f"with 0 <= LOW <= HIGH, e.g. 0-7")  # fmt: skip
+        seeds += range(first, last + 1)
+    twice = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"{text!r} names seed {twice[0]} twice; name each seed once")
+    return seeds
+
+
+def specs_from_args(args: argparse.Namespace) -> list[RunSpec]:
+    """The RunSpecs of a `flowsteer train` command line: one, or one per seed of ``--seeds``."""
+    spec = spec_from_args(args)
+    return [spec.replace(seed=seed) for seed in args.seeds] if getattr(args, "seeds", None) else [spec]
 
 
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
@@ -133,7 +171,10 @@ def _mapping(value: Any, where: str, what: str) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    spec = spec_from_args(args)
+    specs = specs_from_args(args)
+    if len(specs) > 1:
+        return _train_group(specs, args)
+    spec = specs[0]
     print(f"run {spec.run_id}: {spec.algo} on {spec.task}, seed {spec.seed}, {spec.setting}")
     print(f"  directory {spec.run_dir}")
     print(f"  MLflow    {spec.resolved_tracking_uri()} (experiment {spec.experiment})")
@@ -150,6 +191,34 @@ def _train(args: argparse.Namespace) -> int:
     files = ", ".join(name for name in (EVAL_LOG, TRAIN_LOG, PROTOCOL) if (result.run_dir / name).exists())
     print(f"  results in {result.run_dir} ({files})")
     return 0
+
+
+def _train_group(specs: list[RunSpec], args: argparse.Namespace) -> int:
+    """``--seeds``: one seed group in one program; one line per seed at the end. A seed that diverged stops alone;
+    the command then ends as a diverged run does (RunDiverged: exit code 3)."""
+    first = specs[0]
+    seeds = ", ".join(str(spec.seed) for spec in specs)
+    print(f"group of {len(specs)} seeds: {first.algo} on {first.task}, seeds {seeds}, {first.setting}")
+    print(f"  directories under {first.run_dir.parent}")
+    print(f"  MLflow    {first.resolved_tracking_uri()} (experiment {first.experiment})")
+    check_access(first.resolved_tracking_uri(), first.experiment)  # wrong credentials stop here, not mid-run
+    results = run_group(specs, resume=args.resume, progress=not args.quiet)
+    for spec, result in zip(specs, results, strict=True):
+        print(_seed_line(spec, result))
+    diverged = [spec.run_id for spec, result in zip(specs, results, strict=True) if result.status == "diverged"]
+    if diverged:
+        raise RunDiverged(f"{len(diverged)} seed(s) of the group diverged ({', '.join(diverged)}); their last good "
+                          f"checkpoints are kept, and the other seeds went on")  # fmt: skip
+    return 0
+
+
+def _seed_line(spec: RunSpec, result: RunResult) -> str:
+    """One seed of a group: its run id, how it ended (and why, if it did not finish), its last evaluation's
+    success."""
+    evals = RunDirectory(result.run_dir).rows(EVAL_LOG)
+    last = f"last success {evals[-1]['success']:.3f} (step {int(evals[-1]['step']):,})" if evals else "no evaluation"
+    why = f" ({result.message[:200]})" if result.status != "finished" and result.message else ""
+    return f"  seed {spec.seed:<4d} {spec.run_id}  {result.status} at step {result.step:,}{why}  {last}"
 
 
 def _sync(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ tune-then-broadcast  the grid on each dataset's default task, then the best sett
                      the dataset's other tasks (the papers' protocol; README.md, "Sweeps").
 optuna               one Optuna search per (algorithm, task); each suggestion runs every seed.
 
+Every mode runs its trials in seed groups of up to ``seeds_per_trial`` (one Ray Tune trial each; trials.py).
+
 A mode is used in this order: ``unfinished`` (before launch, to refuse an interrupted sweep without --resume),
 ``all_done`` (nothing to launch: no cluster starts), ``launch`` (on the cluster; fills ``trials``), then
 ``final_runs`` and ``tuning_runs`` for the reports.
@@ -19,8 +21,17 @@ from typing import Any
 from flowsteer.rundir import read_json, write_json_atomic
 from flowsteer.sweeps import selection, tune_runner
 from flowsteer.sweeps.spec import SweepSpec, split_point
-from flowsteer.sweeps.trainable import trial_of
-from flowsteer.sweeps.trials import FINAL_STATES, Trial, broadcast_tasks, broadcast_trials, grid_trials, tuning_tasks
+from flowsteer.sweeps.trainable import group_of
+from flowsteer.sweeps.trials import (
+    FINAL_STATES,
+    Trial,
+    broadcast_tasks,
+    broadcast_trials,
+    grid_trials,
+    group_trials,
+    grouping_note,
+    tuning_tasks,
+)
 
 Writer = Callable[[str], None]
 Choice = dict[tuple[str, str], dict[str, Any]]  # (algorithm, dataset) -> grid point (hyperparameters, run axes)
@@ -77,7 +88,7 @@ def mode_of(spec: SweepSpec) -> SweepMode:
 
 class GridMode(SweepMode):
     def plan(self, write: Writer) -> None:
-        _plan_trials("grid", grid_trials(self.spec), write)
+        _plan_trials(self.spec, "grid", grid_trials(self.spec), write)
 
     def unfinished(self) -> list[str]:
         return _stopped(grid_trials(self.spec))
@@ -97,7 +108,7 @@ class GridMode(SweepMode):
 class TuneThenBroadcastMode(SweepMode):
     def plan(self, write: Writer) -> None:
         spec = self.spec
-        _plan_trials("tune", self._tuned(), write)
+        _plan_trials(spec, "tune", self._tuned(), write)
         broadcast = len(broadcast_tasks(spec)) * len(spec.seeds) * len(spec.algorithms)
         write(f"  then the best setting per (algorithm, dataset) on {len(broadcast_tasks(spec))} other task(s) x "
               f"{len(spec.seeds)} seed(s): {broadcast} broadcast trial(s)")  # fmt: skip
@@ -153,7 +164,8 @@ class OptunaMode(SweepMode):
         for algo in spec.algorithms:
             for task in spec.tasks:
                 write(f"  optuna {algo.name} on {task}: {spec.optuna.suggestions} suggestions x {len(spec.seeds)} "
-                      f"seeds = {spec.optuna.suggestions * len(spec.seeds)} trials; space {algo.search}")  # fmt: skip
+                      f"seeds = {spec.optuna.suggestions * len(spec.seeds)} trials{grouping_note(spec)}; "
+                      f"space {algo.search}")  # fmt: skip
 
     def unfinished(self) -> list[str]:
         """Searches begun but not done (their trials resume with their search's Tune state)."""
@@ -171,7 +183,7 @@ class OptunaMode(SweepMode):
                 else:
                     configs = tune_runner.run_search(self.spec, label, algo, task, resume, write)
                     write_json_atomic(self.spec.directory / "tune" / label / "done.json", {"configs": configs})
-                self.trials += [trial_of(config, self.spec, {}) for config in configs]
+                self.trials += [t for config in configs for t in group_of(config, self.spec, {}).trials]
 
     def final_runs(self, scores: dict[str, float]) -> list[str]:
         """Each search's best suggestion, every seed."""
@@ -203,9 +215,10 @@ def _stopped(trials: list[Trial]) -> list[str]:
     return [t.id for t in trials if t.status() not in ("new", *FINAL_STATES)]
 
 
-def _plan_trials(stage: str, trials: list[Trial], write: Writer) -> None:
+def _plan_trials(spec: SweepSpec, stage: str, trials: list[Trial], write: Writer) -> None:
     states = [t.status() for t in trials]
     write(f"  {len(trials)} {stage} trial(s); {states.count('finished')} finished, "
-          f"{sum(s not in ('new', 'finished') for s in states)} to resume, {states.count('new')} new")  # fmt: skip
+          f"{sum(s not in ('new', 'finished') for s in states)} to resume, {states.count('new')} new"
+          f"{grouping_note(spec, len(group_trials(spec, trials)))}")  # fmt: skip
     for trial, state in zip(trials, states, strict=True):
         write(f"  {trial.stage:9s} {trial.id:48s} {state:11s} {trial.describe()}")

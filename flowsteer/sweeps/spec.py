@@ -160,8 +160,16 @@ class TaskSettings(InputModel):
 
 class Resources(InputModel):
     label: ClassVar[str] = "field of resources"
-    cpu: float = Field(1.0, gt=0, description="CPUs reserved per trial (the learner and in-process evaluation)")
-    gpu: float = Field(0.0, description="GPUs per trial; a fraction shares a GPU, and JAX's memory fraction matches")
+    cpu: float = Field(
+        1.0,
+        gt=0,
+        description="CPUs reserved per trial (the learner and in-process evaluation; a seed group's seeds share them)",
+    )
+    gpu: float = Field(
+        0.0,
+        description="GPUs per trial (a seed group's seeds share them); a fraction shares a GPU, "
+        "and JAX's memory fraction matches",
+    )
 
     @field_validator("gpu", mode="before")
     @classmethod
@@ -250,10 +258,20 @@ class SweepSpec(InputModel):
         {}, description="set from the mapping entries of tasks", json_schema_extra={"readOnly": True}
     )
     seeds: tuple[int, ...] = Field((0,), description="a count (seeds: 8 is 0..7) or a list of seeds")
+    seeds_per_trial: int = Field(
+        1,
+        ge=1,
+        description="seeds of one setting trained together in one program (one Ray Tune trial, sharing its "
+        "resources); 1: one seed per trial, which measured faster on CPUs",
+    )
     run: dict[str, Any] = Field({}, description="run settings every trial shares (see RunSettings)")
     resources: Resources = Resources()
     max_failures: int = Field(2, ge=0, description="retries of a failed trial (each from its last checkpoint)")
-    max_concurrent_trials: int = Field(0, ge=0, description="0: as many as the cluster fits")
+    max_concurrent_trials: int = Field(
+        0,
+        ge=0,
+        description="Ray Tune trials at once (each a seed group with seeds_per_trial); 0: as many as the cluster fits",
+    )
     storage: str = Field("sweeps", min_length=1, description="results go to storage/<name>/ (made absolute)")
     tracking_uri: str = Field(
         "", validate_default=True, description="MLflow; default $MLFLOW_TRACKING_URI, else storage/mlflow.db"
@@ -411,6 +429,11 @@ class SweepSpec(InputModel):
             overlap = set(algo.hyperparameters) & (set(algo.grid) | set(algo.search))
             if overlap:
                 raise ValueError(f"{where}: {', '.join(sorted(overlap))} is both fixed and swept; keep one.")
+        if self.mode == "optuna" and len(self.seeds) % self.seeds_per_trial:
+            raise ValueError(f"seeds_per_trial {self.seeds_per_trial} does not divide the {len(self.seeds)} seeds: "
+                             f"mode optuna scores a suggestion by the mean of its seed groups, which is the mean "
+                             f"over seeds only when every group has as many seeds. Set seeds_per_trial to a divisor "
+                             f"of {len(self.seeds)} ({_divisors(len(self.seeds))}).")  # fmt: skip
         if self.optuna != OptunaSettings() and self.mode != "optuna":
             raise ValueError(f"optuna settings are used by mode: optuna only (mode is {self.mode}).")
         if self.run.get("base_serving") == "gpu" and not self.resources.gpu:
@@ -688,6 +711,10 @@ def _search_probe(algo: AlgorithmSweep) -> dict[str, Any]:
 
 def _product(grid: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
     return list(itertools.product(*grid.values()))
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
 
 
 def _is_number(value: Any) -> bool:

@@ -29,8 +29,9 @@ def print_plan(
     spec: SweepSpec, mode: SweepMode, plans: list[DatasetPlan], missing: list[tuple[str, str]], write: Writer
 ) -> None:
     """What the sweep would launch, with each trial's id and current state, and each dataset's copy (dry run)."""
+    unit = f"seed group of up to {spec.seeds_per_trial}" if spec.seeds_per_trial > 1 else "trial"
     write(f"sweep {spec.name} ({spec.mode}): {len(spec.algorithms)} algorithm(s), {len(spec.tasks)} task(s), "
-          f"{len(spec.seeds)} seed(s); resources per trial {spec.resources.as_ray()}")  # fmt: skip
+          f"{len(spec.seeds)} seed(s); resources per {unit} {spec.resources.as_ray()}")  # fmt: skip
     write(f"  directory {spec.directory}")
     write(f"  MLflow    {spec.tracking_uri} (experiment {spec.name})")
     for entry in plans:
@@ -69,7 +70,7 @@ def summarize(trials: list[Trial], scores: dict[str, float], errors: dict[str, P
 
 def write_summary(spec: SweepSpec, trials: list[Trial], scores: dict[str, float]) -> pd.DataFrame:
     """summary.csv: the summary of ``trials``, with the error files Tune left for the failed ones."""
-    summary = summarize(trials, scores, error_files(spec.directory))
+    summary = summarize(trials, scores, error_files(spec, trials))
     summary.to_csv(spec.directory / "summary.csv", index=False)
     return summary
 

@@ -1,10 +1,12 @@
-"""What runs inside one Ray Tune trial: one flowsteer run, resumed from its run directory when it has one.
+"""What runs inside one Ray Tune trial: one seed group (one seed by default), each seed resumed from its run
+directory when it has one.
 
-The run directory (on storage every node sees) is the trial's checkpoint: whenever Tune starts a trial, for
-the first time, after a failure, or when a sweep is resumed, ``run(..., resume=True)`` continues from the
-directory's last checkpoint, skips the run if it has finished, and reattaches to the run's one MLflow run.
-Each start is appended to ``attempts.jsonl`` in the run directory (node, pid, cores, step resumed from).
-A trial that reserves whole CPUs runs pinned to cores no other trial on its node holds (see cores.py).
+The run directory (on storage every node sees) is each seed's checkpoint: whenever Tune starts a trial, for the
+first time, after a failure, or when a sweep is resumed, ``run_group(..., resume=True)`` continues every seed from
+its directory's last checkpoint and reattaches to its one MLflow run; seeds that finished or diverged are not run
+again. Each start is appended to ``attempts.jsonl`` in every seed's run directory (node, pid, cores, step resumed
+from). A trial that reserves whole CPUs runs pinned to cores no other trial on its node holds (see cores.py); a
+group's seeds share them, and its GPU share.
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ import json
 import math
 import os
 import socket
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from flowsteer.platform import checkpoint
-from flowsteer.platform.loop import RunDiverged, run
+from flowsteer.platform.loop import run_group
 from flowsteer.platform.spec import RunSpec
-from flowsteer.reports.aggregate import score_run
 from flowsteer.sweeps.cores import pinned_cores
+from flowsteer.sweeps.selection import score_trials
 from flowsteer.sweeps.spec import SweepSpec
-from flowsteer.sweeps.trials import Trial, suggestion_trial
+from flowsteer.sweeps.trials import TrialGroup, suggestion_group
 
 ATTEMPTS_FILE = "attempts.jsonl"
 # A retried trial may find its run still locked by the attempt on a lost node, until the shared storage's lease
@@ -32,48 +35,66 @@ ATTEMPTS_FILE = "attempts.jsonl"
 LOCK_WAIT = 180.0
 
 
-def trial_of(config: dict[str, Any], sweep: SweepSpec, known: dict[str, Trial]) -> Trial:
-    """The Trial a Tune config stands for: one of ``known`` by its run id (grid stages), or an Optuna suggestion
-    (``algo``, ``task``, ``hp``) and the index of its seed."""
-    if "run_id" in config:
-        return known[config["run_id"]]
-    return suggestion_trial(sweep, config["algo"], config["task"], dict(config["hp"]), config.get("__trial_index__", 0))
+def group_of(config: dict[str, Any], sweep: SweepSpec, known: dict[str, TrialGroup]) -> TrialGroup:
+    """The seed group a Tune config stands for: one of ``known`` by its name (grid stages), or an Optuna
+    suggestion (``algo``, ``task``, ``hp``) and the index of its seed group (Repeater's ``__trial_index__``)."""
+    if "group" in config:
+        return known[config["group"]]
+    return suggestion_group(sweep, config["algo"], config["task"], dict(config["hp"]), config.get("__trial_index__", 0))
 
 
-def run_trial(config: dict[str, Any], sweep: SweepSpec, trials: dict[str, Trial]) -> None:
-    """The Tune function trainable. Reports after every evaluation and once at the end (with ``score``)."""
+def run_trial(config: dict[str, Any], sweep: SweepSpec, groups: dict[str, TrialGroup]) -> None:
+    """The Tune function trainable. Reports after every evaluation of every seed, and once at the end with the
+    group's ``score``."""
     from ray import tune
 
-    spec = trial_of(config, sweep, trials).spec
+    group = group_of(config, sweep, groups)
     use_compilation_cache(sweep.directory / "jax-cache")
 
-    def report(step: int, results: dict[str, float]) -> None:
+    def report(spec: RunSpec, step: int, results: dict[str, float]) -> None:
         # 'score' in every result: searchers (Optuna) read the metric from each report.
-        tune.report({"step": step, "success": results["success"], "score": 100.0 * results["success"]})
+        tune.report({"step": step, "success": results["success"], "score": 100.0 * results["success"],
+                     "seed": spec.seed, "run_id": spec.run_id})  # fmt: skip
 
     # Pinned before the run first touches JAX, so that XLA sizes its thread pool to the trial's cores.
     with pinned_cores(sweep.resources.cpu) as cores:
-        _run_and_report(spec, cores, report)
+        _run_and_report(group, cores, report)
 
 
-def _run_and_report(spec: RunSpec, cores: list[int], report: Callable[[int, dict[str, float]], None]) -> None:
+def _run_and_report(
+    group: TrialGroup, cores: list[int], report: Callable[[RunSpec, int, dict[str, float]], None]
+) -> None:
     from ray import tune
 
-    _log_attempt(spec, "start", cores)
+    pending = group.pending()
+    for trial in pending:
+        _log_attempt(trial.spec, "start", cores)
     try:
-        result = run(spec, resume=True, progress=False, on_evaluation=report, lock_wait=LOCK_WAIT)
-    except RunDiverged as exc:
-        # Deterministic: a retry would diverge again. Reported as a result, not raised, so Tune does not retry.
-        # Its score is NaN, as in its report cell: a searcher counts it as a failed suggestion, not as 0 %.
-        _log_attempt(spec, "diverged")
-        tune.report({"step": -1, "score": math.nan, "state": "diverged", "message": str(exc)[:500]})
-        return
+        results = run_group([t.spec for t in pending], resume=True, progress=False, on_evaluation=report,
+                            lock_wait=LOCK_WAIT) if pending else []  # fmt: skip
     except BaseException as exc:
-        _log_attempt(spec, f"error: {type(exc).__name__}")
+        for trial in pending:  # a seed may have finished before another one failed
+            _log_attempt(trial.spec, "finished" if trial.status() == "finished" else f"error: {type(exc).__name__}")
         raise
-    _log_attempt(spec, "finished")
-    score = score_run(result.run_dir)  # the report cell's rule: NaN when the run lacks an evaluation of its window
-    tune.report({"step": result.step, "score": score, "state": "finished", "run_dir": str(result.run_dir)})
+    for trial, result in zip(pending, results, strict=True):
+        _log_attempt(trial.spec, result.status)  # finished, or diverged (deterministic: not retried)
+    tune.report(group_result(group))
+
+
+def group_result(group: TrialGroup) -> dict[str, Any]:
+    """The trial's last report: ``score`` is the mean of its seeds' scores (each its report cell's, from its run
+    directory). A diverged seed scores NaN, as an ungrouped diverged trial does, and the mean is over the seeds
+    with a score (NaN if none): Optuna's Repeater averages a suggestion's groups the same way, so it sees the mean
+    over seeds whenever its groups have as many scored seeds. ``state`` is 'diverged' when every seed diverged."""
+    scores = [s for s in score_trials(list(group.trials)).values() if not math.isnan(s)]
+    states = [t.status() for t in group.trials]
+    diverged = states.count("diverged")
+    return {
+        "score": statistics.fmean(scores) if scores else math.nan,
+        "state": "diverged" if diverged == len(states) else "finished",
+        "seeds": len(states),
+        "diverged": diverged,
+    }
 
 
 def use_compilation_cache(directory: Path) -> None:

@@ -3,6 +3,10 @@
 The id is a hash of everything that determines a run's results (algorithm, task, seed, hyperparameters,
 steps, action chunk, data), so rerunning a sweep finds the run directories it already has: finished trials are skipped,
 interrupted ones continue from their last checkpoint, and no trial ever runs twice under two names.
+
+With ``seeds_per_trial: k`` the trials of one setting (they differ only in seed) go into groups of up to k seeds,
+in the order of the sweep's seeds, and one Ray Tune trial trains a group in one program (``run_group``). A group
+changes how runs are scheduled, never what they are: every seed keeps its run id and run directory.
 """
 
 from __future__ import annotations
@@ -56,6 +60,61 @@ def setting_key(algo: str, hyperparameters: dict[str, Any]) -> str:
     return f"{algo} {json.dumps(hyperparameters, sort_keys=True, default=str)}"
 
 
+@dataclass(frozen=True)
+class TrialGroup:
+    """Trials of one setting that one Ray Tune trial trains together; a group of one is an ungrouped trial."""
+
+    trials: tuple[Trial, ...]
+
+    @property
+    def id(self) -> str:
+        """The Tune trial's name (and its directory under tune/<stage>/): the first seed's run id, with '+N' for N
+        more seeds; a group of one is named by its run id, as before groups."""
+        first = self.trials[0].id
+        return first if len(self.trials) == 1 else f"{first}+{len(self.trials) - 1}"
+
+    def pending(self) -> list[Trial]:
+        """Its trials not yet in a final state (finished seeds are skipped, diverged ones not run again)."""
+        return [t for t in self.trials if t.status() not in FINAL_STATES]
+
+
+def seed_groups(spec: SweepSpec) -> list[tuple[int, ...]]:
+    """The sweep's seeds in groups of up to seeds_per_trial, in the order of ``seeds`` (ascending for a count)."""
+    k = spec.seeds_per_trial
+    return [spec.seeds[i : i + k] for i in range(0, len(spec.seeds), k)]
+
+
+def group_trials(spec: SweepSpec, trials: list[Trial]) -> list[TrialGroup]:
+    """The trials in seed groups: trials that differ only in seed whose seeds share a group of ``seed_groups``,
+    in seed order; groups in the order of their first trial. The same trials always give the same groups, so a
+    resumed sweep finds its groups (and their Tune trials' names) again."""
+    position = {seed: i for i, seed in enumerate(spec.seeds)}
+    grouped: dict[tuple[str, int], list[Trial]] = {}
+    for trial in _unique(trials):
+        key = (_all_but_seed(trial.spec), position[trial.spec.seed] // spec.seeds_per_trial)
+        grouped.setdefault(key, []).append(trial)
+    return [TrialGroup(tuple(sorted(same, key=lambda t: position[t.spec.seed]))) for same in grouped.values()]
+
+
+def groups_to_run(spec: SweepSpec, trials: list[Trial]) -> list[TrialGroup]:
+    """The seed groups of ``trials`` with a seed to run: a group whose seeds are all done is not launched."""
+    return [group for group in group_trials(spec, trials) if group.pending()]
+
+
+def grouping_note(spec: SweepSpec, groups: int | None = None) -> str:
+    """How trials are grouped into Ray Tune trials, for the sweep's messages ('' without seed groups); ``groups``
+    None: per Optuna suggestion."""
+    if spec.seeds_per_trial == 1:
+        return ""
+    count = f"{groups}" if groups is not None else f"{len(seed_groups(spec))} per suggestion"
+    return f", in {count} seed group(s) of up to {spec.seeds_per_trial} (one Ray Tune trial each)"
+
+
+def _all_but_seed(spec: RunSpec) -> str:
+    """What run_group requires its seeds to share: every RunSpec field but the seed."""
+    return json.dumps({k: v for k, v in spec.to_dict().items() if k != "seed"}, sort_keys=True, default=str)
+
+
 def grid_trials(spec: SweepSpec, stage: str = "grid", tasks: list[str] | None = None) -> list[Trial]:
     """Algorithms x grid points x tasks x seeds, in that nesting order (seeds of one setting adjacent)."""
     trials: list[Trial] = []
@@ -66,10 +125,14 @@ def grid_trials(spec: SweepSpec, stage: str = "grid", tasks: list[str] | None = 
     return _unique(trials)
 
 
-def suggestion_trial(spec: SweepSpec, algo: str, task: str, hyperparameters: dict[str, Any], seed_index: int) -> Trial:
-    """optuna: the trial of one suggested setting (over the algorithm's fixed hyperparameters) on one seed."""
+def suggestion_group(
+    spec: SweepSpec, algo: str, task: str, hyperparameters: dict[str, Any], group_index: int
+) -> TrialGroup:
+    """optuna: the trials of one suggested setting (over the algorithm's fixed hyperparameters) on one group of
+    ``seed_groups`` (with seeds_per_trial 1, on one seed)."""
     point = next(a for a in spec.algorithms if a.name == algo).hyperparameters | hyperparameters
-    return Trial("optuna", spec.run_spec(algo, task, spec.seeds[int(seed_index)], point), point)
+    seeds = seed_groups(spec)[int(group_index)]
+    return TrialGroup(tuple(Trial("optuna", spec.run_spec(algo, task, seed, point), point) for seed in seeds))
 
 
 def tuning_tasks(spec: SweepSpec) -> list[str]:

@@ -1,7 +1,8 @@
 """Ray Tune wiring: the trainable, its resources, the Tune and run configs, the Optuna search, and where Tune
 leaves a failed trial's traceback.
 
-Each Tune trial is named, and its directory under ``tune/<stage>/`` called, by its run id.
+Each Tune trial trains one seed group (trials.py; one seed by default) and is named, and its directory under
+``tune/<stage>/`` called, by the group's name: its first run id, with '+N' for N more seeds.
 """
 
 from __future__ import annotations
@@ -17,29 +18,32 @@ from typing import Any
 
 from flowsteer.sweeps.progress import SweepProgress
 from flowsteer.sweeps.spec import AlgorithmSweep, Distribution, SweepSpec
-from flowsteer.sweeps.trainable import run_trial, trial_of
-from flowsteer.sweeps.trials import FINAL_STATES, Trial
+from flowsteer.sweeps.trainable import group_of, run_trial
+from flowsteer.sweeps.trials import Trial, TrialGroup, group_trials, grouping_note, groups_to_run, seed_groups
 
 Writer = Callable[[str], None]
 ERROR_FILE = "error.txt"  # Tune's text record of a trial's failures (ray.air.constants.EXPR_ERROR_FILE)
 
 
 def run_trials(spec: SweepSpec, label: str, trials: list[Trial], write: Writer) -> None:
-    """Launch every trial not yet finished; Tune retries failures, each from the trial's last checkpoint."""
+    """Launch every trial not yet finished, in seed groups of up to seeds_per_trial (one Tune trial each; a group
+    whose seeds are all done is not launched); Tune retries failures, each from the seeds' last checkpoints."""
     from ray import tune
 
-    pending = [t for t in trials if t.status() not in FINAL_STATES]
-    skipped = len(trials) - len(pending)
-    write(f"{label}: {len(trials)} trial(s), {skipped} already done, {len(pending)} to run")
-    if not pending:
+    groups = groups_to_run(spec, trials)
+    runs = {g.id: len(g.pending()) for g in groups}
+    skipped = len(trials) - sum(runs.values())
+    note = grouping_note(spec, len(groups))
+    write(f"{label}: {len(trials)} trial(s), {skipped} already done, {sum(runs.values())} to run{note}")
+    if not groups:
         return
     # Tune's state for these stages is not needed to resume: the run directories are. Start it afresh.
     shutil.rmtree(spec.directory / "tune" / label, ignore_errors=True)
-    progress = SweepProgress(f"{spec.name}/{label}", len(pending), skipped, write)
+    progress = SweepProgress(f"{spec.name}/{label}", sum(runs.values()), skipped, write, runs)
     tuner = tune.Tuner(
-        trainable(spec, pending),
-        param_space={"run_id": tune.grid_search([t.id for t in pending])},
-        tune_config=tune_config(spec, pending),
+        trainable(spec, groups),
+        param_space={"group": tune.grid_search([g.id for g in groups])},
+        tune_config=tune_config(spec, groups),
         run_config=run_config(spec, label, progress),
     )
     tuner.fit()
@@ -48,16 +52,18 @@ def run_trials(spec: SweepSpec, label: str, trials: list[Trial], write: Writer) 
 def run_search(
     spec: SweepSpec, label: str, algo: AlgorithmSweep, task: str, resume: bool, write: Writer
 ) -> list[dict[str, Any]]:
-    """One Optuna search of ``algo`` on ``task``: each suggestion runs every seed (Repeater) and Optuna sees the
-    mean. Continues the search's Tune state with ``resume``; returns every trial's config (plain data)."""
+    """One Optuna search of ``algo`` on ``task``: each suggestion runs every seed group (Repeater; one seed each by
+    default) and Optuna sees the mean. Continues the search's Tune state with ``resume``; returns every trial's
+    config (plain data)."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter, Repeater
     from ray.tune.search.optuna import OptunaSearch
 
     path = spec.directory / "tune" / label
-    repeat = len(spec.seeds)
+    repeat = len(seed_groups(spec))  # Tune trials per suggestion
     total = spec.optuna.suggestions * repeat
-    progress = SweepProgress(f"{spec.name}/{label}", total, 0, write)
+    progress = SweepProgress(f"{spec.name}/{label}", total * spec.seeds_per_trial, 0, write,
+                             runs_per_trial=spec.seeds_per_trial)  # fmt: skip
     if resume and tune.Tuner.can_restore(str(path)):
         write(f"{label}: resuming the search")
         tuner = tune.Tuner.restore(str(path), trainable=trainable(spec), resume_unfinished=True, resume_errored=True)
@@ -95,14 +101,15 @@ def replace_callbacks(tuner: Any, callbacks: list[Any]) -> None:
     run_config.callbacks = callbacks
 
 
-def trainable(spec: SweepSpec, trials: list[Trial] | None = None) -> Any:
-    """run_trial with its resources; ``trials`` are the Trials a grid stage names by run id (None: suggestions)."""
+def trainable(spec: SweepSpec, groups: list[TrialGroup] | None = None) -> Any:
+    """run_trial with its resources (a group's, shared by its seeds); ``groups`` are the seed groups a grid stage
+    names (None: suggestions)."""
     from ray import tune
 
-    known = {t.id: t for t in trials or []}
+    known = {g.id: g for g in groups or []}
     resources = spec.resources.as_ray()
     eval_workers = int(spec.run.get("eval_workers", 1))
-    function = tune.with_parameters(run_trial, sweep=spec, trials=known)
+    function = tune.with_parameters(run_trial, sweep=spec, groups=known)
     if eval_workers > 1 or spec.run.get("use_ray"):
         # Room for the trial's own rollout actors next to its learner, reserved together.
         bundle = {"CPU": resources["cpu"], **({"GPU": resources["gpu"]} if "gpu" in resources else {})}
@@ -110,10 +117,10 @@ def trainable(spec: SweepSpec, trials: list[Trial] | None = None) -> Any:
     return tune.with_resources(function, resources)
 
 
-def tune_config(spec: SweepSpec, trials: list[Trial] | None = None, **kwargs: Any) -> Any:
+def tune_config(spec: SweepSpec, groups: list[TrialGroup] | None = None, **kwargs: Any) -> Any:
     from ray import tune
 
-    name = functools.partial(_trial_name, spec=spec, known={t.id: t for t in trials or []})
+    name = functools.partial(_trial_name, spec=spec, known={g.id: g for g in groups or []})
     return tune.TuneConfig(
         trial_name_creator=name,
         trial_dirname_creator=name,
@@ -123,8 +130,8 @@ def tune_config(spec: SweepSpec, trials: list[Trial] | None = None, **kwargs: An
     )
 
 
-def _trial_name(trial: Any, spec: SweepSpec, known: dict[str, Trial]) -> str:
-    return trial_of(trial.config, spec, known).id
+def _trial_name(trial: Any, spec: SweepSpec, known: dict[str, TrialGroup]) -> str:
+    return group_of(trial.config, spec, known).id
 
 
 def run_config(spec: SweepSpec, label: str, progress: SweepProgress) -> Any:
@@ -161,10 +168,12 @@ class TrialError:
     frames: list[str]  # the innermost frames, as the traceback prints them
 
 
-def error_files(directory: Path) -> dict[str, Path]:
-    """Run id -> Tune's error file, for every trial of the sweep in ``directory`` that failed (newest wins)."""
-    found = sorted((directory / "tune").glob(f"*/*/{ERROR_FILE}"), key=lambda p: p.stat().st_mtime)
-    return {path.parent.name: path for path in found}
+def error_files(spec: SweepSpec, trials: list[Trial]) -> dict[str, Path]:
+    """Run id -> Tune's error file, for every one of ``trials`` whose Tune trial (its seed group) failed (newest
+    wins)."""
+    found = sorted((spec.directory / "tune").glob(f"*/*/{ERROR_FILE}"), key=lambda p: p.stat().st_mtime)
+    by_group = {path.parent.name: path for path in found}
+    return {t.id: by_group[g.id] for g in group_trials(spec, trials) if g.id in by_group for t in g.trials}
 
 
 def read_error(error_file: Path, frames: int = 3) -> TrialError:

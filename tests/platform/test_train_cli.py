@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from flowsteer.cli import build_parser
+from flowsteer.cli.train import spec_from_args
+
 pytestmark = pytest.mark.integration  # `flowsteer train` subprocesses
 
 TASK = "cube-single-play-singletask-task2-v0"
@@ -39,6 +42,22 @@ def test_a_short_run_prints_where_its_results_are(tmp_path: Path, smoke_cache: P
     assert f"MLflow    sqlite:///{tmp_path}/mlflow.db" in out
     run_dirs = list((tmp_path / "runs").iterdir())
     assert len(run_dirs) == 1 and str(run_dirs[0]) in out
+
+
+def test_seeds_train_one_group_into_the_run_directories_of_the_single_runs(tmp_path: Path, smoke_cache: Path) -> None:
+    run = [
+        "--algo", "bc", "--task", TASK, "--offline-steps", "40", "--eval-interval", "40", "--eval-episodes", "2",
+        "--eval-envs", "2", "--log-interval", "20", "--chunk-size", "20", "--hp", "batch_size=32",
+        "--hp", "actor_hidden_dims=[32, 32]", "--source", "generated", "--episodes", "4",
+        "--cache-dir", str(smoke_cache),
+    ]  # fmt: skip
+    result = flowsteer("train", *run, "--seeds", "0-1", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    singles = [spec_from_args(build_parser().parse_args(["train", *run, "--seed", str(seed)])) for seed in (0, 1)]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(s.run_id for s in singles)
+    for single in singles:
+        line = next(line for line in result.stdout.splitlines() if single.run_id in line)
+        assert f"seed {single.seed}" in line and "finished at step 40" in line and "last success" in line
 
 
 @pytest.mark.parametrize(

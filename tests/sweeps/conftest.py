@@ -21,36 +21,49 @@ TINY: dict[str, dict[str, Any]] = {
 }
 
 
+def sweep_file(directory: Path, cache: Path, name: str = "sweep", **fields: Any) -> Path:
+    """A sweep file under ``directory`` whose runs use the generated dataset in ``cache``."""
+    run = {
+        "offline_steps": 60,
+        "eval_interval": 20,
+        "eval_episodes": 2,
+        "eval_envs": 2,
+        "log_interval": 20,
+        "checkpoint_interval": 20,
+        "chunk_size": 20,
+        "data": {"source": "generated", "episodes": 4, "episode_steps": 201, "cache_dir": str(cache)},
+    }
+    values: dict[str, Any] = {
+        "name": name,
+        "algorithms": {"bc": {"hyperparameters": TINY["bc"]}},
+        "tasks": ["cube-single-play:default"],
+        "seeds": 1,
+        "storage": str(directory / "storage"),
+        "report": {"layouts": ["task"], "formats": ["csv", "md"]},
+    }
+    values |= fields
+    values["run"] = run | fields.get("run", {})
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
 @pytest.fixture
 def write_sweep(tmp_path: Path, smoke_cache: Path) -> Callable[..., Path]:
     """write_sweep(name, **fields) -> a sweep file under tmp_path whose runs use the session's smoke dataset."""
 
     def write(name: str = "sweep", **fields: Any) -> Path:
-        run = {
-            "offline_steps": 60,
-            "eval_interval": 20,
-            "eval_episodes": 2,
-            "eval_envs": 2,
-            "log_interval": 20,
-            "checkpoint_interval": 20,
-            "chunk_size": 20,
-            "data": {"source": "generated", "episodes": 4, "episode_steps": 201, "cache_dir": str(smoke_cache)},
-        }
-        values: dict[str, Any] = {
-            "name": name,
-            "algorithms": {"bc": {"hyperparameters": TINY["bc"]}},
-            "tasks": ["cube-single-play:default"],
-            "seeds": 1,
-            "storage": str(tmp_path / "storage"),
-            "report": {"layouts": ["task"], "formats": ["csv", "md"]},
-        }
-        values |= fields
-        values["run"] = run | fields.get("run", {})
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(values, sort_keys=False))
-        return path
+        return sweep_file(tmp_path, smoke_cache, name, **fields)
 
     return write
+
+
+def reap(directories: list[Path]) -> None:
+    """SIGKILL the processes using ``directories`` (Ray clusters a test started)."""
+    for directory in directories:
+        for pid in processes_using(directory):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -58,10 +71,7 @@ def reaper() -> Iterator[list[Path]]:
     """Directories whose processes are SIGKILLed at teardown (Ray clusters a test started), even on failure."""
     dirs: list[Path] = []
     yield dirs
-    for directory in dirs:
-        for pid in processes_using(directory):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+    reap(dirs)
 
 
 # What the action-chunking examples use that other parts of action chunking (docs/chunking.md) add: run settings,
