@@ -67,17 +67,22 @@ def _run_and_report(
     from ray import tune
 
     pending = group.pending()
+    waiting = {trial.id for trial in pending}
     for trial in pending:
         _log_attempt(trial.spec, "start", cores)
+    # The whole group, finished seeds too: run_group skips them but keeps their place, so the others train in the
+    # program of the uninterrupted group (its size sets the rounding) and resume to its numbers exactly.
+    specs = [t.spec for t in group.trials]
     try:
-        results = run_group([t.spec for t in pending], resume=True, progress=False, on_evaluation=report,
+        results = run_group(specs, resume=True, progress=False, on_evaluation=report,
                             lock_wait=LOCK_WAIT) if pending else []  # fmt: skip
     except BaseException as exc:
         for trial in pending:  # a seed may have finished before another one failed
             _log_attempt(trial.spec, "finished" if trial.status() == "finished" else f"error: {type(exc).__name__}")
         raise
-    for trial, result in zip(pending, results, strict=True):
-        _log_attempt(trial.spec, result.status)  # finished, or diverged (deterministic: not retried)
+    for trial, result in zip(group.trials, results, strict=False):
+        if trial.id in waiting:
+            _log_attempt(trial.spec, result.status)  # finished, or diverged (deterministic: not retried)
     tune.report(group_result(group))
 
 
