@@ -136,7 +136,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 # Tests that start Ray clusters (sweeps, the infra checks, evaluation through Ray workers) run one after another in
 # one xdist worker (scripts/test.sh runs `-n 2 --dist loadgroup`): two local clusters at once would compete for
-# the same cores and the same sweep core leases; every other test spreads over both workers.
+# the same cores and the same sweep core leases; every other test spreads over both workers, one test at a time,
+# so a module-scoped fixture is built once per worker that runs one of its tests: tests that share an expensive
+# one take an xdist_group of their own (tests/platform/test_resume.py), and it is built once.
 RAY_CLUSTER_TESTS = ("tests/sweeps/", "tests/infra/", "tests/platform/test_evaluation.py")
 
 

@@ -92,6 +92,7 @@ def run() -> tuple[cac.CACConfig, dict, list, list]:
     return config, batch, states, metrics
 
 
+@pytest.mark.xdist_group("cac-run")  # one xdist worker runs the updates once
 @pytest.mark.integration  # shares one compiled update (over ~10 s on 2 busy cores)
 def test_actor_step_sees_the_critic_updated_in_the_same_iteration(run):
     config, batch, states, metrics = run
@@ -109,6 +110,7 @@ def same(a, b) -> bool:
     return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
+@pytest.mark.xdist_group("cac-run")  # one xdist worker runs the updates once
 @pytest.mark.integration  # shares one compiled update (over ~10 s on 2 busy cores)
 def test_ema_policy_keeps_the_initial_weights_before_ema_start(run):
     _, _, states, _ = run
@@ -117,6 +119,7 @@ def test_ema_policy_keeps_the_initial_weights_before_ema_start(run):
     assert not same(states[3].params["actor"], states[0].params["actor"])
 
 
+@pytest.mark.xdist_group("cac-run")  # one xdist worker runs the updates once
 @pytest.mark.integration  # shares one compiled update (over ~10 s on 2 busy cores)
 def test_ema_policy_moves_every_ema_every_updates_from_ema_start_toward_the_updated_actor(run):
     _, _, states, _ = run

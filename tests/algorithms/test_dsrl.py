@@ -338,6 +338,7 @@ def bandit_bases():
     return config, [jax.tree.map(lambda x, i=i: x[i], states) for i in range(len(SEEDS))]
 
 
+@pytest.mark.xdist_group("dsrl-bandit-bases")  # one xdist worker trains the bases once
 @pytest.mark.integration  # thousands of updates for three seeds
 def test_a_bc_flow_policy_samples_both_modes(bandit_bases):
     config, states = bandit_bases
@@ -348,6 +349,7 @@ def test_a_bc_flow_policy_samples_both_modes(bandit_bases):
     assert sum(good > 0.25 and bad > 0.25 for good, bad in shares) >= MAJORITY, shares
 
 
+@pytest.mark.xdist_group("dsrl-bandit-bases")  # one xdist worker trains the bases once
 @pytest.mark.integration  # thousands of updates for three seeds
 def test_dsrl_na_steers_the_base_to_the_rewarded_mode_offline(bandit_bases):
     base_config, base_states = bandit_bases

@@ -44,6 +44,7 @@ def trained_looking_state(initial_state):
     return initial_state.replace(target_params=slow(initial_state.target_params))
 
 
+@pytest.mark.xdist_group("srpo-states")  # one xdist worker builds the states once
 @pytest.mark.integration  # over ~10 s on 2 cores (compiles IDQL's networks' init and the policy gradient)
 @pytest.mark.parametrize(("regq", "ema_score"), [(False, False), (True, True)])
 def test_policy_gradient_is_the_frozen_score_minus_beta_times_the_mean_target_q_gradient(
@@ -78,6 +79,7 @@ def test_policy_gradient_is_the_frozen_score_minus_beta_times_the_mean_target_q_
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.xdist_group("srpo-states")  # one xdist worker builds the states once
 @pytest.mark.integration  # over ~10 s on 2 cores (the gradient with respect to every network)
 def test_policy_loss_trains_only_the_policy(trained_looking_state, batch):
     config, state = srpo.SRPOConfig(**TINY), trained_looking_state
@@ -105,6 +107,7 @@ def staged_updates(initial_state):
     return s0, (s1, m1), (s2, m2), idql_s1
 
 
+@pytest.mark.xdist_group("srpo-states")  # one xdist worker builds the states once
 @pytest.mark.integration  # over ~10 s on 2 cores (compiles the SRPO and the IDQL update)
 def test_behaviour_model_and_value_functions_train_as_in_idql(staged_updates):
     _, (s1, _), _, idql_s1 = staged_updates
@@ -115,6 +118,7 @@ def test_behaviour_model_and_value_functions_train_as_in_idql(staged_updates):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.xdist_group("srpo-states")  # one xdist worker builds the states once
 @pytest.mark.integration  # shares the compiled updates of the test above
 def test_the_policy_waits_for_policy_start_step_and_logs_nan_until_then(staged_updates):
     s0, (s1, m1), (s2, m2), _ = staged_updates

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration  # `flowsteer data` subprocesses and dataset builds
+# `flowsteer data` subprocesses and dataset builds; in one xdist worker, so the module's copy is generated once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("data-cli")]
 
 
 def flowsteer(*args: str, home: Path, cache: Path | None = None) -> subprocess.CompletedProcess:

@@ -22,7 +22,8 @@ from flowsteer.platform.loop import run
 from flowsteer.rundir import measurements
 from flowsteer.workers.learner import Learner
 
-pytestmark = pytest.mark.integration  # three real offline-to-online runs per algorithm
+# Three real offline-to-online runs per algorithm; in one xdist worker, so each reference run is made once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("o2o-runs")]
 
 # cube-single episodes last up to 200 steps and checkpoints come only at episode ends: the first online checkpoint
 # is at the end of the first episode (online step 200 at the latest), the interruption comes 30 steps after it.

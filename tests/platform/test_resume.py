@@ -22,7 +22,8 @@ from flowsteer.rundir import measurements
 
 from .conftest import spec_factory
 
-pytestmark = pytest.mark.integration  # real runs killed and resumed in subprocesses
+# Real runs killed and resumed in subprocesses; in one xdist worker, so the reference runs are made once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("resume")]
 
 PHASES = {"offline": 400, "online": 600}
 

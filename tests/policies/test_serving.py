@@ -12,7 +12,8 @@ import pytest
 from flowsteer.policies.interface import BasePolicyError
 from flowsteer.policies.serving import ActorBasePolicy, BasePolicySource, open_base_policy, release_base_actors
 
-pytestmark = pytest.mark.integration  # starts a Ray cluster
+# Starts a Ray cluster; in one xdist worker, so it starts once and never beside a second one of this module's.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serving")]
 
 
 @pytest.fixture(scope="module")
