@@ -217,17 +217,18 @@ def _execute(
     phases: Phases | None = None
     try:
         for member in members:
-            seeds.append(_start_seed(member, specs, config, task, base, external, progress, len(seeds)))
+            seeds.append(_seed_run(member, progress, len(seeds) if len(specs) > 1 else None))
+            _start_seed(seeds[-1], member.record, specs, config, task, base, external)  # may fail: then marked
         phases = _phases(specs, config, seeds, task, base, external, on_evaluation)  # may fail: OOM
         with phases.evaluator:
             phases.offline_phase()
             phases.online_phase()
-            phases.save_final_checkpoints()
+            phases.finish()
     except BaseException as exc:
         state = "failed" if isinstance(exc, Exception) else "interrupted"
         message = f"{type(exc).__name__}: {exc}"[:2000]
         for seed in seeds:
-            if seed.diverged is None:
+            if seed.diverged is None and not seed.finished:
                 seed.run_dir.set_status(state, step=seed.step, message=message)
                 seed.tracker.finish("FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
@@ -239,33 +240,32 @@ def _execute(
                 seed.bar.close()
         task.env.close()
         _close_external(external)
-    results = []
-    for seed in seeds:
-        if seed.diverged is not None:
-            results.append(RunResult(seed.run_dir.path, "diverged", seed.step, seed.last_eval, 0.0, seed.diverged))
-            continue
-        seed.run_dir.set_status("finished", step=seed.step, last_eval=seed.last_eval)
-        seed.tracker.finish("FINISHED")
-        results.append(RunResult(seed.run_dir.path, "finished", seed.step, seed.last_eval, 0.0))
-    return results
+    return [
+        RunResult(s.run_dir.path, "diverged" if s.diverged else "finished", s.step, s.last_eval, 0.0, s.diverged or "")
+        for s in seeds
+    ]
+
+
+def _seed_run(member: _Member, progress: bool, position: int | None) -> SeedRun:
+    """A member as the phases advance it, with its tracker and progress bar (one line per seed of a group)."""
+    spec = member.spec
+    tracker = MlflowSync(member.run_dir, spec.resolved_tracking_uri(), spec.experiment, spec.run_id, _tags(spec))
+    bar = tqdm(total=spec.offline_steps + spec.online_steps, desc=spec.run_id, unit="step", dynamic_ncols=True,
+               disable=not progress, position=position)  # fmt: skip
+    return SeedRun(member.index, spec, member.run_dir, tracker, member.start, bar)
 
 
 def _start_seed(
-    member: _Member,
+    seed: SeedRun,
+    record: dict[str, Any],
     specs: list[RunSpec],
     config: Any,
     task: OfflineTask,
     base: FlowBasePolicy | None,
     external: External | None,
-    progress: bool,
-    position: int,
-) -> SeedRun:
-    """A member's tracker, protocol, logs and status as its training starts (or resumes)."""
-    spec, run_dir = member.spec, member.run_dir
-    tracker = MlflowSync(run_dir, spec.resolved_tracking_uri(), spec.experiment, spec.run_id, _tags(spec))
-    bar = tqdm(total=spec.offline_steps + spec.online_steps, desc=spec.run_id, unit="step", disable=not progress,
-               dynamic_ncols=True, position=position if len(specs) > 1 else None)  # fmt: skip
-    seed = SeedRun(member.index, spec, run_dir, tracker, member.start, bar)
+) -> None:
+    """A seed's protocol, MLflow run, logs and status as its training starts (or resumes)."""
+    spec, run_dir = seed.spec, seed.run_dir
     facts = protocol(spec, config, task)
     if len(specs) > 1:
         facts["seed_group"] = _group_facts(specs)
@@ -273,12 +273,11 @@ def _start_seed(
         facts["base_policy"] = base.provenance | base.info.provenance()
     if external is not None:
         facts["base_policy"] = external[1].info.provenance() | {"serving": spec.base_serving}
-    tracker.start(flat_params(json.loads(json.dumps(member.record, default=str)), facts))
+    seed.tracker.start(flat_params(json.loads(json.dumps(record, default=str)), facts))
     run_dir.write_protocol(facts)
-    if member.start is None:
+    if seed.start is None:
         run_dir.reset_logs()  # never append a new run's rows to an earlier attempt's
     run_dir.set_status("running", step=seed.step)
-    return seed
 
 
 def _phases(

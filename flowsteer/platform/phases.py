@@ -30,7 +30,7 @@ from flowsteer.platform.tracking import MlflowSync
 from flowsteer.policies.interface import BasePolicy
 from flowsteer.rundir import RunDirectory, schedule
 from flowsteer.workers.learner import DivergedError
-from flowsteer.workers.rollout import Collector
+from flowsteer.workers.rollout import Collector, explore_policies
 
 EVAL_STREAM, ONLINE_STREAM = 1, 2  # separate random streams: evaluation, online exploration and resets
 
@@ -55,6 +55,7 @@ class SeedRun:
         self.checkpoint_due = False
         self.collector: Collector | None = None
         self.diverged: str | None = None  # the message of its divergence, once it diverged
+        self.finished = False  # trained to its end, final checkpoint, status and tracker written
         self.meta = checkpoint.read_meta(start) if start is not None else None
         if self.meta is not None:  # counters now, so that the phases know where it stands; trees in `restore`
             self.step, self.online_transitions = self.meta["step"], self.meta["online_transitions"]
@@ -133,12 +134,16 @@ class Phases:
         checkpoint.save(seed.run_dir.checkpoints, seed.step, trees, meta)
         seed.sync(force=True)
 
-    def save_final_checkpoints(self) -> None:
-        """Each finished seed's state, also when its run ended inside an online episode."""
+    def finish(self) -> None:
+        """Each seed that trained to its end: its final state (also when it ended inside an online episode), then
+        its status and MLflow run, at once (a later failure of another seed does not make it 'failed')."""
         for seed in self.moving():
             last = checkpoint.latest(seed.run_dir.checkpoints)
             if last is None or checkpoint.step_of(last) != seed.step:
                 self.save_checkpoint(seed, "final")
+            seed.run_dir.set_status("finished", step=seed.step, last_eval=seed.last_eval)
+            seed.tracker.finish("FINISHED")
+            seed.finished = True
 
     # ------------------------------------------------------------------ offline
 
@@ -204,11 +209,15 @@ class Phases:
         if spec.online_steps == 0:
             return
         end = spec.offline_steps + spec.online_steps
+        if not any(seed.step < end for seed in self.moving()):
+            return  # every seed diverged, or was restored at its end: no buffer, no environment
         if not self.learners.online:
             self.learners.start_online(spec.buffer_size, spec.utd)
         self.restore(online=True)
+        policies = explore_policies(spec.algo, self.config, self.base)  # compiled once for the group
         for seed in self.moving():
-            seed.collector = self._collector(seed)
+            if seed.step < end:
+                seed.collector = self._collector(seed, policies)
         # A learner's warm-up (DSRL-SAC: base-policy rollouts before any update) depends on the online step
         # alone, so a run resumed from a checkpoint warms up, or not, exactly as the uninterrupted run did.
         warmup = warmup_steps(spec.algo, self.config)
@@ -250,7 +259,7 @@ class Phases:
                 self.save_checkpoint(seed, "online")
                 seed.checkpoint_due = False
 
-    def _collector(self, seed: SeedRun) -> Collector:
+    def _collector(self, seed: SeedRun, policies: tuple[Any, Any]) -> Collector:
         """Seed's online collector: the task's environment for the first, a fresh one (same options) for others."""
         if seed is self.seeds[0]:
             env = self.task.env
@@ -258,7 +267,7 @@ class Phases:
             env = make_env(seed.spec.task, seed.spec.task_options())
             self._envs.append(env)
         stream = stream_seed(seed.spec.seed, ONLINE_STREAM)
-        collector = Collector(env, seed.spec.algo, self.config, stream, self.base)
+        collector = Collector(env, seed.spec.algo, self.config, stream, self.base, policies)
         collector.reset(seed.episode)
         return collector
 

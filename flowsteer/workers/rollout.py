@@ -263,6 +263,14 @@ class RolloutWorker:
             env.close()
 
 
+def explore_policies(algo: str, config: Any, base: BasePolicy | None = None) -> tuple[Any, Any]:
+    """A learner's online policies: exploration, and its warm-up policy (Steering.warmup_explore) or None."""
+    steering = get_algorithm(algo).steering
+    has_warmup = steering is not None and steering.warmup_explore is not None
+    warmup = make_explore_policy(algo, config, warmup=True, base=base) if has_warmup else None
+    return make_explore_policy(algo, config, base=base), warmup
+
+
 class Collector:
     """One environment collecting online transitions, as the FQL protocol does (one environment step, then
     `utd` updates). Episode e starts from a reset seeded by (seed, e) alone and the exploration noise of
@@ -270,13 +278,19 @@ class Collector:
     A step with `warmup` acts with the learner's warm-up policy (Steering.warmup_explore).
     """
 
-    def __init__(self, env: Any, algo: str, config: Any, seed: int, base: BasePolicy | None = None) -> None:
+    def __init__(
+        self,
+        env: Any,
+        algo: str,
+        config: Any,
+        seed: int,
+        base: BasePolicy | None = None,
+        policies: tuple[Any, Any] | None = None,
+    ) -> None:
         self.env = env
         self.seed = seed
-        self.policy = make_explore_policy(algo, config, base=base)
-        steering = get_algorithm(algo).steering
-        has_warmup = steering is not None and steering.warmup_explore is not None
-        self.warmup_policy = make_explore_policy(algo, config, warmup=True, base=base) if has_warmup else None
+        # The seeds of a group share one compiled pair (explore_policies) instead of compiling their own.
+        self.policy, self.warmup_policy = policies or explore_policies(algo, config, base)
         self.explore = jax.random.PRNGKey(seed)
         self.obs = np.zeros(env.observation_space.shape, np.float32)
         self.queue = ActionQueues(1, env.action_space.shape[-1])

@@ -117,6 +117,8 @@ class SeedGroup(Learner):
         size = min(max(int(self.sizes[moving].max()), index + 1), self.capacity)
         self.sizes[moving] = size
         state, self.data, metrics = self._online(self.state, self.data, stacked, index, size, moving, update)
+        if not update:  # a warm-up step: stored, nothing learnt, every metric NaN
+            return {int(i): self._last_row({}) for i in np.flatnonzero(moving)}
         outcomes: Outcomes = {}
         self._accept_seeds(state, metrics, moving, outcomes)
         return outcomes

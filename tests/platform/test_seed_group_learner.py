@@ -86,3 +86,48 @@ def test_a_seed_restored_into_a_group_is_the_checkpointed_state(config, smoke_da
     group.restore_seed(1, alone.checkpoint_trees(0), 0)
     assert _equal(_rows(group.state, 1), [np.asarray(x) for x in jax.tree.leaves(alone.state)])
     assert _equal(_rows(group.state, 0), untouched)
+
+
+def _transitions(data: dict[str, np.ndarray], steps: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    shapes = {k: v.shape[1:] for k, v in data.items() if k != "next_actions"}
+    return [{k: rng.normal(size=shape).astype(np.float32) for k, shape in shapes.items()} for _ in range(steps)]
+
+
+def test_a_grouped_seeds_online_episode_columns_equal_the_single_learners(smoke_data) -> None:
+    """Cal-QL's Monte-Carlo returns, written when a seed's episode ends, land in that seed's buffer only, as a
+    single learner writes them (balanced sampling: the dataset, then the seed's own online rows)."""
+    config = make_config("calql", overrides=TINY["calql"])
+    group = SeedGroup("calql", config, smoke_data, SEEDS, chunk_size=10)
+    alone = Learner("calql", config, smoke_data, SEEDS[1], chunk_size=10)
+    group.start_online(buffer_size=20, utd=1)
+    alone.start_online(buffer_size=20, utd=1)
+    untouched = {k: np.asarray(v[0]) for k, v in group.data.items()}
+    for t, transition in enumerate(_transitions(smoke_data, 5)):
+        index = group.next_index(t)
+        group.online_step_seeds({1: transition}, index, update=False)
+        alone.online_step(transition, index, update=False)
+    group.end_episode_of(1)
+    alone.end_episode()
+    for key, column in alone.data.items():
+        np.testing.assert_array_equal(np.asarray(group.data[key][1]), np.asarray(column), err_msg=key)
+        np.testing.assert_array_equal(np.asarray(group.data[key][0]), untouched[key], err_msg=key)
+
+
+def test_a_base_run_installed_in_a_group_is_every_seeds_base(smoke_data) -> None:
+    from flowsteer.algorithms.dsrl import base_net
+
+    config = make_config("dsrl_na", overrides=TINY["dsrl_na"])
+    group = SeedGroup("dsrl_na", config, smoke_data, SEEDS, chunk_size=10)
+    alone = Learner("dsrl_na", config, smoke_data, SEEDS[2], chunk_size=10)
+    base = jax.tree.map(lambda x: x + 1.0, jax.device_get(alone.state.params["bc_flow"]))
+    network = base_net(config, alone.state.act_dim)
+    group.set_base_policy(network, base)
+    alone.set_base_policy(network, base)
+    grouped, single = group.checkpoint_trees_of(2, 0), alone.checkpoint_trees(0)
+    for mine, theirs in zip(jax.tree.leaves(grouped), jax.tree.leaves(single), strict=True):
+        np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
+    for i in range(len(SEEDS)):
+        for mine, theirs in zip(jax.tree.leaves(group.acting_state(i).params["bc_flow"]), jax.tree.leaves(base),
+                                strict=True):  # fmt: skip
+            np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
