@@ -196,13 +196,20 @@ class Learner:
         """The running online episode ended: compute its episode columns (Cal-QL's Monte-Carlo returns) and write
         them over the placeholders of its rows. Nothing for learners without episode columns."""
         rows, self._episode_rows = self._episode_rows, []
+        for name, (index, values) in self._episode_values(rows).items():
+            self.data[name] = self.data[name].at[index].set(values)
+
+    def _episode_values(self, rows: list[tuple[int, dict[str, np.ndarray]]]) -> dict[str, tuple[np.ndarray, Any]]:
+        """Per episode column: the buffer rows of an ended episode's transitions (row, transition) and the
+        column's values there."""
         if not rows:
-            return
+            return {}
         index = np.array([row for row, _ in rows])
         episode = {k: np.stack([np.asarray(t[k]) for _, t in rows]) for k in rows[0][1]}
-        for column in self.algorithm.episode_columns:
-            values = jnp.asarray(column.compute(self.config, episode), self.data[column.name].dtype)
-            self.data[column.name] = self.data[column.name].at[index].set(values)
+        return {
+            column.name: (index, jnp.asarray(column.compute(self.config, episode), self.data[column.name].dtype))
+            for column in self.algorithm.episode_columns
+        }
 
     def next_index(self, online_transitions: int) -> int:
         """Buffer row of the n-th online transition: after the dataset (if replayed), wrapping onto the oldest rows

@@ -125,14 +125,8 @@ class SeedGroup(Learner):
 
     def end_episode_of(self, i: int) -> None:
         """Seed i's online episode ended: its episode columns (Cal-QL's Monte-Carlo returns) over its rows."""
-        rows = self._group_rows.pop(i, [])
-        if not rows:
-            return
-        index = np.array([row for row, _ in rows])
-        episode = {k: np.stack([np.asarray(t[k]) for _, t in rows]) for k in rows[0][1]}
-        for column in self.algorithm.episode_columns:
-            values = jnp.asarray(column.compute(self.config, episode), self.data[column.name].dtype)
-            self.data[column.name] = self.data[column.name].at[i, index].set(values)
+        for name, (index, values) in self._episode_values(self._group_rows.pop(i, [])).items():
+            self.data[name] = self.data[name].at[i, index].set(values)
 
     # ------------------------------------------------------------------ state exchange
 
