@@ -82,7 +82,8 @@ class SeedGroup(Learner):
                 outcomes[int(i)] = failure
             else:
                 outcomes[int(i)] = self._last_row(row)
-        self.state = select_seeds(jnp.asarray(accepted), state, self.state)
+        # Every seed moved and none diverged (the usual step): the new state as it is, without copying it.
+        self.state = state if accepted.all() else select_seeds(jnp.asarray(accepted), state, self.state)
         return accepted
 
     # ------------------------------------------------------------------ online
