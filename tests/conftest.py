@@ -130,6 +130,19 @@ def release_compiled_programs():
     gc.collect()
 
 
+@pytest.fixture(autouse=True)
+def no_tracking_uri_leak():
+    """`mlflow.set_tracking_uri` (a few tests read a sweep's store with it) also sets $MLFLOW_TRACKING_URI for the
+    whole process, so every later `flowsteer` subprocess of the same xdist worker would track into that test's
+    store instead of its own default. Each test gets the variable back as it found it."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(JAX_CACHE, ignore_errors=True)
 
